@@ -1,0 +1,173 @@
+"""Validated, versioned, shareable settings.
+
+``Sampling`` is what the engine applies per frame (and what sliders and control messages change).
+``SessionConfig`` is what a researcher saves and shares: model id + revision, sampling, seed, input
+options and the package versions it was made with. YAML or JSON, chosen by file suffix.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+SCHEMA_VERSION = 1
+
+# Vocabulary sizes of the known checkpoints: audio codebook size (card) and text vocabulary.
+MODEL_CARDS: dict[str, tuple[int, int]] = {
+    "j-moshi-ext": (2048, 32000),
+    "j-moshi": (2048, 32000),
+    "moshiko": (2048, 32000),
+    "tiny": (256, 256),
+}
+MAX_TEMP = 5.0
+
+
+class ConfigError(ValueError):
+    """A config file or value is invalid; the message names the field and the allowed range."""
+
+
+class Sampling(BaseModel):
+    """Sampling parameters of one frame. ``temp == 0`` means greedy (argmax)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    temp: float = Field(0.8, ge=0.0, le=MAX_TEMP, description="audio temperature")
+    temp_text: float = Field(0.7, ge=0.0, le=MAX_TEMP, description="text temperature")
+    top_k: int = Field(250, ge=1, description="audio top-k (<= audio codebook size)")
+    top_k_text: int = Field(25, ge=1, description="text top-k (<= text vocabulary)")
+
+    def check_cards(self, card: int, text_card: int) -> None:
+        """Raise ConfigError if a top-k exceeds the model's vocabularies."""
+        if self.top_k > card:
+            raise ConfigError(f"top_k={self.top_k} is above the audio codebook size: allowed 1..{card}")
+        if self.top_k_text > text_card:
+            raise ConfigError(
+                f"top_k_text={self.top_k_text} is above the text vocabulary: allowed 1..{text_card}"
+            )
+
+    def updated(self, **changes: Any) -> Sampling:
+        """A copy with ``changes`` applied and validated (unknown names are refused)."""
+        return parse_sampling({**self.model_dump(), **changes})
+
+
+def parse_sampling(data: dict[str, Any]) -> Sampling:
+    try:
+        return Sampling.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc)) from None
+
+
+def _explain(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "config"
+        ctx = err.get("ctx") or {}
+        if err["type"] == "extra_forbidden":
+            parts.append(f"unknown key {loc!r}")
+        elif "ge" in ctx or "le" in ctx:
+            lo, hi = ctx.get("ge", "-inf"), ctx.get("le", "inf")
+            parts.append(f"{loc}={err.get('input')!r} is out of range: allowed {lo}..{hi}")
+        else:
+            parts.append(f"{loc}: {err['msg']} (got {err.get('input')!r})")
+    return "; ".join(parts)
+
+
+def package_versions() -> dict[str, str]:
+    out = {}
+    for name in ("jmoshi-nb", "moshi", "torch", "sphn", "numpy", "sentencepiece"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+class InputOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    source: Literal["mic", "wav"] = "mic"
+    wav: str | None = None
+    realtime: bool = True
+    echo_cancellation: bool = False
+    noise_suppression: bool = False
+    auto_gain_control: bool = False
+
+
+class SessionConfig(BaseModel):
+    """A shareable configuration. ``seed=None`` means not reproducible (a random seed is drawn)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: int = SCHEMA_VERSION
+    name: str = ""
+    model: str = "tiny"
+    revision: str | None = None
+    sampling: Sampling = Field(default_factory=Sampling)
+    seed: int | None = Field(42, ge=0, le=2**63 - 1)
+    input: InputOptions = Field(default_factory=InputOptions)
+    versions: dict[str, str] = Field(default_factory=package_versions)
+    notes: str = ""
+
+    @field_validator("schema_version")
+    @classmethod
+    def _known_version(cls, v: int) -> int:
+        if v > SCHEMA_VERSION:
+            raise ValueError(
+                f"schema_version {v} is newer than this jmoshi-nb understands ({SCHEMA_VERSION}); "
+                "upgrade jmoshi-nb"
+            )
+        if v < 1:
+            raise ValueError("schema_version must be >= 1")
+        return v
+
+    @model_validator(mode="after")
+    def _cards(self) -> SessionConfig:
+        cards = MODEL_CARDS.get(self.model)
+        if cards is not None:
+            try:
+                self.sampling.check_cards(*cards)
+            except ConfigError as exc:
+                raise ValueError(f"sampling: {exc} for model {self.model!r}") from None
+        return self
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        data = self.model_dump(mode="json")
+        if path.suffix.lower() in (".yaml", ".yml"):
+            path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+        elif path.suffix.lower() == ".json":
+            path.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
+        else:
+            raise ConfigError(f"{path}: unknown config format {path.suffix!r}; use .yaml, .yml or .json")
+        return path
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SessionConfig:
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise ConfigError(_explain(exc)) from None
+
+
+def load_config(path: str | Path) -> SessionConfig:
+    """Load a YAML or JSON config, validating every field."""
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix.lower() == ".json":
+            data = json.loads(text)
+        else:
+            data = yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: not valid {path.suffix.lstrip('.') or 'YAML'}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config must be a mapping of keys to values, got {type(data).__name__}")
+    try:
+        return SessionConfig.from_dict(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None

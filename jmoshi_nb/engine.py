@@ -1,0 +1,300 @@
+"""The streaming engine: Mimi + LMGen + tokenizer, one ``step`` per 80 ms frame.
+
+The loop is moshi.server's: encode one 1920-sample frame with Mimi, feed each code frame to
+``LMGen.step``, decode the generated audio codes with Mimi. On the first frame of a session Mimi's
+encoder state is reset after encoding (the frame is "in the past" for the model), as moshi.server
+does, so the tokens equal those of a plain moshi loop for the same checkpoint, seed and input.
+
+Sampling parameters and the seed can change between frames: ``set_params`` stores them and the next
+``step`` applies them before sampling. On CUDA moshi captures the depformer (which samples the audio
+tokens) in a CUDA graph, freezing ``temp``/``top_k`` at capture; the engine re-captures that graph
+when they change, so changes hold there too.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from ._moshi import LMGen, MimiModel
+from .checkpoints import ResolvedModel, resolve
+from .config import Sampling, parse_sampling
+from .text import PieceDecoder
+
+SAMPLE_RATE = 24000
+FRAME_SIZE = 1920  # 80 ms at 24 kHz: one Mimi frame, one LM step
+FRAME_MS = 1000.0 * FRAME_SIZE / SAMPLE_RATE
+PAD_TOKENS = (0, 3)  # end-of-padding and padding: no text
+
+
+@dataclass
+class FrameResult:
+    """What one frame produced.
+
+    ``pcm`` is None while the LM is still in its initial delay. ``tokens`` holds the text token
+    and the model's 8 audio codes (``[text, a1..a8]``) once generated.
+    """
+
+    index: int
+    pcm: np.ndarray | None
+    text_token: int | None
+    text: str  # the piece as display text ("" for padding)
+    tokens: np.ndarray | None
+    encode_ms: float
+    lm_ms: float
+    decode_ms: float
+    total_ms: float
+    sampling: Sampling
+    seed: int | None
+
+    def metrics(self) -> dict[str, Any]:
+        """The per-frame record sent as metadata and stored in recordings (JSON-ready)."""
+        return {
+            "frame": self.index,
+            "encode_ms": round(self.encode_ms, 3),
+            "lm_ms": round(self.lm_ms, 3),
+            "decode_ms": round(self.decode_ms, 3),
+            "total_ms": round(self.total_ms, 3),
+            "text_token": self.text_token,
+            "text": self.text,
+            "params": self.sampling.model_dump(),
+            "seed": self.seed,
+        }
+
+
+@dataclass
+class _Pending:
+    sampling: Sampling | None = None
+    seed: int | None = None
+    seed_set: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def seed_everything(seed: int) -> None:
+    """Seed the RNG moshi samples from (torch's global generator, CPU and CUDA)."""
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+
+
+class Engine:
+    """One model, one conversation at a time. Not thread-safe except ``set_params``."""
+
+    def __init__(
+        self,
+        model: ResolvedModel,
+        mimi: MimiModel,
+        lm_gen: LMGen,
+        tokenizer: Any,
+        device: str,
+        sampling: Sampling,
+        seed: int | None,
+    ) -> None:
+        self.model = model
+        self.mimi = mimi
+        self.lm_gen = lm_gen
+        self.tokenizer = tokenizer
+        self.device = torch.device(device)
+        self.card = lm_gen.lm_model.card
+        self.text_card = lm_gen.lm_model.text_card
+        sampling.check_cards(self.card, self.text_card)
+        self._sampling = sampling
+        self._seed = seed
+        self._pending = _Pending()
+        self._frame = 0
+        self._pieces = PieceDecoder()
+        self._apply_sampling(sampling)
+        mimi.streaming_forever(1)
+        lm_gen.streaming_forever(1)
+
+    # ---- construction ------------------------------------------------------------------------
+    @classmethod
+    def load(
+        cls,
+        model: str = "tiny",
+        revision: str | None = None,
+        device: str | None = None,
+        dtype: torch.dtype | None = None,
+        sampling: Sampling | None = None,
+        seed: int | None = 42,
+        warmup: bool = True,
+    ) -> Engine:
+        """Load a checkpoint (see ``checkpoints.resolve``) and build a ready engine."""
+        resolved = resolve(model, revision=revision)
+        device = device or default_device()
+        if dtype is None:
+            # bf16 is what the real weights are and what GPUs run fast; CPUs run fp32 faster.
+            dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+        info = resolved.info
+        mimi = info.get_mimi(device=device)
+        tokenizer = info.get_text_tokenizer()
+        lm = info.get_moshi(device=device, dtype=dtype)
+        base = dict(info.lm_gen_config)
+        sampling = sampling or parse_sampling(
+            {k: base[k] for k in ("temp", "temp_text", "top_k", "top_k_text") if k in base}
+        )
+        lm_gen = LMGen(lm, **{k: v for k, v in base.items() if k not in Sampling.model_fields})
+        engine = cls(resolved, mimi, lm_gen, tokenizer, device, sampling, seed)
+        if warmup:
+            engine.warmup()
+        engine.reset()
+        return engine
+
+    # ---- session control ---------------------------------------------------------------------
+    @property
+    def sampling(self) -> Sampling:
+        return self._sampling
+
+    @property
+    def seed(self) -> int | None:
+        return self._seed
+
+    @property
+    def frame_index(self) -> int:
+        return self._frame
+
+    def set_params(self, sampling: Sampling | None = None, seed: int | None = None, **changes: Any) -> Sampling:
+        """Schedule new sampling parameters (and/or a new seed) for the next frame.
+
+        ``changes`` are field names of ``Sampling``; they are validated now (ConfigError on a bad
+        value) and applied at the start of the next ``step``. Returns the parameters that will be
+        in force. Safe to call from another thread.
+        """
+        with self._pending.lock:
+            base = self._pending.sampling or self._sampling
+            new = sampling if sampling is not None else base.updated(**changes)
+            new.check_cards(self.card, self.text_card)
+            self._pending.sampling = new
+            if seed is not None:
+                self._pending.seed = seed
+                self._pending.seed_set = True
+            return new
+
+    def reset(self, sampling: Sampling | None = None, seed: int | None = None) -> None:
+        """Start a new conversation: fresh streaming state, seed applied, frame counter at 0."""
+        with self._pending.lock:
+            self._pending = _Pending()
+        if sampling is not None:
+            sampling.check_cards(self.card, self.text_card)
+            self._apply_sampling(sampling)
+        if seed is not None:
+            self._seed = seed
+        self.mimi.reset_streaming()
+        self.lm_gen.reset_streaming()
+        if self._seed is not None:
+            seed_everything(self._seed)
+        self._frame = 0
+        self._pieces = PieceDecoder()
+
+    def warmup(self, frames: int = 4) -> None:
+        """Run a few silent frames (CUDA graphs are captured here), then reset."""
+        silence = np.zeros(FRAME_SIZE, dtype=np.float32)
+        for _ in range(frames):
+            self.step(silence)
+        self._sync()
+        self.reset()
+
+    # ---- the frame loop ----------------------------------------------------------------------
+    def _apply_sampling(self, sampling: Sampling) -> None:
+        gen = self.lm_gen
+        audio_changed = (gen.temp, gen.top_k) != (sampling.temp, sampling.top_k)
+        gen.temp, gen.temp_text = sampling.temp, sampling.temp_text
+        gen.top_k, gen.top_k_text = sampling.top_k, sampling.top_k_text
+        self._sampling = sampling
+        state = gen._streaming_state
+        if audio_changed and state is not None and state.graphed_depth is not None:
+            # The depformer graph baked the old temp/top_k in at capture: capture it again.
+            state.graphed_depth.reset(warmup_steps=0)
+
+    def _apply_pending(self) -> None:
+        pending = self._pending
+        if pending.sampling is None and not pending.seed_set:
+            return
+        with pending.lock:
+            sampling, seed, seed_set = pending.sampling, pending.seed, pending.seed_set
+            self._pending = _Pending()
+        if sampling is not None and sampling != self._sampling:
+            self._apply_sampling(sampling)
+        if seed_set and seed is not None:
+            self._seed = seed
+            seed_everything(seed)
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+
+    @torch.no_grad()
+    def step(self, pcm: np.ndarray) -> FrameResult:
+        """Process one 80 ms frame of user audio (1920 float32 samples at 24 kHz)."""
+        if pcm.shape != (FRAME_SIZE,):
+            raise ValueError(f"a frame is {FRAME_SIZE} samples at {SAMPLE_RATE} Hz, got shape {pcm.shape}")
+        self._apply_pending()
+        cuda = self.device.type == "cuda"
+        t0 = time.perf_counter()
+        chunk = torch.from_numpy(np.ascontiguousarray(pcm, dtype=np.float32)).to(self.device)[None, None]
+        codes = self.mimi.encode(chunk)
+        if self._frame == 0:
+            # As moshi.server: the first frame is in the model's past; re-apply the left padding.
+            self.mimi.reset_streaming()
+        if cuda:
+            torch.cuda.synchronize()
+        t1 = time.perf_counter()
+        tokens = None
+        for c in range(codes.shape[-1]):
+            tokens = self.lm_gen.step(codes[:, :, c : c + 1])
+        if cuda:
+            torch.cuda.synchronize()
+        t2 = time.perf_counter()
+        out_pcm = None
+        text_token = None
+        text = ""
+        tokens_np = None
+        if tokens is not None:
+            out = self.mimi.decode(tokens[:, 1:])
+            out_pcm = out[0, 0].float().cpu().numpy()
+            tokens_np = tokens[0, :, 0].cpu().numpy()
+            text_token = int(tokens_np[0])
+            if text_token not in PAD_TOKENS:
+                text = self._pieces.decode(self.tokenizer.id_to_piece(text_token))
+        t3 = time.perf_counter()
+        result = FrameResult(
+            index=self._frame,
+            pcm=out_pcm,
+            text_token=text_token,
+            text=text,
+            tokens=tokens_np,
+            encode_ms=(t1 - t0) * 1e3,
+            lm_ms=(t2 - t1) * 1e3,
+            decode_ms=(t3 - t2) * 1e3,
+            total_ms=(t3 - t0) * 1e3,
+            sampling=self._sampling,
+            seed=self._seed,
+        )
+        self._frame += 1
+        return result
+
+    def describe(self) -> dict[str, Any]:
+        """Facts about the loaded model, sent to clients at the start of a session."""
+        return {
+            "model": self.model.model_id,
+            "source": self.model.source,
+            "location": self.model.location,
+            "revision": self.model.revision,
+            "device": str(self.device),
+            "dtype": str(self.lm_gen.lm_model.dtype).removeprefix("torch."),
+            "sample_rate": SAMPLE_RATE,
+            "frame_size": FRAME_SIZE,
+            "card": self.card,
+            "text_card": self.text_card,
+            "sampling": self._sampling.model_dump(),
+            "seed": self._seed,
+        }

@@ -162,7 +162,9 @@ class Engine:
     def frame_index(self) -> int:
         return self._frame
 
-    def set_params(self, sampling: Sampling | None = None, seed: int | None = None, **changes: Any) -> Sampling:
+    def set_params(
+        self, sampling: Sampling | None = None, seed: int | None = None, **changes: Any
+    ) -> Sampling:
         """Schedule new sampling parameters (and/or a new seed) for the next frame.
 
         ``changes`` are field names of ``Sampling``; they are validated now (ConfigError on a bad

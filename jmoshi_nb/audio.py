@@ -1,0 +1,72 @@
+"""Audio files and frames: everything the kit feeds the model is 24 kHz mono float32."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from math import gcd
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from scipy.signal import resample_poly
+
+SAMPLE_RATE = 24000
+FRAME_SIZE = 1920
+
+
+class AudioFileError(ValueError):
+    pass
+
+
+def resample(pcm: np.ndarray, rate: int, target: int = SAMPLE_RATE) -> np.ndarray:
+    """Polyphase resampling along the first axis; float32 out."""
+    if rate == target:
+        return np.asarray(pcm, dtype=np.float32)
+    g = gcd(rate, target)
+    return resample_poly(pcm, target // g, rate // g, axis=0).astype(np.float32)
+
+
+def read_wav(path: str | Path, channel: int | str | None = "mix", target: int = SAMPLE_RATE) -> np.ndarray:
+    """Read an audio file as float32 at ``target`` Hz.
+
+    ``channel``: ``"mix"`` averages channels to mono, an int picks one channel, ``None`` keeps
+    all (shape ``[samples, channels]``).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise AudioFileError(f"{path}: no such audio file")
+    try:
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as exc:  # soundfile raises its own LibsndfileError subclasses
+        raise AudioFileError(f"{path}: not a readable audio file ({exc})") from None
+    if data.shape[0] == 0:
+        raise AudioFileError(f"{path}: the file holds no audio")
+    if channel == "mix":
+        data = data.mean(axis=1)
+    elif isinstance(channel, int):
+        if channel >= data.shape[1]:
+            raise AudioFileError(f"{path}: channel {channel} requested, the file has {data.shape[1]}")
+        data = data[:, channel]
+    return resample(data, rate, target)
+
+
+def write_wav(path: str | Path, pcm: np.ndarray, rate: int = SAMPLE_RATE) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), np.clip(pcm, -1.0, 1.0), rate, subtype="PCM_16")
+    return path
+
+
+def frames(pcm: np.ndarray, frame_size: int = FRAME_SIZE) -> Iterator[np.ndarray]:
+    """Split mono audio into frames; the last one is zero-padded."""
+    pcm = np.asarray(pcm, dtype=np.float32)
+    for start in range(0, len(pcm), frame_size):
+        chunk = pcm[start : start + frame_size]
+        if len(chunk) < frame_size:
+            chunk = np.pad(chunk, (0, frame_size - len(chunk)))
+        yield chunk
+
+
+def sha256_of(pcm: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(pcm, dtype=np.float32).tobytes()).hexdigest()

@@ -121,9 +121,7 @@ def _from_legacy_repo(repo_id: str, revision: str | None) -> loaders.CheckpointI
     def get(name: str) -> Path:
         return Path(hf_hub_download(repo_id, name, revision=revision))
 
-    return loaders.CheckpointInfo(
-        get(loaders.MOSHI_NAME), get(loaders.MIMI_NAME), get(loaders.TEXT_TOKENIZER_NAME)
-    )
+    return loaders.CheckpointInfo(get(loaders.MOSHI_NAME), get(loaders.MIMI_NAME), get(loaders.TEXT_TOKENIZER_NAME))
 
 
 def resolve(model: str = TINY, revision: str | None = None) -> ResolvedModel:

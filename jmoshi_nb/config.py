@@ -46,9 +46,7 @@ class Sampling(BaseModel):
         if self.top_k > card:
             raise ConfigError(f"top_k={self.top_k} is above the audio codebook size: allowed 1..{card}")
         if self.top_k_text > text_card:
-            raise ConfigError(
-                f"top_k_text={self.top_k_text} is above the text vocabulary: allowed 1..{text_card}"
-            )
+            raise ConfigError(f"top_k_text={self.top_k_text} is above the text vocabulary: allowed 1..{text_card}")
 
     def updated(self, **changes: Any) -> Sampling:
         """A copy with ``changes`` applied and validated (unknown names are refused)."""
@@ -118,8 +116,7 @@ class SessionConfig(BaseModel):
     def _known_version(cls, v: int) -> int:
         if v > SCHEMA_VERSION:
             raise ValueError(
-                f"schema_version {v} is newer than this jmoshi-nb understands ({SCHEMA_VERSION}); "
-                "upgrade jmoshi-nb"
+                f"schema_version {v} is newer than this jmoshi-nb understands ({SCHEMA_VERSION}); upgrade jmoshi-nb"
             )
         if v < 1:
             raise ValueError("schema_version must be >= 1")

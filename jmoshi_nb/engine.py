@@ -51,6 +51,7 @@ class FrameResult:
     total_ms: float
     sampling: Sampling
     seed: int | None
+    params_changed: bool = False  # new sampling parameters or seed took effect at this frame
 
     def metrics(self) -> dict[str, Any]:
         """The per-frame record sent as metadata and stored in recordings (JSON-ready)."""
@@ -64,6 +65,7 @@ class FrameResult:
             "text": self.text,
             "params": self.sampling.model_dump(),
             "seed": self.seed,
+            "audio": self.pcm is not None,
         }
 
 
@@ -162,9 +164,7 @@ class Engine:
     def frame_index(self) -> int:
         return self._frame
 
-    def set_params(
-        self, sampling: Sampling | None = None, seed: int | None = None, **changes: Any
-    ) -> Sampling:
+    def set_params(self, sampling: Sampling | None = None, seed: int | None = None, **changes: Any) -> Sampling:
         """Schedule new sampling parameters (and/or a new seed) for the next frame.
 
         ``changes`` are field names of ``Sampling``; they are validated now (ConfigError on a bad
@@ -217,10 +217,10 @@ class Engine:
             # The depformer graph baked the old temp/top_k in at capture: capture it again.
             state.graphed_depth.reset(warmup_steps=0)
 
-    def _apply_pending(self) -> None:
+    def _apply_pending(self) -> bool:
         pending = self._pending
         if pending.sampling is None and not pending.seed_set:
-            return
+            return False
         with pending.lock:
             sampling, seed, seed_set = pending.sampling, pending.seed, pending.seed_set
             self._pending = _Pending()
@@ -229,6 +229,7 @@ class Engine:
         if seed_set and seed is not None:
             self._seed = seed
             seed_everything(seed)
+        return True
 
     def _sync(self) -> None:
         if self.device.type == "cuda":
@@ -239,7 +240,7 @@ class Engine:
         """Process one 80 ms frame of user audio (1920 float32 samples at 24 kHz)."""
         if pcm.shape != (FRAME_SIZE,):
             raise ValueError(f"a frame is {FRAME_SIZE} samples at {SAMPLE_RATE} Hz, got shape {pcm.shape}")
-        self._apply_pending()
+        changed = self._apply_pending()
         cuda = self.device.type == "cuda"
         t0 = time.perf_counter()
         chunk = torch.from_numpy(np.ascontiguousarray(pcm, dtype=np.float32)).to(self.device)[None, None]
@@ -280,6 +281,7 @@ class Engine:
             total_ms=(t3 - t0) * 1e3,
             sampling=self._sampling,
             seed=self._seed,
+            params_changed=changed,
         )
         self._frame += 1
         return result

@@ -169,9 +169,7 @@ class Recording:
                 elif kind == "params":
                     rec.params.append(ev)
         if n_frames and len(rec.metrics) != n_frames:
-            raise ValueError(
-                f"{folder}: events.jsonl has {len(rec.metrics)} frames, session.json says {n_frames}"
-            )
+            raise ValueError(f"{folder}: events.jsonl has {len(rec.metrics)} frames, session.json says {n_frames}")
         rec.config = SessionConfig.from_dict(doc["config"]) if doc.get("config") else None
         rec.session = doc.get("session") or {}
         rec.meta = doc.get("meta") or {}

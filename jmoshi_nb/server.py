@@ -1,0 +1,229 @@
+"""The aiohttp server: moshi's protocol at ``/api/chat`` plus the kit's metadata, and a health check.
+
+One conversation per engine at a time; a second client gets an 0x05 error saying the server is busy
+and a clean close. The engine runs in one worker thread so the event loop keeps receiving audio and
+control messages while a frame is computed. A malformed message gets an 0x05 error naming the
+problem; the session goes on where it can, and the server always goes on serving the next client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import sphn
+from aiohttp import WSMsgType, web
+
+from . import protocol as P
+from .config import ConfigError, Sampling
+from .engine import FRAME_SIZE, SAMPLE_RATE, Engine, FrameResult
+
+log = logging.getLogger("jmoshi_nb.server")
+
+_SAMPLING_KEYS = set(Sampling.model_fields)
+
+
+def check_ogg_page(payload: bytes) -> None:
+    """Raise ProtocolError unless ``payload`` is one or more whole Ogg pages (structure only)."""
+    pos = 0
+    if not payload:
+        raise P.ProtocolError("audio message has no payload: expected Ogg Opus pages")
+    while pos < len(payload):
+        header = payload[pos : pos + 27]
+        if len(header) < 27 or header[:4] != P.OGG_MAGIC:
+            raise P.ProtocolError("audio payload is not Ogg Opus: expected an Ogg page starting with 'OggS'")
+        if header[4] != 0:
+            raise P.ProtocolError(f"audio payload is not Ogg Opus: unsupported Ogg version {header[4]}")
+        nseg = header[26]
+        table = payload[pos + 27 : pos + 27 + nseg]
+        body = sum(table)
+        end = pos + 27 + nseg + body
+        if len(table) < nseg or end > len(payload):
+            raise P.ProtocolError("audio payload is a truncated Ogg page")
+        pos = end
+
+
+@dataclass
+class _Session:
+    ws: web.WebSocketResponse
+    reader: sphn.OpusStreamReader = field(default_factory=lambda: sphn.OpusStreamReader(SAMPLE_RATE))
+    writer: sphn.OpusStreamWriter = field(default_factory=lambda: sphn.OpusStreamWriter(SAMPLE_RATE))
+    pending: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    frames: asyncio.Queue[np.ndarray | None] = field(default_factory=asyncio.Queue)
+
+
+class ChatServer:
+    """Serves one engine. ``token``: if set, clients must present it (``?token=`` or Bearer header)."""
+
+    def __init__(self, engine: Engine, token: str | None = None, max_lag_frames: int = 250) -> None:
+        self.engine = engine
+        self.token = token
+        self.max_lag_frames = max_lag_frames
+        self._busy = asyncio.Lock()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jmoshi-engine")
+        self.sessions_served = 0
+
+    # ---- app -----------------------------------------------------------------------------------
+    def make_app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get(P.CHAT_PATH, self.handle_chat)
+        app.router.add_get(P.HEALTH_PATH, self.handle_health)
+        app.on_shutdown.append(self._on_shutdown)
+        return app
+
+    async def _on_shutdown(self, _app: web.Application) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def handle_health(self, _request: web.Request) -> web.Response:
+        return web.json_response(
+            {"status": "ok", "busy": self._busy.locked(), "sessions_served": self.sessions_served}
+            | {"model": self.engine.model.model_id, "device": str(self.engine.device)}
+        )
+
+    def _authorized(self, request: web.Request) -> bool:
+        if not self.token:
+            return True
+        given = request.query.get("token", "")
+        auth = request.headers.get("Authorization", "")
+        if auth.startswith("Bearer "):
+            given = auth.removeprefix("Bearer ")
+        return hmac.compare_digest(given.encode(), self.token.encode())
+
+    # ---- a conversation ------------------------------------------------------------------------
+    async def handle_chat(self, request: web.Request) -> web.StreamResponse:
+        if not self._authorized(request):
+            return web.json_response(
+                {"error": "missing or wrong token: pass ?token=... or 'Authorization: Bearer ...'"}, status=401
+            )
+        ws = web.WebSocketResponse(max_msg_size=P.MAX_MESSAGE_BYTES * 4, heartbeat=None)
+        await ws.prepare(request)
+        if self._busy.locked():
+            await ws.send_bytes(P.pack_error("busy: this server holds one conversation at a time; try again later"))
+            await ws.close()
+            return ws
+        async with self._busy:
+            self.sessions_served += 1
+            try:
+                await self._converse(ws)
+            except Exception as exc:  # the server must survive anything a session does
+                log.exception("session failed")
+                if not ws.closed:
+                    await ws.send_bytes(P.pack_error(f"internal error: {exc}"))
+            finally:
+                if not ws.closed:
+                    await ws.close()
+        return ws
+
+    async def _converse(self, ws: web.WebSocketResponse) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self.engine.reset)
+        session = _Session(ws)
+        await ws.send_bytes(P.pack(P.Kind.HANDSHAKE))
+        await ws.send_bytes(P.pack_json({"type": "session", **self.engine.describe()}))
+        worker = asyncio.create_task(self._run_frames(session))
+        try:
+            await self._receive(session)
+        finally:
+            await session.frames.put(None)
+            await worker
+
+    async def _receive(self, s: _Session) -> None:
+        async for msg in s.ws:
+            if msg.type == WSMsgType.BINARY:
+                try:
+                    await self._handle_message(s, msg.data)
+                except P.ProtocolError as exc:
+                    await s.ws.send_bytes(P.pack_error(str(exc)))
+                except ConfigError as exc:
+                    await s.ws.send_bytes(P.pack_error(f"bad parameters: {exc}"))
+            elif msg.type == WSMsgType.TEXT:
+                await s.ws.send_bytes(P.pack_error("text WebSocket frames are not part of the protocol; send binary"))
+            elif msg.type == WSMsgType.ERROR:
+                log.warning("websocket error: %s", s.ws.exception())
+                break
+
+    async def _handle_message(self, s: _Session, data: bytes) -> None:
+        kind, payload = P.unpack(data)
+        if kind == P.Kind.AUDIO:
+            check_ogg_page(payload)
+            try:
+                pcm = s.reader.append_bytes(payload)
+            except ValueError as exc:
+                raise P.ProtocolError(f"audio payload could not be decoded as Ogg Opus: {exc}") from None
+            if pcm.shape[-1]:
+                s.pending = np.concatenate((s.pending, pcm))
+            while s.pending.shape[-1] >= FRAME_SIZE:
+                frame, s.pending = s.pending[:FRAME_SIZE], s.pending[FRAME_SIZE:]
+                if s.frames.qsize() >= self.max_lag_frames:
+                    await s.ws.send_bytes(
+                        P.pack_error(
+                            f"audio arrives faster than the engine runs: {self.max_lag_frames} frames "
+                            "queued, one frame dropped"
+                        )
+                    )
+                    continue
+                await s.frames.put(frame)
+        elif kind == P.Kind.METADATA:
+            obj = P.parse_json(payload)
+            if obj["type"] != "set_params":
+                raise P.ProtocolError(f"unknown metadata type {obj['type']!r}: the server accepts 'set_params'")
+            self._set_params(obj)
+        elif kind == P.Kind.PING:
+            await s.ws.send_bytes(P.pack(P.Kind.PING))
+        elif kind == P.Kind.CONTROL:
+            pass  # moshi's web client sends start/pause controls; the stream itself is the clock
+        else:
+            raise P.ProtocolError(f"message kind {kind.name.lower()} (0x{kind:02x}) is not accepted from clients")
+
+    def _set_params(self, obj: dict[str, Any]) -> None:
+        changes = {k: v for k, v in obj.items() if k != "type"}
+        unknown = sorted(set(changes) - _SAMPLING_KEYS - {"seed"})
+        if unknown:
+            raise P.ProtocolError(
+                f"set_params: unknown parameter(s) {', '.join(unknown)}; allowed: "
+                + ", ".join(sorted(_SAMPLING_KEYS | {"seed"}))
+            )
+        seed = changes.pop("seed", None)
+        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63):
+            raise ConfigError(f"seed={seed!r} is out of range: allowed integers 0..2**63-1")
+        self.engine.set_params(seed=seed, **changes)
+
+    async def _run_frames(self, s: _Session) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            frame = await s.frames.get()
+            if frame is None:
+                return
+            result: FrameResult = await loop.run_in_executor(self._executor, self.engine.step, frame)
+            if s.ws.closed:
+                continue
+            await self._send_result(s, result)
+
+    async def _send_result(self, s: _Session, r: FrameResult) -> None:
+        if r.params_changed:
+            await s.ws.send_bytes(
+                P.pack_json(
+                    {"type": "params", "params": r.sampling.model_dump(), "seed": r.seed, "from_frame": r.index}
+                )
+            )
+        if r.pcm is not None:
+            opus = s.writer.append_pcm(r.pcm)
+            if opus:
+                await s.ws.send_bytes(P.pack(P.Kind.AUDIO, opus))
+        if r.text:
+            await s.ws.send_bytes(P.pack_text(r.text))
+        await s.ws.send_bytes(P.pack_json({"type": "metrics", **r.metrics(), "queued": s.frames.qsize()}))
+
+
+def serve(engine: Engine, host: str = "127.0.0.1", port: int = 8998, token: str | None = None) -> None:
+    """Run the server in the foreground (the CLI's ``serve``)."""
+    app = ChatServer(engine, token=token).make_app()
+    web.run_app(app, host=host, port=port, print=lambda msg: log.info(msg))
+
+
+__all__ = ["ChatServer", "serve", "check_ogg_page"]

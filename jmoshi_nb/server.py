@@ -62,6 +62,7 @@ class ChatServer:
 
     def __init__(self, engine: Engine, token: str | None = None, max_lag_frames: int = 250) -> None:
         self.engine = engine
+        self.default_sampling, self.default_seed = engine.sampling, engine.seed
         self.token = token
         self.max_lag_frames = max_lag_frames
         self._busy = asyncio.Lock()
@@ -121,7 +122,8 @@ class ChatServer:
 
     async def _converse(self, ws: web.WebSocketResponse) -> None:
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, self.engine.reset)
+        # Every conversation starts from the server's defaults; clients change them with set_params.
+        await loop.run_in_executor(self._executor, self.engine.reset, self.default_sampling, self.default_seed)
         session = _Session(ws)
         await ws.send_bytes(P.pack(P.Kind.HANDSHAKE))
         await ws.send_bytes(P.pack_json({"type": "session", **self.engine.describe()}))

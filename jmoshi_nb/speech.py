@@ -25,12 +25,12 @@ DEFAULT_LINES = (
 
 def synthesize(text: str, speed: float = 1.0, half_tone: float = 0.0) -> np.ndarray:
     """Japanese text -> 24 kHz mono float32 speech (peak-normalised to 0.7)."""
-    try:
-        import pyopenjtalk
-    except ImportError as exc:  # pragma: no cover - exercised only without the extra
-        raise ImportError("speech synthesis needs pyopenjtalk-plus: pip install 'jmoshi-nb[speech]'") from exc
-    # pyopenjtalk-plus prints a notice about optional onnxruntime on first use: keep stdout clean.
+    # pyopenjtalk-plus prints a notice about optional onnxruntime on import: keep stdout clean.
     with open(os.devnull, "w") as null, contextlib.redirect_stdout(null), contextlib.redirect_stderr(io.StringIO()):
+        try:
+            import pyopenjtalk
+        except ImportError as exc:  # pragma: no cover - exercised only without the extra
+            raise ImportError("speech synthesis needs pyopenjtalk-plus: pip install 'jmoshi-nb[speech]'") from exc
         wav, rate = pyopenjtalk.tts(text, speed=speed, half_tone=half_tone)
     pcm = resample(np.asarray(wav, dtype=np.float64) / 32768.0, int(rate), SAMPLE_RATE)
     peak = float(np.abs(pcm).max()) or 1.0

@@ -60,6 +60,17 @@ def parse_sampling(data: dict[str, Any]) -> Sampling:
         raise ConfigError(_explain(exc)) from None
 
 
+def _bounds(name: str) -> tuple[Any, Any]:
+    """The (lower, upper) bounds declared on a field of Sampling or SessionConfig."""
+    for model in (Sampling, SessionConfig):
+        field = model.model_fields.get(name)
+        if field is not None:
+            lo = next((m.ge for m in field.metadata if hasattr(m, "ge")), None)
+            hi = next((m.le for m in field.metadata if hasattr(m, "le")), None)
+            return lo, hi
+    return None, None
+
+
 def _explain(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors():
@@ -68,8 +79,12 @@ def _explain(exc: ValidationError) -> str:
         if err["type"] == "extra_forbidden":
             parts.append(f"unknown key {loc!r}")
         elif "ge" in ctx or "le" in ctx:
-            lo, hi = ctx.get("ge", "-inf"), ctx.get("le", "inf")
-            parts.append(f"{loc}={err.get('input')!r} is out of range: allowed {lo}..{hi}")
+            lo, hi = _bounds(str(err["loc"][-1]))
+            rng = f"{lo}..{hi}" if hi is not None else f">= {lo}"
+            parts.append(f"{loc}={err.get('input')!r} is out of range: allowed {rng}")
+        elif err["type"] == "value_error":
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            parts.append(msg if loc == "config" else f"{loc}: {msg}")
         else:
             parts.append(f"{loc}: {err['msg']} (got {err.get('input')!r})")
     return "; ".join(parts)

@@ -1,0 +1,177 @@
+"""``jmoshi-nb``: serve a model, run a WAV through a session, build the tiny checkpoint, quickstart."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from .config import ConfigError, SessionConfig, load_config
+
+
+def _add_sampling_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--temp", type=float, help="audio temperature")
+    p.add_argument("--temp-text", type=float, help="text temperature")
+    p.add_argument("--top-k", type=int, help="audio top-k")
+    p.add_argument("--top-k-text", type=int, help="text top-k")
+    p.add_argument("--seed", type=int, help="sampling seed (same seed + same input = same tokens)")
+    p.add_argument("--config", type=Path, help="a saved config (YAML or JSON); flags override it")
+
+
+def _config_from_args(args: argparse.Namespace, model: str | None) -> SessionConfig:
+    config = load_config(args.config) if args.config else SessionConfig()
+    changes = {
+        k: v
+        for k, v in {
+            "temp": args.temp,
+            "temp_text": args.temp_text,
+            "top_k": args.top_k,
+            "top_k_text": args.top_k_text,
+        }.items()
+        if v is not None
+    }
+    data = config.model_dump()
+    data["sampling"] = config.sampling.updated(**changes).model_dump()
+    if model is not None:
+        data["model"] = model
+    if args.seed is not None:
+        data["seed"] = args.seed
+    return SessionConfig.from_dict(data)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .engine import Engine
+    from .server import serve
+
+    config = _config_from_args(args, args.model)
+    print(f"loading {config.model} ...", flush=True)
+    engine = Engine.load(
+        config.model, revision=args.revision, device=args.device, sampling=config.sampling, seed=config.seed
+    )
+    d = engine.describe()
+    print(f"serving {d['model']} on {d['device']} ({d['dtype']}) at ws://{args.host}:{args.port}/api/chat", flush=True)
+    serve(engine, host=args.host, port=args.port, token=args.token)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .runner import run_wav
+
+    config = _config_from_args(args, args.model)
+    out = args.out or Path("runs") / Path(args.input).stem
+    rec = run_wav(args.input, config, url=args.url, token=args.token, realtime=not args.fast, out=out)
+    _print_summary(rec, out)
+    return 0
+
+
+def cmd_make_tiny(args: argparse.Namespace) -> int:
+    from .tiny import make_tiny
+
+    out = make_tiny(args.directory, seed=args.seed, overwrite=args.overwrite)
+    print(f"tiny checkpoint in {out}")
+    for f in sorted(out.iterdir()):
+        print(f"  {f.name:24s} {f.stat().st_size:>10,d} bytes")
+    return 0
+
+
+def cmd_quickstart(args: argparse.Namespace) -> int:
+    """Synthesize Japanese speech, talk to the model through a real server, save and summarise."""
+    from .runner import run_wav
+    from .speech import speech_wav
+
+    out = Path(args.out)
+    wav = speech_wav(out.parent / "quickstart_input.wav")
+    config = SessionConfig(model=args.model, name="quickstart")
+    print(f"input: {wav} (Japanese speech, pyopenjtalk)")
+    print(f"model: {config.model} (use --model j-moshi-ext on a GPU machine)")
+    rec = run_wav(wav, config, realtime=not args.fast, out=out)
+    _print_summary(rec, out)
+    try:
+        from .plots import plot_recording
+
+        fig = plot_recording(rec)
+        fig.savefig(out / "overview.png", dpi=110)
+        print(f"plot:       {out / 'overview.png'}")
+    except ImportError:
+        print("plot:       install the notebook extra for plots: pip install -e '.[notebook]'")
+    return 0
+
+
+def _print_summary(rec, out: Path) -> None:  # type: ignore[no-untyped-def]
+    import numpy as np
+
+    totals = np.array([m["total_ms"] for m in rec.metrics]) if rec.metrics else np.zeros(1)
+    print(f"recording:  {out}  ({rec.duration:.1f} s, {len(rec.metrics)} frames)")
+    print(f"frame time: p50 {np.percentile(totals, 50):.1f} ms, p99 {np.percentile(totals, 99):.1f} ms (budget 80 ms)")
+    text = rec.transcript()
+    print(f"model text: {text[:120]}{'…' if len(text) > 120 else ''}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="jmoshi-nb", description="J-Moshi research kit")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="serve a model at /api/chat (moshi protocol)")
+    p.add_argument(
+        "--model",
+        default=None,
+        help="tiny (default) | j-moshi-ext | j-moshi | moshiko | <local dir> | <hf repo id>",
+    )
+    p.add_argument("--revision", help="Hugging Face revision (branch, tag or commit)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8998)
+    p.add_argument("--device", help="cuda or cpu (default: cuda if available)")
+    p.add_argument("--token", help="require this token from clients (?token= or Bearer)")
+    _add_sampling_args(p)
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("run", help="stream a WAV file through a session and save the recording")
+    p.add_argument("input", type=Path, help="input audio file (any rate; mixed to mono, resampled to 24 kHz)")
+    p.add_argument("--out", type=Path, help="recording folder (default runs/<input name>)")
+    p.add_argument("--fast", action="store_true", help="as fast as the engine goes instead of real time")
+    p.add_argument("--url", help="a running server (default: start a local one for --model)")
+    p.add_argument("--token", help="token for --url")
+    p.add_argument("--model", default=None, help="model for the local server (default tiny)")
+    _add_sampling_args(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("make-tiny", help="write the tiny offline checkpoint (moshi format) into DIR")
+    p.add_argument("directory", type=Path)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_make_tiny)
+
+    p = sub.add_parser("quickstart", help="talk to the model with synthesized Japanese speech, save, summarise")
+    p.add_argument("--model", default="tiny")
+    p.add_argument("--out", default="runs/quickstart")
+    p.add_argument("--fast", action="store_true")
+    p.set_defaults(func=cmd_quickstart)
+
+    try:
+        from .cli_modal import add_modal_commands
+    except ImportError:
+        pass
+    else:
+        add_modal_commands(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    if getattr(args, "seed", None) is None and args.command == "make-tiny":
+        from .tiny import DEFAULT_SEED
+
+        args.seed = DEFAULT_SEED
+    try:
+        return int(args.func(args) or 0)
+    except (ConfigError, FileNotFoundError, ValueError) as exc:
+        print(f"jmoshi-nb: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -27,12 +27,19 @@ async def run_pcm_async(
     """Stream mono 24 kHz float32 audio through the server at ``url``; return the recording."""
     config = config or SessionConfig()
     async with connect(url, token=token, config=config) as s:
-        changes = {}
-        if s.info.get("sampling") and s.info["sampling"] != config.sampling.model_dump():
-            changes = config.sampling.model_dump()
-        if changes or (config.seed is not None and s.info.get("seed") != config.seed):
-            await s.set_params(seed=config.seed, **changes)
-        rec = await stream_pcm(s, pcm, realtime=realtime)
+        try:
+            changes = {}
+            if s.info.get("sampling") and s.info["sampling"] != config.sampling.model_dump():
+                changes = config.sampling.model_dump()
+            if changes or (config.seed is not None and s.info.get("seed") != config.seed):
+                await s.set_params(seed=config.seed, **changes)
+            rec = await stream_pcm(s, pcm, realtime=realtime)
+        except BaseException as exc:
+            # Keep what was recorded so far: the caller may save it (run_wav does).
+            s.recording.meta["incomplete"] = f"{type(exc).__name__}: {exc}"
+            exc.add_note(f"partial recording: {len(s.recording.metrics)} frames")
+            exc.recording = s.recording  # type: ignore[attr-defined]
+            raise
     return rec
 
 
@@ -49,11 +56,18 @@ def run_wav(
 
     config = config or SessionConfig()
     pcm = wav if isinstance(wav, np.ndarray) else read_wav(wav)
-    if url is None:
-        with LocalServer(model=config.model, revision=config.revision, config=config) as server:
-            rec = asyncio.run(run_pcm_async(pcm, server.url, server.token, config, realtime))
-    else:
-        rec = asyncio.run(run_pcm_async(pcm, url, token, config, realtime))
+    try:
+        if url is None:
+            with LocalServer(model=config.model, revision=config.revision, config=config) as server:
+                rec = asyncio.run(run_pcm_async(pcm, server.url, server.token, config, realtime))
+        else:
+            rec = asyncio.run(run_pcm_async(pcm, url, token, config, realtime))
+    except BaseException as exc:
+        partial = getattr(exc, "recording", None)
+        if partial is not None and out is not None and partial.metrics:
+            partial.save(out)
+            exc.add_note(f"the partial recording was saved to {out}")
+        raise
     rec.meta["input_sha256"] = sha256_of(pcm)
     if not isinstance(wav, np.ndarray):
         rec.meta["input"] = str(wav)

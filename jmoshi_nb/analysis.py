@@ -15,13 +15,15 @@ in conversations", J. Phonetics 38):
   ``speaker`` is the one who *started* it, i.e. whose IPU started while the other was already
   speaking (the one who came in / interrupted). When both IPUs start on the same frame the speaker
   is both names joined by ``"+"`` (e.g. ``"model+user"``).
-* **backchannel-like IPU**: an IPU of speaker X no longer than ``backchannel_max`` seconds while the
-  other speaker Y holds the floor around it: Y was speaking before it (a Y IPU starts before it and
-  ends no more than ``backchannel_window`` seconds before it starts) and Y speaks after it (a Y IPU
-  ends after it and starts no more than ``backchannel_window`` seconds after it ends). This covers
-  a short IPU fully inside a Y IPU, one overlapping Y's speech, and one placed in Y's within-turn
-  pause; it excludes short *answers* after which Y stays silent and short IPUs that Y talks over
-  from their start. It is an acoustic proxy (no lexical check), hence "-like".
+* **backchannel-like IPU**: an IPU of speaker X no longer than ``backchannel_max`` seconds that
+  starts while the other speaker Y is speaking (a Y IPU started strictly before it and is still
+  going) and after which Y holds on to the floor: Y speaks past its end, or resumes no more than
+  ``backchannel_window`` seconds after it. This covers a short IPU fully inside Y's speech and one
+  overlapping the end of a Y IPU when Y goes on talking. It excludes a short IPU that Y's speech
+  ends in and is followed by Y's silence (a turn taken in overlap), one that both start at once,
+  and one placed entirely in silence: without the words a short answer ("はい" after a question)
+  cannot be told from an acknowledgement in the speaker's pause, so those count as short turns.
+  It is an acoustic proxy (no lexical check), hence "-like".
 
 Silence before the first and after the last speech of the recording is neither pause nor gap.
 
@@ -278,9 +280,9 @@ def _backchannels(
         for start, end in ipus[x]:
             if end - start > max_len:
                 continue
-            before = any(ys < start and ye >= start - window for ys, ye in ipus[y])
+            during = any(ys < start < ye for ys, ye in ipus[y])
             after = any(ye > end and ys <= end + window for ys, ye in ipus[y])
-            if before and after:
+            if during and after:
                 out.append(((start, end), x))
     return sorted(out)
 

@@ -152,15 +152,44 @@ def train_tokenizer(path: Path, vocab_size: int = TEXT_VOCAB) -> None:
     path.write_bytes(model.getvalue())
 
 
-def _randomize_codebooks(mimi: torch.nn.Module, generator: torch.Generator) -> None:
-    """Fresh Mimi codebooks are zeros, so every frame would quantize to code 0: make them random."""
-    for name, buf in mimi.named_buffers():
-        if name.endswith("embedding_sum"):
-            buf.copy_(torch.randn(buf.shape, generator=generator) * 0.5)
-        elif name.endswith("cluster_usage"):
-            buf.fill_(1.0)
-        elif name.endswith("_initialized"):
-            buf.fill_(1.0)
+def _calibration_signal(generator: torch.Generator, seconds: float = 32.0) -> torch.Tensor:
+    """A deterministic speech-like signal: noise bursts and glides at varying levels, with silences."""
+    sr = 24000
+    n = int(seconds * sr)
+    t = torch.arange(n) / sr
+    segments = torch.randint(0, 4, (int(seconds * 5),), generator=generator).repeat_interleave(sr // 5)[:n]
+    f0 = 100 + 200 * torch.rand(int(seconds * 5), generator=generator).repeat_interleave(sr // 5)[:n]
+    phase = 2 * torch.pi * torch.cumsum(f0 / sr, 0)
+    voiced = sum(torch.sin(k * phase) / k for k in range(1, 8))
+    noise = torch.randn(n, generator=generator)
+    gain = torch.rand(int(seconds * 5), generator=generator).repeat_interleave(sr // 5)[:n]
+    sig = torch.where(segments == 0, 0.0, torch.where(segments == 1, noise * 0.3, voiced * 0.3)) * gain
+    return (sig + 0.001 * torch.sin(2 * torch.pi * 50 * t))[None, None].float()
+
+
+@torch.no_grad()
+def _calibrate_codebooks(mimi: torch.nn.Module, generator: torch.Generator) -> None:
+    """Give every codebook entries drawn from real encoder residuals (like k-means' random init).
+
+    Fresh Mimi codebooks are zeros, so every frame would quantize to code 0; plain random
+    vectors miss the encoder's latent distribution and collapse to a few codes. Picking entries
+    among the residuals of a calibration signal makes the codes follow the input.
+    """
+    latent = mimi._encode_to_unquantized_latent(_calibration_signal(generator))  # [1, D, T]
+    for rvq in (mimi.quantizer.rvq_first, mimi.quantizer.rvq_rest):
+        residual = rvq.input_proj(latent)[0].T.contiguous()  # [T, dim]
+        for layer in rvq.vq.layers:
+            book = layer._codebook
+            size = book.codebook_size
+            pick = torch.randint(0, residual.shape[0], (size,), generator=generator)
+            scale = residual.std(0, keepdim=True) * 0.05
+            entries = residual[pick] + torch.randn(size, residual.shape[1], generator=generator) * scale
+            book.embedding_sum.copy_(entries)
+            book.cluster_usage.fill_(1.0)
+            book._initialized.fill_(1.0)
+            book.register_buffer("_embedding", None, persistent=False)
+            nearest = torch.cdist(residual, entries).argmin(-1)
+            residual = residual - entries[nearest]
 
 
 def _tensor_digest(state: dict[str, torch.Tensor]) -> str:
@@ -192,7 +221,7 @@ def make_tiny(directory: str | Path, seed: int = DEFAULT_SEED, overwrite: bool =
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             mimi = loaders.get_mimi(None, mimi_config, device="cpu", num_codebooks=8)
-            _randomize_codebooks(mimi, generator)
+            _calibrate_codebooks(mimi, generator)
             mimi_state = {k: v.detach().clone().contiguous() for k, v in mimi.state_dict().items()}
             torch.manual_seed(seed + 1)
             lm = loaders.get_moshi_lm(None, lm_kwargs=lm_config, device="cpu", dtype=torch.float32)

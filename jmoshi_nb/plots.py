@@ -1,0 +1,310 @@
+"""Static matplotlib figures of recordings, turn-taking and parameter sweeps.
+
+Every function returns a :class:`matplotlib.figure.Figure` built without pyplot (so a notebook shows
+it once, and nothing piles up in pyplot's figure list); save it with ``fig.savefig("x.pdf")``.
+Japanese text uses the font set up by :func:`jmoshi_nb.fonts.use_japanese_font`.
+
+* :func:`plot_recording`: what the model wrote (text pieces at their frame times), how long each
+  frame took to compute against the 80 ms real-time budget, the waveforms and spectrograms of the
+  model and the user, and the moments sampling parameters changed.
+* :func:`plot_timeline`: both speakers' IPUs with gaps, pauses and overlaps shaded and the model's
+  text over its bars (from :func:`jmoshi_nb.analysis.turn_taking`).
+* :func:`plot_sweep_heatmap`: one metric over a 2-D grid of sampling parameters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+
+from .analysis import FRAME_S, TurnTaking
+from .fonts import use_japanese_font
+from .recording import Recording
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+VIEWS = ("text", "timing", "waveform", "spectrogram")
+FRAME_MS = FRAME_S * 1000.0  # the real-time budget of one frame
+ROW_HEIGHTS = {"text": 1.1, "timing": 1.8, "waveform": 1.1, "spectrogram": 1.5}
+SPEAKER_COLORS = {"model": "#1f77b4", "user": "#ff7f0e"}
+STAGE_COLORS = {"encode": "#8da0cb", "lm": "#fc8d62", "decode": "#66c2a5"}
+SHADES = {"gap": ("#7f7f7f", 0.25), "pause": ("#bcbd22", 0.25), "overlap": ("#d62728", 0.30)}
+TEXT_LANES = 3
+MAX_WAVE_POINTS = 4000
+
+
+def _time_axis(ax: Axes, time_range: tuple[float, float] | None, duration: float) -> None:
+    ax.set_xlim(*(time_range or (0.0, max(duration, FRAME_S))))
+
+
+def _visible_text(rec: Recording, time_range: tuple[float, float] | None) -> list[tuple[float, str]]:
+    pieces = [(e.time, e.text.strip()) for e in rec.text if e.text.strip()]
+    if time_range is not None:
+        pieces = [(t, s) for t, s in pieces if time_range[0] <= t <= time_range[1]]
+    return pieces
+
+
+# ---- plot_recording views ------------------------------------------------------------------------
+def _draw_text(ax: Axes, rec: Recording, time_range: tuple[float, float] | None) -> None:
+    """Each text piece at the start of the frame that produced it, staggered over a few lanes."""
+    pieces = _visible_text(rec, time_range)
+    for i, (t, piece) in enumerate(pieces):
+        lane = TEXT_LANES - 1 - i % TEXT_LANES
+        ax.plot([t, t], [-0.5, lane - 0.25], color="0.75", lw=0.5)
+        ax.text(t, lane, piece, fontsize=10, va="center", ha="left", clip_on=True)
+    ax.set_ylim(-0.6, TEXT_LANES - 0.4)
+    ax.set_yticks([])
+    ax.set_ylabel("text")
+    if not pieces:
+        ax.text(0.5, 0.5, "(no text)", transform=ax.transAxes, ha="center", va="center", color="0.5")
+
+
+def _metric(rec: Recording, key: str) -> np.ndarray:
+    return np.array([float(m.get(key) or 0.0) for m in rec.metrics])
+
+
+def _draw_timing(ax: Axes, rec: Recording) -> None:
+    """Per-frame compute time stacked encode / LM / decode, with the 80 ms budget line."""
+    if not rec.metrics:
+        ax.text(0.5, 0.5, "(no per-frame metrics)", transform=ax.transAxes, ha="center", va="center", color="0.5")
+        ax.set_ylabel("ms / frame")
+        return
+    frames = np.array([m.get("frame", i) for i, m in enumerate(rec.metrics)], dtype=np.float64)
+    edges = np.append(frames, frames[-1] + 1) * FRAME_S
+    bottom = np.zeros(len(frames))
+    for stage, color in STAGE_COLORS.items():
+        values = _metric(rec, f"{stage}_ms")
+        top = bottom + values
+        ax.stairs(top, edges, baseline=bottom, fill=True, color=color, label=stage, lw=0)
+        bottom = top
+    total = np.array([float(m.get("total_ms") or 0.0) for m in rec.metrics])
+    total = np.where(total > 0, total, bottom)
+    over = int((total > FRAME_MS).sum())
+    ax.axhline(FRAME_MS, color="#d62728", ls="--", lw=1, label=f"{FRAME_MS:.0f} ms budget")
+    ax.set_ylim(0, max(FRAME_MS * 1.25, float(np.percentile(total, 99)) * 1.1))
+    ax.set_ylabel("ms / frame")
+    ax.set_title(
+        f"compute time: median {np.median(total):.1f} ms, {over} of {len(total)} frames over budget",
+        fontsize=9,
+        loc="left",
+    )
+    ax.legend(loc="upper right", fontsize=8, ncols=4, frameon=False)
+
+
+def _envelope(pcm: np.ndarray, rate: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(times, min, max) per block: a faithful waveform with at most MAX_WAVE_POINTS points."""
+    block = max(1, int(np.ceil(len(pcm) / MAX_WAVE_POINTS)))
+    n = int(np.ceil(len(pcm) / block))
+    padded = np.zeros(n * block, np.float32)
+    padded[: len(pcm)] = pcm
+    blocks = padded.reshape(n, block)
+    return np.arange(n) * block / rate, blocks.min(axis=1), blocks.max(axis=1)
+
+
+def _draw_waveform(ax: Axes, pcm: np.ndarray, rate: int, name: str) -> None:
+    if len(pcm):
+        t, lo, hi = _envelope(pcm, rate)
+        ax.fill_between(t, lo, hi, color=SPEAKER_COLORS.get(name, "0.3"), lw=0.3, step="post")
+    peak = float(np.abs(pcm).max()) if len(pcm) else 0.0
+    limit = max(peak, 1e-3) * 1.05
+    ax.set_ylim(-limit, limit)
+    ax.set_ylabel(name)
+
+
+def _draw_spectrogram(ax: Axes, pcm: np.ndarray, rate: int, name: str, max_freq: float) -> None:
+    """Log-power spectrogram (25 ms Hann windows, 10 ms hop), top 80 dB, up to ``max_freq`` Hz."""
+    from scipy.signal import spectrogram
+
+    nper = int(0.025 * rate)
+    if len(pcm) < nper:
+        ax.set_ylabel(f"{name}\nkHz")
+        return
+    freqs, times, power = spectrogram(pcm, fs=rate, window="hann", nperseg=nper, noverlap=nper - int(0.01 * rate))
+    keep = freqs <= max_freq
+    db = 10 * np.log10(power[keep] + 1e-12)
+    top = float(db.max())
+    hop = times[1] - times[0] if len(times) > 1 else 0.01
+    extent = (times[0] - hop / 2, times[-1] + hop / 2, 0.0, freqs[keep][-1] / 1000)
+    ax.imshow(db, origin="lower", aspect="auto", extent=extent, cmap="magma", vmin=top - 80, vmax=top)
+    ax.set_ylabel(f"{name}\nkHz")
+
+
+def _param_label(params: dict[str, Any], seed: Any, previous: dict[str, Any] | None) -> str:
+    """``key=value`` of what changed since ``previous`` (everything for the first entry)."""
+    values = {**params, "seed": seed}
+    changed = {k: v for k, v in values.items() if previous is None or previous.get(k) != v}
+    return " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in changed.items())
+
+
+def _mark_params(axes: Sequence[Axes], rec: Recording) -> None:
+    """A dotted vertical line on every axis where parameters changed, labelled on the top one."""
+    previous: dict[str, Any] | None = None
+    for entry in rec.params:
+        t = float(entry.get("from_frame", 0)) * FRAME_S
+        label = _param_label(entry.get("params") or {}, entry.get("seed"), previous)
+        previous = {**(entry.get("params") or {}), "seed": entry.get("seed")}
+        for ax in axes:
+            ax.axvline(t, color="#2ca02c", ls=":", lw=1.2)
+        if label:
+            axes[0].annotate(
+                label, (t, 1.0), xycoords=("data", "axes fraction"), xytext=(2, 2), textcoords="offset points",
+                fontsize=8, color="#2ca02c", va="bottom", ha="left", annotation_clip=True,
+            )  # fmt: skip
+
+
+def _title(rec: Recording) -> str:
+    name = rec.config.name if rec.config and rec.config.name else ""
+    model = rec.session.get("model") or (rec.config.model if rec.config else "")
+    parts = [p for p in (name, model, f"{rec.duration:.1f} s") if p]
+    return " · ".join(parts)
+
+
+def plot_recording(
+    rec: Recording,
+    views: Sequence[str] = VIEWS,
+    *,
+    time_range: tuple[float, float] | None = None,
+    width: float = 10.0,
+    max_freq: float = 8000.0,
+    title: str | None = None,
+) -> Figure:
+    """A stacked, time-aligned figure of one recording.
+
+    ``views`` (any order, each at most once): ``"text"`` (each model text piece at its frame time),
+    ``"timing"`` (per-frame compute time: encode, LM, decode stacked, the 80 ms real-time budget as
+    a dashed line), ``"waveform"`` and ``"spectrogram"`` (one row each for the model and the user).
+    Dotted green lines mark where sampling parameters changed, labelled with what changed.
+    ``time_range=(t0, t1)`` zooms in (seconds); ``title=None`` uses the session's name and model.
+    """
+    unknown = [v for v in views if v not in VIEWS]
+    if unknown or not views or len(set(views)) != len(views):
+        raise ValueError(f"views must be distinct names among {VIEWS}, got {tuple(views)}")
+    use_japanese_font()
+    rows: list[tuple[str, str | None]] = []
+    for view in views:
+        rows += [(view, s) for s in ("model", "user")] if view in ("waveform", "spectrogram") else [(view, None)]
+    fig = Figure(figsize=(width, sum(ROW_HEIGHTS[v] for v, _ in rows) + 0.6), layout="constrained")
+    axes = fig.subplots(len(rows), 1, sharex=True, squeeze=False, height_ratios=[ROW_HEIGHTS[v] for v, _ in rows])
+    axes = list(axes[:, 0])
+    pcm = {"model": rec.model_pcm, "user": rec.user_pcm}
+    for ax, (view, speaker) in zip(axes, rows, strict=True):
+        if view == "text":
+            _draw_text(ax, rec, time_range)
+        elif view == "timing":
+            _draw_timing(ax, rec)
+        elif view == "waveform" and speaker:
+            _draw_waveform(ax, pcm[speaker], rec.sample_rate, speaker)
+        elif view == "spectrogram" and speaker:
+            _draw_spectrogram(ax, pcm[speaker], rec.sample_rate, speaker, max_freq)
+        _time_axis(ax, time_range, rec.duration)
+    _mark_params(axes, rec)
+    axes[-1].set_xlabel("time (s)")
+    fig.suptitle(_title(rec) if title is None else title, fontsize=11)
+    return fig
+
+
+# ---- plot_timeline -------------------------------------------------------------------------------
+def _model_row(tt: TurnTaking) -> str:
+    return "model" if "model" in tt.speakers else tt.speakers[0]
+
+
+def plot_timeline(
+    tt: TurnTaking,
+    rec: Recording | None = None,
+    *,
+    ax: Axes | None = None,
+    time_range: tuple[float, float] | None = None,
+    width: float = 10.0,
+) -> Figure:
+    """Both speakers' IPUs as bars (backchannel-like ones hatched), with gaps (grey), pauses (olive)
+    and overlaps (red) shaded, and, given the recording, the model's text pieces over its bars.
+    """
+    use_japanese_font()
+    if ax is None:
+        fig = Figure(figsize=(width, 2.6), layout="constrained")
+        ax = fig.add_subplot()
+    else:
+        fig = ax.get_figure()  # type: ignore[assignment]
+    rows = {name: len(tt.speakers) - 1 - i for i, name in enumerate(tt.speakers)}  # first speaker on top
+    for kind in ("gap", "pause", "overlap"):
+        color, alpha = SHADES[kind]
+        for iv in tt.intervals(kind):
+            ax.axvspan(iv.start, iv.end, color=color, alpha=alpha, lw=0)
+    backchannels = set(tt.backchannels)
+    for iv in tt.ipus:
+        row = rows[iv.speaker]
+        color = SPEAKER_COLORS.get(iv.speaker, f"C{row}")
+        hatch = "////" if iv in backchannels else None
+        ax.broken_barh(
+            [(iv.start, iv.duration)], (row - 0.3, 0.6), facecolors=color, alpha=0.55, edgecolor="white", hatch=hatch
+        )
+    if rec is not None:
+        model_y = rows[_model_row(tt)]
+        for i, (t, piece) in enumerate(_visible_text(rec, time_range)):
+            ax.text(t, model_y + (0.12 if i % 2 else -0.12), piece, fontsize=9, va="center", ha="left", clip_on=True)
+    ax.set_yticks(list(rows.values()), list(rows.keys()))
+    ax.set_ylim(-0.6, len(tt.speakers) - 0.4)
+    _time_axis(ax, time_range, tt.duration)
+    ax.set_xlabel("time (s)")
+    handles = [Patch(color=SHADES[k][0], alpha=SHADES[k][1], label=k) for k in ("gap", "pause", "overlap")]
+    handles.append(Patch(facecolor="0.6", alpha=0.55, hatch="////", edgecolor="white", label="backchannel-like"))
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.35), ncols=4, frameon=False, fontsize=8)
+    counts = " · ".join(f"{kind}s: {len(tt.intervals(kind))}" for kind in ("ipu", "gap", "pause", "overlap"))
+    ax.set_title(f"{counts} · backchannel-like: {len(tt.backchannels)}", fontsize=9, loc="left")
+    return fig
+
+
+# ---- plot_sweep_heatmap --------------------------------------------------------------------------
+def _cell_text_color(value: float, lo: float, hi: float) -> str:
+    """White on the dark end of viridis, black on the light end."""
+    return "white" if hi <= lo or (value - lo) / (hi - lo) < 0.6 else "black"
+
+
+def plot_sweep_heatmap(
+    df: pd.DataFrame,
+    metric: str,
+    x: str = "temp",
+    y: str = "top_k",
+    *,
+    agg: str = "mean",
+    ax: Axes | None = None,
+    annotate: bool = True,
+    fmt: str = ".3g",
+    cmap: str = "viridis",
+) -> Figure:
+    """A heatmap of ``metric`` over the grid of ``x`` × ``y`` values (one row of ``df`` per run).
+
+    Several runs per cell (e.g. seeds) are reduced with ``agg`` (``"mean"``, ``"median"``...); cells
+    without runs stay blank. Each cell is annotated with its value when ``annotate``.
+    """
+    missing = [c for c in (metric, x, y) if c not in df.columns]
+    if missing:
+        raise KeyError(f"columns {missing} are not in the DataFrame (it has {list(df.columns)})")
+    use_japanese_font()
+    grid = df.pivot_table(index=y, columns=x, values=metric, aggfunc=agg).sort_index().sort_index(axis=1)
+    values = grid.to_numpy(dtype=np.float64)
+    if ax is None:
+        fig = Figure(figsize=(1.1 * len(grid.columns) + 2.4, 0.6 * len(grid.index) + 1.6), layout="constrained")
+        ax = fig.add_subplot()
+    else:
+        fig = ax.get_figure()  # type: ignore[assignment]
+    image = ax.imshow(np.ma.masked_invalid(values), origin="lower", aspect="auto", cmap=cmap)
+    ax.set_xticks(range(len(grid.columns)), [f"{v:g}" if isinstance(v, float) else str(v) for v in grid.columns])
+    ax.set_yticks(range(len(grid.index)), [f"{v:g}" if isinstance(v, float) else str(v) for v in grid.index])
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    fig.colorbar(image, ax=ax, label=metric)
+    if annotate and np.isfinite(values).any():
+        lo, hi = float(np.nanmin(values)), float(np.nanmax(values))
+        for (row, col), value in np.ndenumerate(values):
+            if np.isfinite(value):
+                ax.text(col, row, format(value, fmt), ha="center", va="center", fontsize=9,
+                        color=_cell_text_color(value, lo, hi))  # fmt: skip
+    ax.set_title(f"{metric} ({agg} over runs)" if (df.groupby([x, y]).size() > 1).any() else metric, fontsize=10)
+    return fig

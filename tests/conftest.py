@@ -81,9 +81,7 @@ def wait_healthy(url: str, proc: subprocess.Popen[bytes] | None = None, timeout:
 
 
 def start_process(args: list[str], health_url: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(
-        args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
-    )
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
     try:
         wait_healthy(health_url, proc)
     except BaseException:

@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -143,14 +143,18 @@ class TurnTaking:
         return out
 
     def summary(self) -> dict[str, Any]:
-        """A JSON-ready dict: duration, speakers, settings, ``stats()`` and the text stream stats."""
+        """A JSON-ready dict: duration, speakers, settings, ``stats()`` (NaN as None) and ``text``."""
+        stats = {
+            kind: {label: {k: None if _isnan(v) else v for k, v in values.items()} for label, values in groups.items()}
+            for kind, groups in self.stats().items()
+        }
         return {
             "duration_s": self.duration,
             "speakers": list(self.speakers),
             "hop_s": self.hop_s,
             "min_silence_s": self.min_silence,
-            "stats": self.stats(),
-            "text": None if self.text is None else dict(self.text.__dict__),
+            "stats": stats,
+            "text": None if self.text is None else {k: None if _isnan(v) else v for k, v in asdict(self.text).items()},
         }
 
     def to_frame(self) -> pd.DataFrame:
@@ -175,6 +179,10 @@ class TurnTaking:
         ]
         frame = pd.DataFrame(rows, columns=["kind", "speaker", "start", "end", "duration"])
         return frame.sort_values(["start", "kind"], kind="stable").reset_index(drop=True)
+
+
+def _isnan(value: Any) -> bool:
+    return isinstance(value, float) and math.isnan(value)
 
 
 def _describe(items: Sequence[Interval], duration: float) -> dict[str, float]:

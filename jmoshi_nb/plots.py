@@ -36,6 +36,7 @@ SPEAKER_COLORS = {"model": "#1f77b4", "user": "#ff7f0e"}
 STAGE_COLORS = {"encode": "#8da0cb", "lm": "#fc8d62", "decode": "#66c2a5"}
 SHADES = {"gap": ("#7f7f7f", 0.25), "pause": ("#bcbd22", 0.25), "overlap": ("#d62728", 0.30)}
 TEXT_LANES = 3
+PIECES_PER_INCH = 8  # above this density the text view marks times only
 MAX_WAVE_POINTS = 4000
 
 
@@ -51,18 +52,26 @@ def _visible_text(rec: Recording, time_range: tuple[float, float] | None) -> lis
 
 
 # ---- plot_recording views ------------------------------------------------------------------------
-def _draw_text(ax: Axes, rec: Recording, time_range: tuple[float, float] | None) -> None:
-    """Each text piece at the start of the frame that produced it, staggered over a few lanes."""
+def _draw_text(ax: Axes, rec: Recording, time_range: tuple[float, float] | None, max_pieces: int) -> None:
+    """Each text piece at the start of the frame that produced it, staggered over a few lanes.
+
+    With more than ``max_pieces`` in view the pieces would pile up unreadably: only their times are
+    marked, with a note to zoom in.
+    """
     pieces = _visible_text(rec, time_range)
+    readable = len(pieces) <= max_pieces
     for i, (t, piece) in enumerate(pieces):
         lane = TEXT_LANES - 1 - i % TEXT_LANES
-        ax.plot([t, t], [-0.5, lane - 0.25], color="0.75", lw=0.5)
-        ax.text(t, lane, piece, fontsize=10, va="center", ha="left", clip_on=True)
+        ax.plot([t, t], [-0.5, lane - 0.25 if readable else TEXT_LANES - 0.5], color="0.75", lw=0.5)
+        if readable:
+            ax.text(t, lane, piece, fontsize=10, va="center", ha="left", clip_on=True)
     ax.set_ylim(-0.6, TEXT_LANES - 0.4)
     ax.set_yticks([])
     ax.set_ylabel("text")
-    if not pieces:
-        ax.text(0.5, 0.5, "(no text)", transform=ax.transAxes, ha="center", va="center", color="0.5")
+    note = "(no text)" if not pieces else None if readable else f"{len(pieces)} pieces: zoom in with time_range"
+    if note:
+        ax.text(0.5, 0.5, note, transform=ax.transAxes, ha="center", va="center", color="0.3",
+                bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8})  # fmt: skip
 
 
 def _metric(rec: Recording, key: str) -> np.ndarray:
@@ -195,7 +204,7 @@ def plot_recording(
     pcm = {"model": rec.model_pcm, "user": rec.user_pcm}
     for ax, (view, speaker) in zip(axes, rows, strict=True):
         if view == "text":
-            _draw_text(ax, rec, time_range)
+            _draw_text(ax, rec, time_range, int(PIECES_PER_INCH * width))
         elif view == "timing":
             _draw_timing(ax, rec)
         elif view == "waveform" and speaker:
@@ -223,7 +232,8 @@ def plot_timeline(
     width: float = 10.0,
 ) -> Figure:
     """Both speakers' IPUs as bars (backchannel-like ones hatched), with gaps (grey), pauses (olive)
-    and overlaps (red) shaded, and, given the recording, the model's text pieces over its bars.
+    and overlaps (red) shaded, and, given the recording, the model's text pieces over its bars (left
+    out when too many are in view to read: zoom in with ``time_range``).
     """
     use_japanese_font()
     if ax is None:
@@ -244,9 +254,11 @@ def plot_timeline(
         ax.broken_barh(
             [(iv.start, iv.duration)], (row - 0.3, 0.6), facecolors=color, alpha=0.55, edgecolor="white", hatch=hatch
         )
-    if rec is not None:
+    pieces = _visible_text(rec, time_range) if rec is not None else []
+    readable = len(pieces) <= PIECES_PER_INCH * fig.get_figwidth()
+    if readable:
         model_y = rows[_model_row(tt)]
-        for i, (t, piece) in enumerate(_visible_text(rec, time_range)):
+        for i, (t, piece) in enumerate(pieces):
             ax.text(t, model_y + (0.12 if i % 2 else -0.12), piece, fontsize=9, va="center", ha="left", clip_on=True)
     ax.set_yticks(list(rows.values()), list(rows.keys()))
     ax.set_ylim(-0.6, len(tt.speakers) - 0.4)
@@ -256,7 +268,8 @@ def plot_timeline(
     handles.append(Patch(facecolor="0.6", alpha=0.55, hatch="////", edgecolor="white", label="backchannel-like"))
     ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.35), ncols=4, frameon=False, fontsize=8)
     counts = " · ".join(f"{kind}s: {len(tt.intervals(kind))}" for kind in ("ipu", "gap", "pause", "overlap"))
-    ax.set_title(f"{counts} · backchannel-like: {len(tt.backchannels)}", fontsize=9, loc="left")
+    note = "" if readable else " · text hidden: zoom in with time_range"
+    ax.set_title(f"{counts} · backchannel-like: {len(tt.backchannels)}{note}", fontsize=9, loc="left")
     return fig
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -188,6 +189,8 @@ def test_stats_summary_and_frames() -> None:
     assert stats["gap"][U]["count"] == 1 and stats["gap"][U]["mean_s"] == pytest.approx(5.0)
     summary = tt.summary()
     assert summary["duration_s"] == 60.0 and summary["speakers"] == [M, U] and summary["text"] is None
+    assert summary["stats"]["overlap"][M]["mean_s"] is None  # NaN: no overlaps
+    json.dumps(summary, allow_nan=False)
     frame = tt.to_frame()
     assert list(frame.columns) == ["count", "per_minute", "mean_s", "median_s", "total_s", "ratio"]
     assert frame.loc[("pause", M), "median_s"] == pytest.approx(1.0)

@@ -145,6 +145,18 @@ def test_plot_recording_views_and_zoom(rec: Recording) -> None:
         plot_recording(rec, views=("text", "text"))
 
 
+def test_dense_text_is_marked_not_written() -> None:
+    dense = Recording()
+    dense.add_model(np.zeros(SAMPLE_RATE * 60, np.float32))
+    for frame in range(0, 750, 2):
+        dense.add_text(frame, 100, "あ")
+    fig = plot_recording(dense, views=("text",), width=6)
+    assert [t.get_text() for t in fig.axes[0].texts] == ["375 pieces: zoom in with time_range"]
+    zoomed = plot_recording(dense, views=("text",), width=6, time_range=(10.0, 12.0))
+    assert sum(t.get_text() == "あ" for t in zoomed.axes[0].texts) == 13
+    render(zoomed)
+
+
 def test_plot_recording_without_metrics_or_text() -> None:
     bare = Recording()
     bare.add_user(tone(0.5, 200))

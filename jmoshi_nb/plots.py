@@ -255,7 +255,7 @@ def plot_timeline(
             [(iv.start, iv.duration)], (row - 0.3, 0.6), facecolors=color, alpha=0.55, edgecolor="white", hatch=hatch
         )
     pieces = _visible_text(rec, time_range) if rec is not None else []
-    readable = len(pieces) <= PIECES_PER_INCH * fig.get_figwidth()
+    readable = len(pieces) <= PIECES_PER_INCH * ax.bbox.width / fig.dpi  # pieces per inch of the axes
     if readable:
         model_y = rows[_model_row(tt)]
         for i, (t, piece) in enumerate(pieces):

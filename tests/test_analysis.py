@@ -305,6 +305,22 @@ def test_turn_taking_on_synthetic_audio(tmp_path) -> None:
     assert [i.speaker for i in from_wav.ipus] == ["A", "B", "A", "B", "A", "B"]
 
 
+def test_turn_taking_on_audio_edge_cases() -> None:
+    # one speaker only, with a 0.15 s silence (bridged) and a 0.3 s one (a pause)
+    solo = Recording()
+    solo.add_model(track(3.0, [(0.0, vowel(0.5, 110)), (0.65, vowel(0.5, 110)), (1.45, vowel(0.8, 110))]))
+    solo.add_user(np.zeros(3 * SAMPLE_RATE, np.float32))
+    tt = turn_taking(solo)
+    assert_close(tt, {"ipus": [iv(0.0, 1.15, M), iv(1.45, 2.25, M)], "pauses": [iv(1.15, 1.45, M)]}, 0.03)
+    assert tt.gaps == tt.overlaps == tt.backchannels == []
+    # overlap at the very start: both from sample 0, the user stops at 0.4 s
+    both = Recording()
+    both.add_model(track(2.0, [(0.0, vowel(1.2, 110))]))
+    both.add_user(track(2.0, [(0.0, vowel(0.4, 210, 0.2))]))
+    tt = turn_taking(both)
+    assert_close(tt, {"overlaps": [iv(0.0, 0.4, "model+user")], "gaps": [], "pauses": []}, 0.03)
+
+
 def test_turn_taking_rejects_a_mono_file(tmp_path) -> None:
     path = write_wav(tmp_path / "mono.wav", np.zeros(2400, np.float32))
     with pytest.raises(AudioFileError, match="stereo"):

@@ -1,0 +1,128 @@
+"""Per-frame cost of the bare moshi loop, of the engine, and through the server over loopback.
+
+One run measures the three side by side on the same checkpoint and input, in interleaved blocks so
+that machine noise hits them alike, and prints p50/p99 with the overhead ratios:
+
+    .venv/bin/python benchmarks/frame_loop.py            # tiny model, CPU
+    .venv/bin/python benchmarks/frame_loop.py --model j-moshi-ext --device cuda
+
+* bare:   Mimi encode -> LMGen.step -> Mimi decode, as moshi.server does (no timing, no metrics)
+* engine: ``Engine.step`` (the same loop plus stage timings, live parameters, text pieces)
+* server: a frame sent by the client (Opus) until its metrics come back (Opus, JSON), one frame in
+  flight, through a real server on 127.0.0.1
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+
+import numpy as np
+import torch
+
+from jmoshi_nb._moshi import LMGen
+from jmoshi_nb.audio import FRAME_SIZE, frames
+from jmoshi_nb.backends import LocalServer
+from jmoshi_nb.client import connect
+from jmoshi_nb.engine import Engine, seed_everything
+
+
+def input_audio(n_frames: int) -> np.ndarray:
+    try:
+        from jmoshi_nb.speech import speech_wav
+
+        from jmoshi_nb.audio import read_wav
+
+        pcm = read_wav(speech_wav("/tmp/jmoshi-bench-input.wav"))
+    except ImportError:
+        pcm = (np.random.default_rng(0).standard_normal(FRAME_SIZE * n_frames) * 0.1).astype(np.float32)
+    reps = int(np.ceil(n_frames * FRAME_SIZE / len(pcm)))
+    return np.tile(pcm, reps)[: n_frames * FRAME_SIZE]
+
+
+class BareLoop:
+    def __init__(self, engine: Engine) -> None:
+        info = engine.model.info
+        dev = str(engine.device)
+        self.mimi = info.get_mimi(device=dev)
+        lm = info.get_moshi(device=dev, dtype=engine.lm_gen.lm_model.dtype)
+        self.lm_gen = LMGen(lm, **engine.sampling.model_dump())
+        self.mimi.streaming_forever(1)
+        self.lm_gen.streaming_forever(1)
+        self.device = engine.device
+        self.first = True
+
+    @torch.no_grad()
+    def step(self, frame: np.ndarray) -> None:
+        codes = self.mimi.encode(torch.from_numpy(frame).to(self.device)[None, None])
+        if self.first:
+            self.mimi.reset_streaming()
+            self.first = False
+        for c in range(codes.shape[-1]):
+            tokens = self.lm_gen.step(codes[:, :, c : c + 1])
+            if tokens is not None:
+                self.mimi.decode(tokens[:, 1:]).cpu()
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+
+
+def time_calls(fn, chunks: list[np.ndarray]) -> list[float]:  # type: ignore[no-untyped-def]
+    out = []
+    for f in chunks:
+        t = time.perf_counter()
+        fn(f)
+        out.append((time.perf_counter() - t) * 1e3)
+    return out
+
+
+async def time_server(url: str, chunks: list[np.ndarray]) -> list[float]:
+    out = []
+    async with connect(url) as s:
+        for i, f in enumerate(chunks):
+            t = time.perf_counter()
+            await s.send_frame(f)
+            await s.wait_frames(i + 1)
+            out.append((time.perf_counter() - t) * 1e3)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="tiny")
+    ap.add_argument("--device", default=None)
+    ap.add_argument("--frames", type=int, default=150, help="frames per block")
+    ap.add_argument("--blocks", type=int, default=3)
+    args = ap.parse_args()
+
+    engine = Engine.load(args.model, device=args.device, seed=1)
+    bare = BareLoop(engine)
+    chunks = list(frames(input_audio(args.frames)))
+    for _ in range(4):  # warm the bare loop as the engine was warmed
+        bare.step(chunks[0])
+    times: dict[str, list[float]] = {"bare": [], "engine": [], "server": []}
+    with LocalServer(engine=engine) as server:
+        for _ in range(args.blocks):
+            bare.lm_gen.reset_streaming()
+            bare.mimi.reset_streaming()
+            bare.first = True
+            seed_everything(1)
+            times["bare"] += time_calls(bare.step, chunks)
+            engine.reset(seed=1)
+            times["engine"] += time_calls(engine.step, chunks)
+            times["server"] += asyncio.run(time_server(server.url, chunks))
+
+    p = {k: (float(np.percentile(v, 50)), float(np.percentile(v, 99))) for k, v in times.items()}
+    d = engine.describe()
+    print(f"model {d['model']} on {d['device']} ({d['dtype']}), torch threads {torch.get_num_threads()}, "
+          f"{args.blocks} x {args.frames} frames each")
+    print(f"{'path':8s} {'p50 ms':>8s} {'p99 ms':>8s}")
+    for k, (p50, p99) in p.items():
+        print(f"{k:8s} {p50:8.2f} {p99:8.2f}")
+    print(f"engine overhead over bare loop (p50): {100 * (p['engine'][0] / p['bare'][0] - 1):+.1f} %  (target <= 3 %)")
+    print(f"loopback server adds (p50):           {p['server'][0] - p['engine'][0]:+.2f} ms  (target <= 10 ms)")
+    print(f"engine p99 vs 80 ms frame budget:     {p['engine'][1]:.1f} ms  ({100 * p['engine'][1] / 80:.0f} %)")
+
+
+if __name__ == "__main__":
+    main()

@@ -30,9 +30,8 @@ from jmoshi_nb.engine import Engine, seed_everything
 
 def input_audio(n_frames: int) -> np.ndarray:
     try:
-        from jmoshi_nb.speech import speech_wav
-
         from jmoshi_nb.audio import read_wav
+        from jmoshi_nb.speech import speech_wav
 
         pcm = read_wav(speech_wav("/tmp/jmoshi-bench-input.wav"))
     except ImportError:

@@ -12,8 +12,8 @@ import aiohttp
 import numpy as np
 import pytest
 import sphn
-from conftest import free_port, start_process, stop_process
 
+from conftest import free_port, start_process, stop_process
 from jmoshi_nb import protocol as P
 from jmoshi_nb.audio import FRAME_SIZE, frames
 from jmoshi_nb.client import ServerError, connect, stream_pcm

@@ -1,0 +1,288 @@
+"""Live plots of a running session, on bqplot: cheap to update (about a millisecond per tick).
+
+Three figures share one time axis (seconds of conversation, frame ``i`` at ``i * 0.08``) that scrolls
+over the last ``window_s`` seconds:
+
+* the model's text pieces placed at the frame that produced them (hover the panel's text for times),
+* per-frame compute time (encode / LM / decode / total) against the 80 ms real-time budget,
+* the user's and the model's waveforms as peak envelopes (one point per 20 ms).
+
+Parameter changes (``recording.params``) are drawn as dashed vertical lines with their values.
+``LivePlots.update(recording)`` consumes only what is new since the last call and sends one batched
+message per mark, so the session can call it at 5-10 Hz from its event loop; it must be called from
+one thread at a time (the session's loop thread).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import bqplot as bq
+import ipywidgets as widgets
+import numpy as np
+
+from .audio import FRAME_SIZE, SAMPLE_RATE
+from .recording import Recording
+
+FRAME_S = FRAME_SIZE / SAMPLE_RATE
+BUDGET_MS = 1000.0 * FRAME_S
+ENVELOPE_BLOCK = 480  # 20 ms at 24 kHz
+TEXT_ROWS = 3
+COLORS = {"encode": "#1f77b4", "lm": "#ff7f0e", "decode": "#2ca02c", "total": "#444444"}
+USER_COLOR, MODEL_COLOR, PARAMS_COLOR = "#1f77b4", "#d62728", "#9467bd"
+
+TITLES = {
+    "text": ("モデルのテキスト (フレーム位置)", "Model text (by frame)"),
+    "compute": ("フレーム処理時間 [ms] (予算 80 ms)", "Compute per frame [ms] (80 ms budget)"),
+    "wave": ("波形: ユーザー (上) / モデル (下)", "Waveforms: user (top) / model (bottom)"),
+    "time": ("時間 [s]", "time [s]"),
+}
+
+
+def bilingual(key: str, lang: str = "both") -> str:
+    """A label in Japanese, English or both (``"日本語 / English"``)."""
+    ja, en = TITLES[key]
+    return ja if lang == "ja" else en if lang == "en" else f"{ja} / {en}"
+
+
+class _Envelope:
+    """Streaming peak envelope: one value (max |x|) per ``block`` samples."""
+
+    def __init__(self, block: int = ENVELOPE_BLOCK) -> None:
+        self.block = block
+        self.values: list[float] = []
+        self._rest = np.zeros(0, np.float32)
+
+    def add(self, pcm: np.ndarray) -> None:
+        data = np.concatenate((self._rest, np.asarray(pcm, np.float32))) if self._rest.size else pcm
+        n = len(data) // self.block
+        if n:
+            peaks = np.abs(data[: n * self.block].reshape(n, self.block)).max(axis=1)
+            self.values.extend(peaks.tolist())
+        self._rest = np.asarray(data[n * self.block :], np.float32)
+
+    def window(self, t0: float) -> tuple[np.ndarray, np.ndarray]:
+        """(times, peaks) from ``t0`` seconds on."""
+        dt = self.block / SAMPLE_RATE
+        start = max(0, int(t0 / dt))
+        y = np.asarray(self.values[start:], dtype=np.float32)
+        return (start + np.arange(len(y))) * dt, y
+
+
+class _Cursor:
+    """How far into each growing list of a Recording the plots have read."""
+
+    def __init__(self) -> None:
+        self.user = self.model = self.text = self.metrics = self.params = 0
+
+
+class LivePlots:
+    """The live figures of one session. ``widget`` is what a panel shows."""
+
+    def __init__(self, window_s: float = 20.0, lang: str = "both", width: str = "100%") -> None:
+        self.window_s = window_s
+        self.lang = lang
+        self.updates = 0
+        self.update_ms: list[float] = []  # cost of each update(), for benchmarks
+        self._cursor = _Cursor()
+        self._user, self._model = _Envelope(), _Envelope()
+        self._frames: list[int] = []
+        self._ms: dict[str, list[float]] = {k: [] for k in COLORS}
+        self._text: list[tuple[int, str]] = []
+        self._params: list[tuple[int, str]] = []
+        self._last_params: dict[str, Any] | None = None
+        self._build(width)
+
+    # ---- figures -------------------------------------------------------------------------------
+    def _figure(self, key: str, marks: list[bq.Mark], y_scale: bq.Scale, height: int, **axis: Any) -> bq.Figure:
+        x_axis = bq.Axis(scale=self.x_scale, label=bilingual("time", self.lang), num_ticks=8)
+        y_axis = bq.Axis(scale=y_scale, orientation="vertical", **axis)
+        return bq.Figure(
+            marks=marks,
+            axes=[x_axis, y_axis],
+            title=bilingual(key, self.lang),
+            fig_margin={"top": 30, "bottom": 35, "left": 50, "right": 15},
+            layout=widgets.Layout(height=f"{height}px", width="100%"),
+            animation_duration=0,
+            title_style={"font-size": "13px"},
+        )
+
+    def _build(self, width: str) -> None:
+        self.x_scale = bq.LinearScale(min=0.0, max=float(self.window_s))
+        y_text = bq.LinearScale(min=-0.5, max=TEXT_ROWS - 0.5)
+        y_ms = bq.LinearScale(min=0.0, max=2 * BUDGET_MS)
+        y_wave = bq.LinearScale(min=-2.0, max=2.0)
+        xs = {"x": self.x_scale}
+
+        self.text_mark = bq.Label(
+            x=[], y=[], text=[], scales={**xs, "y": y_text}, default_size=15, colors=["#222222"], align="start"
+        )
+        self.text_params = self._vlines(y_text, -0.5, TEXT_ROWS - 0.5)
+        self.ms_lines = bq.Lines(
+            x=[0.0],
+            y=[[0.0]] * len(COLORS),
+            scales={**xs, "y": y_ms},
+            colors=list(COLORS.values()),
+            labels=list(COLORS),
+            display_legend=True,
+            stroke_width=1.5,
+        )
+        self.budget = bq.Lines(
+            x=[0.0, 1e6], y=[BUDGET_MS, BUDGET_MS], scales={**xs, "y": y_ms}, colors=["#d62728"], line_style="dashed"
+        )
+        self.ms_params = self._vlines(y_ms, 0.0, 2 * BUDGET_MS)
+        self.params_labels = bq.Label(
+            x=[],
+            y=[],
+            text=[],
+            scales={**xs, "y": y_ms},
+            default_size=11,
+            colors=[PARAMS_COLOR],
+            align="start",
+            x_offset=3,
+        )
+        self.user_wave = self._envelope_mark(xs, y_wave, USER_COLOR)
+        self.model_wave = self._envelope_mark(xs, y_wave, MODEL_COLOR)
+        self.wave_params = self._vlines(y_wave, -2.0, 2.0)
+
+        self.fig_text = self._figure("text", [self.text_mark, self.text_params], y_text, 130, num_ticks=0)
+        self.fig_compute = self._figure(
+            "compute", [self.ms_lines, self.budget, self.ms_params, self.params_labels], y_ms, 200
+        )
+        self.fig_compute.legend_location = "top-left"
+        self.fig_wave = self._figure(
+            "wave", [self.user_wave, self.model_wave, self.wave_params], y_wave, 170, num_ticks=0
+        )
+        self.widget = widgets.VBox([self.fig_text, self.fig_compute, self.fig_wave], layout=widgets.Layout(width=width))
+        self.widget.add_class("jmoshi-live-plots")
+
+    def _vlines(self, y_scale: bq.Scale, lo: float, hi: float) -> bq.Lines:
+        mark = bq.Lines(
+            x=[[0.0, 0.0]],
+            y=[[lo, hi]],
+            scales={"x": self.x_scale, "y": y_scale},
+            colors=[PARAMS_COLOR],
+            line_style="dashed",
+            stroke_width=1.5,
+            visible=False,
+        )
+        mark._span = (lo, hi)  # type: ignore[attr-defined]
+        return mark
+
+    @staticmethod
+    def _envelope_mark(xs: dict[str, bq.Scale], y_scale: bq.Scale, color: str) -> bq.Lines:
+        return bq.Lines(
+            x=[0.0],
+            y=[[0.0], [0.0]],
+            scales={**xs, "y": y_scale},
+            colors=[color, color],
+            fill="between",
+            fill_colors=[color],
+            fill_opacities=[0.45],
+            stroke_width=0.5,
+        )
+
+    # ---- feeding -------------------------------------------------------------------------------
+    def _consume(self, rec: Recording) -> None:
+        c = self._cursor
+        if self._last_params is None and rec.session:
+            self._last_params = {"params": rec.session.get("sampling", {}), "seed": rec.session.get("seed")}
+        for chunk in rec.user_chunks[c.user :]:
+            self._user.add(chunk)
+        c.user = len(rec.user_chunks)
+        for chunk in rec.model_chunks[c.model :]:
+            self._model.add(chunk)
+        c.model = len(rec.model_chunks)
+        for m in rec.metrics[c.metrics :]:
+            self._frames.append(int(m["frame"]))
+            for key in COLORS:
+                self._ms[key].append(float(m.get(f"{key}_ms", math.nan)))
+        c.metrics = len(rec.metrics)
+        for ev in rec.text[c.text :]:
+            self._text.append((ev.frame, ev.text))
+        c.text = len(rec.text)
+        for p in rec.params[c.params :]:
+            self._params.append((int(p["from_frame"]), describe_params(p, self._last_params)))
+            self._last_params = p
+        c.params = len(rec.params)
+
+    def now(self) -> float:
+        """The latest time (s) anything was plotted at."""
+        t_frames = (self._frames[-1] + 1) * FRAME_S if self._frames else 0.0
+        t_audio = max(len(self._user.values), len(self._model.values)) * ENVELOPE_BLOCK / SAMPLE_RATE
+        return max(t_frames, t_audio)
+
+    def update(self, rec: Recording) -> None:
+        """Read what is new in ``rec`` and redraw the visible window (one message per mark)."""
+        t0 = time.perf_counter()
+        self._consume(rec)
+        end = max(self.now(), self.window_s)
+        start = end - self.window_s
+        with self.x_scale.hold_sync():
+            self.x_scale.min, self.x_scale.max = float(start), float(end)
+        self._draw_text(start)
+        self._draw_compute(start)
+        self._draw_waves(start)
+        self._draw_params(start)
+        self.updates += 1
+        self.update_ms.append((time.perf_counter() - t0) * 1e3)
+        if len(self.update_ms) > 1000:
+            del self.update_ms[:500]
+
+    def _draw_text(self, start: float) -> None:
+        visible = [(i, f, s) for i, (f, s) in enumerate(self._text) if f * FRAME_S >= start - 1.0]
+        with self.text_mark.hold_sync():
+            if visible:
+                self.text_mark.x = np.array([f * FRAME_S for _, f, _ in visible])
+                self.text_mark.y = np.array([float(i % TEXT_ROWS) for i, _, _ in visible])
+                self.text_mark.text = np.array([s for _, _, s in visible])
+            else:
+                self.text_mark.x, self.text_mark.y, self.text_mark.text = [], [], []
+
+    def _draw_compute(self, start: float) -> None:
+        first = int(np.searchsorted(np.asarray(self._frames), start / FRAME_S)) if self._frames else 0
+        frames = np.asarray(self._frames[first:], dtype=np.float64)
+        if frames.size == 0:
+            return
+        ys = np.vstack([np.asarray(self._ms[k][first:], dtype=np.float64) for k in COLORS])
+        with self.ms_lines.hold_sync():
+            self.ms_lines.x = frames * FRAME_S
+            self.ms_lines.y = ys
+
+    def _draw_waves(self, start: float) -> None:
+        for env, mark, offset in ((self._user, self.user_wave, 1.0), (self._model, self.model_wave, -1.0)):
+            x, y = env.window(start)
+            if x.size == 0:
+                continue
+            with mark.hold_sync():
+                mark.x = x
+                mark.y = np.vstack((offset + y, offset - y))
+
+    def _draw_params(self, start: float) -> None:
+        shown = [(f * FRAME_S, s) for f, s in self._params if f * FRAME_S >= start]
+        for mark in (self.text_params, self.ms_params, self.wave_params):
+            lo, hi = mark._span  # type: ignore[attr-defined]
+            with mark.hold_sync():
+                if shown:
+                    mark.x = np.array([[t, t] for t, _ in shown])
+                    mark.y = np.array([[lo, hi]] * len(shown))
+                mark.visible = bool(shown)
+        with self.params_labels.hold_sync():
+            if shown:
+                self.params_labels.x = np.array([t for t, _ in shown])
+                self.params_labels.y = np.array([2 * BUDGET_MS * (0.92 - 0.1 * (i % 3)) for i in range(len(shown))])
+                self.params_labels.text = np.array([s for _, s in shown])
+            else:
+                self.params_labels.x, self.params_labels.y, self.params_labels.text = [], [], []
+
+
+def describe_params(entry: dict[str, Any], previous: dict[str, Any] | None = None) -> str:
+    """``"temp=0.3 seed=7"``: what one ``recording.params`` entry changed (everything if no ``previous``)."""
+    p = entry.get("params", {})
+    old = (previous or {}).get("params", {})
+    parts = [f"{k}={p[k]:g}" if isinstance(p[k], float) else f"{k}={p[k]}" for k in p if old.get(k) != p[k]]
+    if entry.get("seed") is not None and (previous is None or previous.get("seed") != entry["seed"]):
+        parts.append(f"seed={entry['seed']}")
+    return " ".join(parts) or "(same)"

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Launch JupyterLab with jmoshi-nb's Jupyter configuration (low-latency kernel WebSockets).
+#
+#   scripts/lab.sh                       # opens notebooks/ in JupyterLab
+#   scripts/lab.sh --port 8890 --no-browser
+#
+# The kit's config folder (jmoshi_nb/jupyter_config) goes first on JUPYTER_CONFIG_PATH, so its
+# server extension sets TCP_NODELAY on every kernel WebSocket; your own config still applies.
+# Uses the repository's .venv if there is one, else the python on PATH. Extra arguments go to
+# `jupyter lab` unchanged (add --allow-root in a root container).
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+python="${JMOSHI_NB_PYTHON:-}"
+if [[ -z "$python" ]]; then
+  if [[ -x "$repo/.venv/bin/python" ]]; then python="$repo/.venv/bin/python"; else python="$(command -v python3)"; fi
+fi
+
+config_dir="$("$python" -m jmoshi_nb.jupyter_config)"
+export JUPYTER_CONFIG_PATH="$config_dir${JUPYTER_CONFIG_PATH:+:$JUPYTER_CONFIG_PATH}"
+
+notebook_dir="$repo/notebooks"
+[[ -d "$notebook_dir" ]] || notebook_dir="$repo"
+exec "$python" -m jupyterlab --ServerApp.root_dir="$notebook_dir" "$@"

@@ -236,10 +236,18 @@ class Engine:
             torch.cuda.synchronize()
 
     @torch.no_grad()
-    def step(self, pcm: np.ndarray) -> FrameResult:
-        """Process one 80 ms frame of user audio (1920 float32 samples at 24 kHz)."""
+    def step(self, pcm: np.ndarray, forced_audio: np.ndarray | None = None) -> FrameResult:
+        """Process one 80 ms frame of user audio (1920 float32 samples at 24 kHz).
+
+        ``forced_audio``: the model's own audio tokens for this step (``dep_q`` codes, already
+        delayed as the LM samples them), used instead of sampling: teacher forcing of the model
+        channel, as in prompted dialogue continuation (see ``research.ModelChannelForcer``).
+        """
         if pcm.shape != (FRAME_SIZE,):
             raise ValueError(f"a frame is {FRAME_SIZE} samples at {SAMPLE_RATE} Hz, got shape {pcm.shape}")
+        replace = None
+        if forced_audio is not None:
+            replace = torch.as_tensor(forced_audio, dtype=torch.long, device=self.device).view(1, -1, 1)
         changed = self._apply_pending()
         cuda = self.device.type == "cuda"
         t0 = time.perf_counter()
@@ -253,7 +261,7 @@ class Engine:
         t1 = time.perf_counter()
         tokens = None
         for c in range(codes.shape[-1]):
-            tokens = self.lm_gen.step(codes[:, :, c : c + 1])
+            tokens = self.lm_gen.step(codes[:, :, c : c + 1], replace)
         if cuda:
             torch.cuda.synchronize()
         t2 = time.perf_counter()

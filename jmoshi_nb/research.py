@@ -214,7 +214,8 @@ def continue_dialogue(
     n_total = n_prompt + int(round(continuation_s * SAMPLE_RATE / FRAME_SIZE))
     if len(dialogue.user) < n_prompt * FRAME_SIZE:
         raise ValueError(
-            f"{dialogue.path}: {len(dialogue.user) / SAMPLE_RATE:.1f} s of audio is shorter than the {prompt_s} s prompt"
+            f"{dialogue.path}: {len(dialogue.user) / SAMPLE_RATE:.1f} s of audio is shorter "
+            f"than the {prompt_s} s prompt"
         )
     user = np.zeros(n_total * FRAME_SIZE, dtype=np.float32)
     keep = n_prompt * FRAME_SIZE if user_after_prompt == "silence" else min(len(dialogue.user), len(user))
@@ -268,7 +269,8 @@ def prompted_continuation(
     ``model_channel`` (0 = left) is the side the model plays and is forced into its audio stream
     during the prompt; the other is the user. Mono files are the user side only. After the prompt
     the user channel is silent (``user_after_prompt="silence"``: what follows is the model's own) or
-    goes on with the recording (``"continue"``: the model reacts to the real partner). Each run is saved under ``out_dir/<file stem>`` if given.
+    goes on with the recording (``"continue"``: the model reacts to the real partner).
+    Each run is saved under ``out_dir/<file stem>`` if given.
     """
     from .engine import Engine
 

@@ -137,6 +137,18 @@ class SessionConfig(BaseModel):
             raise ValueError("schema_version must be >= 1")
         return v
 
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, v: str) -> str:
+        looks_local = v.startswith(("/", ".", "~")) or "\\" in v
+        looks_repo = v.count("/") == 1 and all(v.split("/"))
+        if v in MODEL_CARDS or looks_local or looks_repo:
+            return v
+        raise ValueError(
+            f"unknown model {v!r}: use one of {', '.join(MODEL_CARDS)}, a Hugging Face repo id (owner/name) "
+            "or a local checkpoint folder (a path starting with /, . or ~)"
+        )
+
     @model_validator(mode="after")
     def _cards(self) -> SessionConfig:
         cards = MODEL_CARDS.get(self.model)

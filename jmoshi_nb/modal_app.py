@@ -76,6 +76,8 @@ KIT_REQUIREMENTS = (  # the versions the kit's tests ran with
 )
 
 PORT = 8998
+HOST = "0.0.0.0"  # Modal's proxy reaches the web server on the container's interface
+DEVICE = "cuda"  # the tests run the classes' methods with "cpu"
 CACHE_PATH = "/cache"  # the Volume's mount point
 HF_HOME = f"{CACHE_PATH}/huggingface"  # so the Hub cache (hub/, xet/) and the kit's cache persist
 KIT_CACHE = f"{CACHE_PATH}/jmoshi-nb"
@@ -268,7 +270,7 @@ class ChatServerThread:
     id, so that the client can stop exactly this container and release its GPU.
     """
 
-    def __init__(self, engine: Engine, token: str | None, host: str = "0.0.0.0", port: int = PORT) -> None:
+    def __init__(self, engine: Engine, token: str | None, host: str = HOST, port: int = PORT) -> None:
         self.engine, self.token, self.host, self.port = engine, token, host, port
         self.url = ""
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -335,7 +337,7 @@ class ChatServerThread:
         self._thread = None
 
 
-def start_chat_server(engine: Engine, token: str | None, host: str = "0.0.0.0", port: int = PORT) -> ChatServerThread:
+def start_chat_server(engine: Engine, token: str | None, host: str = HOST, port: int = PORT) -> ChatServerThread:
     return ChatServerThread(engine, token, host, port).start()
 
 
@@ -461,17 +463,17 @@ class JMoshiServer:
         # Runs in every container, after a snapshot restore: the GPU is attached now.
         import torch
 
-        if not torch.cuda.is_available():
+        if DEVICE == "cuda" and not torch.cuda.is_available():
             raise RuntimeError(f"no CUDA device in this container (requested gpu={GPU!r})")
         assert self.loaded is not None
-        self.engine = build_engine(self.loaded, "cuda")
+        self.engine = build_engine(self.loaded, DEVICE)
         self.loaded = None  # the parts now live on the GPU
         self.server: ChatServerThread | None = None
 
     @modal.web_server(port=PORT, startup_timeout=60, requires_proxy_auth=PROXY_AUTH)
     def serve(self) -> None:
         # The token is read here, after any snapshot restore, so a rotated secret takes effect.
-        self.server = start_chat_server(self.engine, container_token(), host="0.0.0.0", port=PORT)
+        self.server = start_chat_server(self.engine, container_token(), host=HOST, port=PORT)
 
     @modal.exit()
     def shutdown(self) -> None:
@@ -503,9 +505,9 @@ class SweepWorker:
 
     @modal.enter(snap=False)
     def warm_up(self) -> None:
-        pool = sweep_pool(device="cuda")
+        pool = sweep_pool(device=DEVICE)
         if self.loaded is not None:
-            pool.put(MODEL, REVISION, build_engine(self.loaded, "cuda"))
+            pool.put(MODEL, REVISION, build_engine(self.loaded, DEVICE))
             self.loaded = None
 
     @modal.method()

@@ -433,6 +433,12 @@ def download_weights(model: str = MODEL, revision: str | None = REVISION) -> dic
     return result
 
 
+@app.function(cpu=0.25, memory=256, timeout=60)
+def settings() -> dict[str, str]:
+    """The settings this app was deployed with (which model, GPU...), answered by a small CPU container."""
+    return dict(SETTINGS_ENV)
+
+
 SERVER_OPTIONS: dict[str, Any] = dict(
     gpu=GPU,
     volumes=volumes,

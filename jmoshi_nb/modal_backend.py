@@ -83,6 +83,8 @@ class Deployment(Protocol):
     web_url: str  # the https base URL of JMoshiServer.serve
     deployed: bool
 
+    def settings(self) -> dict[str, str]: ...  # the JMOSHI_MODAL_* settings it runs with
+
     def download_weights(self, model: str, revision: str | None) -> dict[str, Any]: ...
 
     def sweep_function(self) -> StarmapFunction: ...
@@ -170,6 +172,9 @@ class _Ephemeral:
             raise translate_error(self._error) from self._error
         return self
 
+    def settings(self) -> dict[str, str]:
+        return dict(self.module.SETTINGS_ENV)
+
     def download_weights(self, model: str, revision: str | None) -> dict[str, Any]:
         return self.module.download_weights.remote(model, revision)
 
@@ -191,6 +196,11 @@ class _Deployed:
     def __init__(self, app_name: str, web_url: str) -> None:
         self.app_name = app_name
         self.web_url = web_url
+
+    def settings(self) -> dict[str, str]:
+        import modal
+
+        return modal.Function.from_name(self.app_name, "settings").remote()
 
     def download_weights(self, model: str, revision: str | None) -> dict[str, Any]:
         import modal
@@ -460,6 +470,9 @@ class ModalServer:
             dep = api.run_ephemeral(settings)
         self._deployment = dep
         self.web_url = dep.web_url
+        served = dep.settings().get("JMOSHI_MODAL_MODEL")
+        if served is not None and served != model:
+            raise self._wrong_model(served)
         self._say(f"downloading weights of {model} into the Volume if missing (first time: ~16 GB, a few minutes)")
         self.weights = dep.download_weights(model, self.config.revision)
         got = self.weights.get("downloaded_bytes", 0)
@@ -470,12 +483,16 @@ class ModalServer:
         self._check_token_and_identify()
         served = self.health.get("model")
         if served is not None and served != model:
-            raise ModalSetupError(
-                f"the deployed app '{self.app_name}' serves {served!r}, not {model!r}: redeploy it with "
-                f"`jmoshi-nb modal deploy --model {model}`, or start with deployed=False for an ephemeral app"
-            )
+            raise self._wrong_model(served)
         self.url = ws_url(self.web_url)
         self._say(f"ready: {served} on {self.health.get('device')} at {self.url}")
+
+    def _wrong_model(self, served: str) -> ModalSetupError:
+        model = self.config.model
+        return ModalSetupError(
+            f"the deployed app '{self.app_name}' serves {served!r}, not {model!r}: redeploy it with "
+            f"`jmoshi-nb modal deploy --model {model}`, or start with deployed=False for an ephemeral app"
+        )
 
     def _wait_healthy(self, deadline: float) -> dict[str, Any]:
         url = self.web_url.rstrip("/") + "/api/health"

@@ -85,6 +85,8 @@ def test_sweep_worker_and_download_function_declarations() -> None:
     download = modal_app.download_weights.info()
     assert download.gpus == []  # filling the cache bills no GPU
     assert set(download.volumes) == {"/cache"}
+    assert modal_app.settings.local() == modal_app.SETTINGS_ENV
+    assert modal_app.SETTINGS_ENV["JMOSHI_MODAL_MODEL"] == "j-moshi-ext"
 
 
 @pytest.fixture()
@@ -136,8 +138,9 @@ def test_decorators_receive_the_declared_settings(recorded: dict[str, Any]) -> N
     assert recorded["concurrent"] == [{"max_inputs": 4, "target_inputs": 1}]
     ((args, kwargs),) = recorded["web_server"]
     assert kwargs["port"] == modal_app.PORT and kwargs["requires_proxy_auth"] is False
-    (download,) = recorded["function"]
+    download, settings = recorded["function"]
     assert "gpu" not in download and download["timeout"] == modal_app.DOWNLOAD_TIMEOUT_S
+    assert "gpu" not in settings and "volumes" not in settings  # a tiny CPU function that answers settings()
 
 
 def test_settings_come_from_the_environment_at_deploy_time(
@@ -150,9 +153,7 @@ def test_settings_come_from_the_environment_at_deploy_time(
     m = importlib.reload(modal_app)
     assert recorded["cls"][0]["gpu"] == "L40S"
     assert m.JMoshiServer._get_class_service_function().info().gpus == [("L40S", 1)]
-    assert m.JMoshiServer._get_class_service_function().info().secrets == [
-        "modal.Secret.from_name('jmoshi-nb-token')"
-    ]
+    assert m.JMoshiServer._get_class_service_function().info().secrets == ["modal.Secret.from_name('jmoshi-nb-token')"]
     assert recorded["web_server"][0][1]["requires_proxy_auth"] is True
     # The containers re-import this module: the image carries the same settings in its environment.
     assert m.SETTINGS_ENV["JMOSHI_MODAL_MODEL"] == "moshiko"

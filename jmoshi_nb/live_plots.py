@@ -30,6 +30,7 @@ FRAME_S = FRAME_SIZE / SAMPLE_RATE
 BUDGET_MS = 1000.0 * FRAME_S
 ENVELOPE_BLOCK = 480  # 20 ms at 24 kHz
 TEXT_ROWS = 3
+CHAR_PX, PLOT_PX = 15.0, 850.0  # label font size and a typical plot width: how much time a label covers
 COLORS = {"encode": "#1f77b4", "lm": "#ff7f0e", "decode": "#2ca02c", "total": "#444444"}
 USER_COLOR, MODEL_COLOR, PARAMS_COLOR = "#1f77b4", "#d62728", "#9467bd"
 
@@ -90,7 +91,8 @@ class LivePlots:
         self._user, self._model = _Envelope(), _Envelope()
         self._frames: list[int] = []
         self._ms: dict[str, list[float]] = {k: [] for k in COLORS}
-        self._text: list[tuple[int, str]] = []
+        self._text: list[tuple[int, str, int]] = []  # frame, piece, row (-1: no room, tick mark only)
+        self._row_end = [-math.inf] * TEXT_ROWS
         self._params: list[tuple[int, str]] = []
         self._last_params: dict[str, Any] | None = None
         self._build(width)
@@ -98,7 +100,7 @@ class LivePlots:
     # ---- figures -------------------------------------------------------------------------------
     def _figure(self, key: str, marks: list[bq.Mark], y_scale: bq.Scale, height: int, **axis: Any) -> bq.Figure:
         x_axis = bq.Axis(scale=self.x_scale, label=bilingual("time", self.lang), num_ticks=8)
-        y_axis = bq.Axis(scale=y_scale, orientation="vertical", **axis)
+        y_axis = bq.Axis(scale=y_scale, side="left", **axis)
         return bq.Figure(
             marks=marks,
             axes=[x_axis, y_axis],
@@ -111,15 +113,18 @@ class LivePlots:
 
     def _build(self, width: str) -> None:
         self.x_scale = bq.LinearScale(min=0.0, max=float(self.window_s))
-        y_text = bq.LinearScale(min=-0.5, max=TEXT_ROWS - 0.5)
+        y_text = bq.LinearScale(min=-1.0, max=TEXT_ROWS - 0.4)
         y_ms = bq.LinearScale(min=0.0, max=2 * BUDGET_MS)
         y_wave = bq.LinearScale(min=-2.0, max=2.0)
         xs = {"x": self.x_scale}
 
         self.text_mark = bq.Label(
-            x=[], y=[], text=[], scales={**xs, "y": y_text}, default_size=15, colors=["#222222"], align="start"
+            x=[], y=[], text=[], scales={**xs, "y": y_text}, default_size=14, colors=["#222222"], align="start"
         )
-        self.text_params = self._vlines(y_text, -0.5, TEXT_ROWS - 0.5)
+        self.text_ticks = bq.Scatter(
+            x=[], y=[], scales={**xs, "y": y_text}, marker="rectangle", default_size=12, colors=["#888888"]
+        )
+        self.text_params = self._vlines(y_text, -1.0, TEXT_ROWS - 0.4)
         self.ms_lines = bq.Lines(
             x=[0.0],
             y=[[0.0]] * len(COLORS),
@@ -147,7 +152,9 @@ class LivePlots:
         self.model_wave = self._envelope_mark(xs, y_wave, MODEL_COLOR)
         self.wave_params = self._vlines(y_wave, -2.0, 2.0)
 
-        self.fig_text = self._figure("text", [self.text_mark, self.text_params], y_text, 130, num_ticks=0)
+        self.fig_text = self._figure(
+            "text", [self.text_mark, self.text_ticks, self.text_params], y_text, 140, num_ticks=0
+        )
         self.fig_compute = self._figure(
             "compute", [self.ms_lines, self.budget, self.ms_params, self.params_labels], y_ms, 200
         )
@@ -201,12 +208,23 @@ class LivePlots:
                 self._ms[key].append(float(m.get(f"{key}_ms", math.nan)))
         c.metrics = len(rec.metrics)
         for ev in rec.text[c.text :]:
-            self._text.append((ev.frame, ev.text))
+            self._text.append((ev.frame, ev.text, self._place(ev.frame * FRAME_S, ev.text)))
         c.text = len(rec.text)
         for p in rec.params[c.params :]:
             self._params.append((int(p["from_frame"]), describe_params(p, self._last_params)))
             self._last_params = p
         c.params = len(rec.params)
+
+    def _place(self, x: float, text: str) -> int:
+        """A row where the label fits after the previous ones (stable as the window scrolls), or -1."""
+        if not text.strip():
+            return -1
+        char_s = self.window_s * CHAR_PX / PLOT_PX
+        for row, end in enumerate(self._row_end):
+            if x >= end:
+                self._row_end[row] = x + (len(text) + 0.5) * char_s
+                return row
+        return -1
 
     def now(self) -> float:
         """The latest time (s) anything was plotted at."""
@@ -232,14 +250,19 @@ class LivePlots:
             del self.update_ms[:500]
 
     def _draw_text(self, start: float) -> None:
-        visible = [(i, f, s) for i, (f, s) in enumerate(self._text) if f * FRAME_S >= start - 1.0]
+        visible = [(f * FRAME_S, text, row) for f, text, row in self._text if f * FRAME_S >= start - 2.0]
+        placed = [(x, text, row) for x, text, row in visible if row >= 0]
         with self.text_mark.hold_sync():
-            if visible:
-                self.text_mark.x = np.array([f * FRAME_S for _, f, _ in visible])
-                self.text_mark.y = np.array([float(i % TEXT_ROWS) for i, _, _ in visible])
-                self.text_mark.text = np.array([s for _, _, s in visible])
+            if placed:
+                self.text_mark.x = np.array([x for x, _, _ in placed])
+                self.text_mark.y = np.array([float(TEXT_ROWS - 1 - row) for _, _, row in placed])
+                self.text_mark.text = np.array([text for _, text, _ in placed])
             else:
                 self.text_mark.x, self.text_mark.y, self.text_mark.text = [], [], []
+        if visible:
+            with self.text_ticks.hold_sync():
+                self.text_ticks.x = np.array([x for x, _, _ in visible])
+                self.text_ticks.y = np.full(len(visible), -0.75)
 
     def _draw_compute(self, start: float) -> None:
         first = int(np.searchsorted(np.asarray(self._frames), start / FRAME_S)) if self._frames else 0

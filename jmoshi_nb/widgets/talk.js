@@ -131,11 +131,11 @@ registerProcessor("jmoshi-player", JmoshiPlayer);
 `;
 
 const LABELS = {
-  mic_on: ["🎙 マイク開始", "Start mic"],
-  mic_off: ["⏹ マイク停止", "Stop mic"],
-  mute: ["🔇 ミュート", "Mute"],
-  unmute: ["🔈 ミュート解除", "Unmute"],
-  speaker: ["🔊 スピーカー開始", "Start speaker"],
+  mic_on: ["● マイク開始", "Start mic"],
+  mic_off: ["■ マイク停止", "Stop mic"],
+  mute: ["マイクをミュート", "Mute mic"],
+  unmute: ["ミュート解除", "Unmute mic"],
+  speaker: ["▶ スピーカー開始", "Start speaker"],
   volume: ["音量", "Volume"],
   aec: ["エコー除去", "Echo cancel"],
   ns: ["ノイズ抑制", "Noise supp."],

@@ -1,0 +1,212 @@
+"""JupyterLab + headless Chromium for the end-to-end test and the round-trip benchmark.
+
+* ``jupyter_lab(root)``: JupyterLab on 127.0.0.1 (free port, random token) launched the README's
+  way (the kit's config folder first on ``JUPYTER_CONFIG_PATH``), with throwaway settings,
+  workspaces and runtime folders so nothing of the user's Lab state leaks in or out.
+* ``chromium(playwright, wav, user_data_dir)``: Debian's ``/usr/bin/chromium`` through Playwright
+  (never ``playwright install``), fake microphone fed from a Japanese speech WAV.
+* small page helpers: open a notebook, run a cell, read the talk widget's counters.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+KIT_CONFIG = REPO / "jmoshi_nb" / "jupyter_config"
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+    "--autoplay-policy=no-user-gesture-required",
+]
+
+
+def chromium_path() -> str | None:
+    """Debian's chromium (or ``$JMOSHI_NB_CHROMIUM``), None if absent."""
+    for candidate in (os.environ.get("JMOSHI_NB_CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium")):
+        if candidate and Path(candidate).exists():
+            return candidate
+    return None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Lab:
+    url: str
+    token: str
+    root: Path
+    log: Path
+    process: subprocess.Popen[bytes]
+
+    def page_url(self, notebook: str) -> str:
+        return f"{self.url}/lab/tree/{notebook}?token={self.token}"
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+def _lab_state_dirs(base: Path, nodelay: bool) -> dict[str, str]:
+    """Throwaway Jupyter folders; a test config dir that turns off Lab's news prompt."""
+    extra = base / "config"
+    (extra / "labconfig").mkdir(parents=True, exist_ok=True)
+    page = {"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}}
+    (extra / "labconfig" / "page_config.json").write_text(json.dumps(page))
+    path = [str(KIT_CONFIG), str(extra)] if nodelay else [str(extra)]
+    env = {
+        "JUPYTER_CONFIG_PATH": os.pathsep.join(path),
+        "JUPYTER_RUNTIME_DIR": str(base / "runtime"),
+        "JUPYTERLAB_SETTINGS_DIR": str(base / "settings"),
+        "JUPYTERLAB_WORKSPACES_DIR": str(base / "workspaces"),
+        "IPYTHONDIR": str(base / "ipython"),
+        "JUPYTER_PLATFORM_DIRS": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
+    for key in ("JUPYTER_RUNTIME_DIR", "JUPYTERLAB_SETTINGS_DIR", "JUPYTERLAB_WORKSPACES_DIR", "IPYTHONDIR"):
+        Path(env[key]).mkdir(parents=True, exist_ok=True)
+    return env
+
+
+@contextlib.contextmanager
+def jupyter_lab(root: Path, state: Path, nodelay: bool = True, timeout: float = 90.0) -> Iterator[Lab]:
+    """JupyterLab serving ``root``; ``nodelay=False`` leaves the kit's config out (for comparisons)."""
+    port, token = free_port(), secrets.token_hex(16)
+    env = {**os.environ, **_lab_state_dirs(state, nodelay)}
+    log = state / "lab.log"
+    cmd = [
+        sys.executable, "-m", "jupyterlab", "--no-browser",
+        "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
+        f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+    ]  # fmt: skip
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        cmd.append("--allow-root")
+    with log.open("wb") as fh:
+        proc = subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, cwd=root)
+    lab = Lab(f"http://127.0.0.1:{port}", token, root, log, proc)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"JupyterLab exited with {proc.returncode}:\n{lab.log_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{lab.url}/api/status?token={token}", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"JupyterLab did not start in {timeout:.0f} s:\n{lab.log_text()[-3000:]}")
+            time.sleep(0.3)
+        yield lab
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def fake_microphone_wav(path: Path) -> Path:
+    """Japanese speech as 16-bit PCM mono WAV at 48 kHz (what Chromium's fake capture reads best)."""
+    import numpy as np
+    import soundfile as sf
+
+    from jmoshi_nb.audio import read_wav, resample
+    from jmoshi_nb.speech import speech_wav
+
+    speech = read_wav(speech_wav(path.with_suffix(".24k.wav")))
+    pcm48 = resample(np.asarray(speech), 24000, 48000)
+    sf.write(str(path), np.clip(pcm48, -1, 1), 48000, subtype="PCM_16")
+    return path
+
+
+def chromium(playwright: Any, wav: Path, user_data_dir: Path, executable: str | None = None) -> Any:
+    """A persistent Chromium context (empty profile) with the fake microphone playing ``wav``."""
+    args = CHROMIUM_FLAGS + [f"--use-file-for-fake-audio-capture={wav}"]
+    context = playwright.chromium.launch_persistent_context(
+        str(user_data_dir),
+        executable_path=executable or chromium_path(),
+        headless=True,
+        args=args,
+        viewport={"width": 1280, "height": 1600},
+        locale="ja-JP",
+    )
+    context.grant_permissions(["microphone"])
+    return context
+
+
+def write_notebook(path: Path, cells: list[str]) -> Path:
+    """A notebook of code cells, with the python3 kernelspec (no kernel-picker dialog)."""
+    nb = {
+        "cells": [
+            {"cell_type": "code", "execution_count": None, "id": f"c{i}", "metadata": {}, "outputs": [],
+             "source": src}
+            for i, src in enumerate(cells)
+        ],
+        "metadata": {
+            "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+            "language_info": {"name": "python"},
+        },
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }  # fmt: skip
+    path.write_text(json.dumps(nb, indent=1), encoding="utf-8")
+    return path
+
+
+def open_notebook(page: Any, lab: Lab, name: str, timeout_ms: int = 90_000) -> None:
+    """Open a notebook and wait until its kernel is idle."""
+    page.goto(lab.page_url(name))
+    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=timeout_ms)
+    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=timeout_ms)
+
+
+def run_cell(page: Any, index: int) -> None:
+    """Select cell ``index`` and run it (Shift+Enter), as a user would."""
+    cell = page.locator(".jp-Notebook .jp-Cell").nth(index)
+    cell.locator(".jp-InputArea-prompt").click()
+    page.keyboard.press("Shift+Enter")
+
+
+def widget_data(page: Any, selector: str = ".jmoshi-talk") -> dict[str, str]:
+    """The talk widget's ``data-*`` counters (first view)."""
+    return page.eval_on_selector(selector, "el => ({...el.dataset})")
+
+
+def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.25) -> Any:
+    """Poll ``predicate()`` until it returns a truthy value."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")

@@ -1,0 +1,176 @@
+"""The notebook session's kernel side, against a real LocalServer on 127.0.0.1 with the tiny model.
+
+The browser is simulated at the comm boundary: microphone frames go in through the widget's
+custom-message handler (exactly what anywidget delivers) and everything the kernel sends to the
+browser is captured from ``widget.send``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from jmoshi_nb.audio import FRAME_SIZE, frames
+from jmoshi_nb.backends import LocalServer
+from jmoshi_nb.config import ConfigError, SessionConfig, load_config
+from jmoshi_nb.session import NotebookSession, start
+
+
+@pytest.fixture(scope="module")
+def server(engine: Any) -> Iterator[LocalServer]:
+    with LocalServer(engine=engine) as srv:
+        yield srv
+
+
+@pytest.fixture()
+def session(server: LocalServer) -> Iterator[NotebookSession]:
+    s = start(url=server.url, config=SessionConfig(model="tiny", seed=42), update_hz=20)
+    yield s
+    s.stop()
+
+
+class Browser:
+    """Stands in for the page: feeds mic frames to the widget, keeps what the kernel sends back."""
+
+    def __init__(self, session: NotebookSession) -> None:
+        self.panel = session.talk()
+        self.widget = self.panel.audio
+        self.sent: list[tuple[dict[str, Any], list[bytes]]] = []
+        self.widget.send = lambda content, buffers=None: self.sent.append((content, list(buffers or [])))
+        self.seq = 0
+
+    def speak(self, pcm: np.ndarray) -> int:
+        n = 0
+        for frame in frames(pcm):
+            self.widget._on_custom(self.widget, {"type": "frame", "seq": self.seq}, [frame.tobytes()])
+            self.seq += 1
+            n += 1
+        return n
+
+    def messages(self, kind: str) -> list[tuple[dict[str, Any], list[bytes]]]:
+        return [(c, b) for c, b in self.sent if c.get("type") == kind]
+
+    def audio(self) -> np.ndarray:
+        chunks = [np.frombuffer(b[0], dtype=np.float32) for _, b in self.messages("audio")]
+        return np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+
+
+def wait_until(predicate: Any, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not reached")
+        time.sleep(0.02)
+
+
+def test_mic_frames_in_model_audio_out(session: NotebookSession, speech_pcm: np.ndarray) -> None:
+    browser = Browser(session)
+    n = browser.speak(speech_pcm[: 30 * FRAME_SIZE])
+    wait_until(lambda: session.stats()["frames_done"] >= n)
+    wait_until(lambda: len(browser.messages("done")) >= n - 2)
+
+    rec = session.recording
+    assert session.mic_frames == n
+    assert np.allclose(rec.user_pcm[: n * FRAME_SIZE], speech_pcm[: n * FRAME_SIZE])
+    stats = session.stats()
+    assert stats["frames_in"] == n and stats["user_rms"] > 0.01
+    # Model audio went to the browser as float32 buffers, as much as the client decoded.
+    played = browser.audio()
+    assert played.size > 0 and np.abs(played).max() > 0
+    assert played.size == session._client._model_samples
+    # Every frame the server finished is reported back under the browser's own sequence number.
+    seqs = [c["seq"] for c, _ in browser.messages("done")]
+    assert seqs == sorted(seqs) and set(seqs) <= set(range(n))
+
+
+def test_slider_change_reaches_server_and_recording(
+    session: NotebookSession, speech_pcm: np.ndarray, tmp_path: Path
+) -> None:
+    browser = Browser(session)
+    first = browser.speak(speech_pcm[: 10 * FRAME_SIZE])
+    wait_until(lambda: session.stats()["frames_done"] >= first)
+
+    browser.panel.sliders["temp"].value = 0.3  # what the browser's slider does to the kernel-side model
+    browser.panel.sliders["seed"].value = 7
+    n = first + browser.speak(speech_pcm[10 * FRAME_SIZE : 20 * FRAME_SIZE])
+    wait_until(lambda: session.stats()["frames_done"] >= n)
+
+    rec = session.recording
+    # Both changes land before the next frame, so the server applies them together.
+    assert all(p["params"]["temp"] == 0.3 for p in rec.params) and rec.params[-1]["seed"] == 7
+    from_frame = rec.params[0]["from_frame"]
+    assert first <= from_frame < n
+    temps = {m["frame"]: m["params"]["temp"] for m in rec.metrics}
+    assert all(temps[f] == 0.8 for f in temps if f < from_frame)
+    assert all(temps[f] == 0.3 for f in temps if f > rec.params[-1]["from_frame"])
+    assert session.stats()["params"]["temp"] == 0.3 and session.stats()["seed"] == 7
+
+    # session.config reflects the sliders and round-trips through a file.
+    cfg = session.config
+    assert cfg.sampling.temp == 0.3 and cfg.seed == 7
+    assert load_config(cfg.save(tmp_path / "calm.yaml")).sampling == cfg.sampling
+
+    # The change is drawn on the live plots.
+    wait_until(lambda: browser.panel.plots._params)
+    assert "temp=0.3" in browser.panel.plots._params[0][1]
+
+
+def test_set_params_from_code_moves_sliders_and_validates(session: NotebookSession) -> None:
+    panel = session.talk()
+    new = session.set_params(top_k_text=5)
+    assert new.top_k_text == 5 and panel.sliders["top_k_text"].value == 5
+    with pytest.raises(ConfigError, match="top_k"):
+        session.set_params(top_k=100_000)  # above the tiny model's 256 codes
+    assert session.sampling.top_k == 250
+    panel.sliders["temp_text"].value = 0.0
+    assert session.sampling.temp_text == 0.0 and panel.audio.error == ""
+
+
+def test_wav_input_without_microphone(session: NotebookSession, speech_path: Path) -> None:
+    browser = Browser(session)
+    panel = session.talk(input=str(speech_path), realtime=True)
+    assert panel is browser.panel and panel.audio.input_mode == "wav"
+    # One input at a time: microphone frames are dropped and a second WAV is refused while it plays.
+    browser.speak(np.ones(3 * FRAME_SIZE, np.float32))
+    with pytest.raises(RuntimeError, match="already playing"):
+        session.play_wav(speech_path)
+    rec = session.wait(timeout=60)
+    assert session.mic_frames == 0
+    assert len(rec.metrics) == -(-rec.user_pcm.size // FRAME_SIZE)
+    assert rec.meta["inputs"][0]["input"] == str(speech_path)
+    wait_until(lambda: panel.audio.tokens and panel.plots.updates > 0)
+    assert browser.audio().size > 0
+
+
+def test_stop_keeps_the_recording(server: LocalServer, speech_pcm: np.ndarray, tmp_path: Path) -> None:
+    with start(url=server.url) as s:
+        s.play_wav(speech_pcm[: 8 * FRAME_SIZE], realtime=False, wait=True)
+        panel = s.talk()
+    assert not s.running
+    rec = s.stop()  # idempotent
+    assert rec is s.recording and len(rec.metrics) == 8
+    assert rec.meta["notebook"]["backend"] == "url"
+    assert panel.audio.active is False and all(w.disabled for w in panel.sliders.values())
+    folder = s.save(tmp_path / "run")
+    assert (folder / "audio.wav").exists()
+    with pytest.raises(RuntimeError, match="stopped"):
+        s.talk()
+
+
+def test_ping_is_answered_at_once(session: NotebookSession) -> None:
+    browser = Browser(session)
+    browser.widget._on_custom(browser.widget, {"type": "ping", "id": "a", "t": 12.5}, [])
+    assert browser.messages("pong") == [({"type": "pong", "id": "a", "t": 12.5}, [])]
+
+
+def test_start_with_tiny_backend_and_config_file(tmp_path: Path, speech_pcm: np.ndarray) -> None:
+    path = SessionConfig(model="tiny", seed=3).save(tmp_path / "c.yaml")
+    with start("tiny", config=path) as s:
+        assert s.info["model"] and s.config.seed == 3
+        s.play_wav(speech_pcm[: 4 * FRAME_SIZE], realtime=False, wait=True)
+    assert len(s.recording.metrics) == 4

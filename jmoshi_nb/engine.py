@@ -77,6 +77,39 @@ class _Pending:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
+class _StageClock:
+    """Times encode / LM / decode. On CUDA with events, so timing adds no synchronisation to the
+    frame (the copy of the output audio to the CPU is the frame's one sync point, as in moshi.server)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.cuda = device.type == "cuda"
+        self.start = time.perf_counter()
+        self.walls = [self.start]
+        self.events: list[torch.cuda.Event] = []
+        if self.cuda:
+            self.events.append(torch.cuda.Event(enable_timing=True))
+            self.events[0].record()
+
+    def mark(self) -> None:
+        if self.cuda:
+            ev = torch.cuda.Event(enable_timing=True)
+            ev.record()
+            self.events.append(ev)
+        else:
+            self.walls.append(time.perf_counter())
+
+    def finish(self) -> tuple[float, float, float, float]:
+        """(encode, lm, decode, total) in ms; total is wall time of the whole step."""
+        self.mark()
+        if self.cuda:
+            self.events[-1].synchronize()
+            stages = [a.elapsed_time(b) for a, b in zip(self.events, self.events[1:], strict=False)]
+        else:
+            stages = [(b - a) * 1e3 for a, b in zip(self.walls, self.walls[1:], strict=False)]
+        total = (time.perf_counter() - self.start) * 1e3
+        return stages[0], stages[1], stages[2], total
+
+
 def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -249,22 +282,17 @@ class Engine:
         if forced_audio is not None:
             replace = torch.as_tensor(forced_audio, dtype=torch.long, device=self.device).view(1, -1, 1)
         changed = self._apply_pending()
-        cuda = self.device.type == "cuda"
-        t0 = time.perf_counter()
+        clock = _StageClock(self.device)
         chunk = torch.from_numpy(np.ascontiguousarray(pcm, dtype=np.float32)).to(self.device)[None, None]
         codes = self.mimi.encode(chunk)
         if self._frame == 0:
             # As moshi.server: the first frame is in the model's past; re-apply the left padding.
             self.mimi.reset_streaming()
-        if cuda:
-            torch.cuda.synchronize()
-        t1 = time.perf_counter()
+        clock.mark()
         tokens = None
         for c in range(codes.shape[-1]):
             tokens = self.lm_gen.step(codes[:, :, c : c + 1], replace)
-        if cuda:
-            torch.cuda.synchronize()
-        t2 = time.perf_counter()
+        clock.mark()
         out_pcm = None
         text_token = None
         text = ""
@@ -276,17 +304,17 @@ class Engine:
             text_token = int(tokens_np[0])
             if text_token not in PAD_TOKENS:
                 text = self._pieces.decode(self.tokenizer.id_to_piece(text_token))
-        t3 = time.perf_counter()
+        encode_ms, lm_ms, decode_ms, total_ms = clock.finish()
         result = FrameResult(
             index=self._frame,
             pcm=out_pcm,
             text_token=text_token,
             text=text,
             tokens=tokens_np,
-            encode_ms=(t1 - t0) * 1e3,
-            lm_ms=(t2 - t1) * 1e3,
-            decode_ms=(t3 - t2) * 1e3,
-            total_ms=(t3 - t0) * 1e3,
+            encode_ms=encode_ms,
+            lm_ms=lm_ms,
+            decode_ms=decode_ms,
+            total_ms=total_ms,
             sampling=self._sampling,
             seed=self._seed,
             params_changed=changed,

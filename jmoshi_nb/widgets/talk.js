@@ -549,3 +549,6 @@ function render({ model, el }) {
 }
 
 export default { render };
+
+// The worklet sources, for tests that run them outside a browser.
+export { CAPTURE_WORKLET, PLAYER_WORKLET };

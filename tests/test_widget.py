@@ -1,0 +1,229 @@
+"""The talk widget, live plots and the kit's Jupyter config, without a browser.
+
+The AudioWorklet code (microphone framing/resampling, speaker jitter buffer) runs under Node when it
+is installed, with the few AudioWorklet globals stubbed.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from jmoshi_nb.audio import FRAME_SIZE
+from jmoshi_nb.live_plots import LivePlots, describe_params
+from jmoshi_nb.recording import Recording
+from jmoshi_nb.widgets import TalkPanel, TalkWidget
+
+WIDGETS = Path(__file__).resolve().parents[1] / "jmoshi_nb" / "widgets"
+
+
+# ---- the Python side of the widget ---------------------------------------------------------------
+def test_widget_assets_and_defaults() -> None:
+    w = TalkWidget()
+    assert "registerProcessor" in w._esm and "createObjectURL" in w._esm and ".jmoshi-talk" in w._css
+    # Research defaults: the browser's voice processing is off unless asked for.
+    assert (w.echo_cancellation, w.noise_suppression, w.auto_gain_control) == (False, False, False)
+    synced = {name for name in w.trait_names() if w.trait_metadata(name, "sync")}
+    assert {"muted", "volume", "tokens", "stats", "browser_stats", "mic_on", "active"} <= synced
+
+
+def test_frames_from_the_browser_reach_handlers() -> None:
+    w = TalkWidget()
+    got: list[tuple[int, np.ndarray]] = []
+    w.on_frame(lambda seq, pcm: got.append((seq, pcm)))
+    frame = np.linspace(-1, 1, FRAME_SIZE, dtype=np.float32)
+    w._on_custom(w, {"type": "frame", "seq": 5}, [memoryview(frame.tobytes())])
+    w._on_custom(w, {"type": "frame", "seq": 6}, [np.zeros(100, np.float32).tobytes()])  # wrong size
+    w._on_custom(w, {"type": "nonsense"}, [])
+    assert len(got) == 1 and got[0][0] == 5 and np.array_equal(got[0][1], frame)
+    assert (w.frames_received, w.bad_messages) == (1, 2)
+
+
+def test_model_audio_goes_out_as_float32() -> None:
+    w = TalkWidget()
+    sent: list[tuple[dict[str, Any], list[bytes]]] = []
+    w.send = lambda content, buffers=None: sent.append((content, buffers or []))  # type: ignore[method-assign]
+    pcm = np.array([0.5, -0.25, 0.0], dtype=np.float64)
+    w.send_audio(pcm)
+    w.send_audio(np.zeros(0))
+    assert len(sent) == 1 and sent[0][0] == {"type": "audio", "n": 3}
+    assert np.array_equal(np.frombuffer(sent[0][1][0], np.float32), pcm.astype(np.float32))
+
+
+def test_panel_sliders_call_back_and_show_errors() -> None:
+    from jmoshi_nb.config import ConfigError, Sampling
+
+    calls: list[dict[str, Any]] = []
+
+    def on_change(changes: dict[str, Any]) -> None:
+        if changes.get("top_k") == 3:
+            raise ConfigError("top_k=3 refused")
+        calls.append(changes)
+
+    panel = TalkPanel(Sampling(), 42, on_change, card=256, text_card=256, plots=False)
+    panel.sliders["temp"].value = 0.5
+    panel.sliders["top_k"].value = 3
+    assert calls == [{"temp": 0.5}] and panel.audio.error == "top_k=3 refused"
+    panel.show_params(Sampling(temp=1.2), 9)  # from code: moves sliders, no callback
+    assert panel.values()["temp"] == 1.2 and panel.values()["seed"] == 9 and len(calls) == 1
+    assert panel.sliders["top_k"].max == 256
+    assert {"jmoshi-slider-temp", "jmoshi-slider-top-k-text"} <= {
+        c for w in panel.sliders.values() for c in w._dom_classes
+    }
+
+
+# ---- live plots ----------------------------------------------------------------------------------
+def _recording(frames: int) -> Recording:
+    rec = Recording()
+    rec.session = {"sampling": {"temp": 0.8, "temp_text": 0.7, "top_k": 250, "top_k_text": 25}, "seed": 42}
+    for i in range(frames):
+        rec.add_user(np.full(FRAME_SIZE, 0.1, np.float32))
+        rec.add_model(np.full(FRAME_SIZE, -0.2, np.float32))
+        rec.add_metrics({"frame": i, "encode_ms": 5.0, "lm_ms": 20.0, "decode_ms": 4.0, "total_ms": 29.0})
+        rec.add_text(i, 100 + i, "あ" if i % 2 else "")
+    rec.add_params(100, {"temp": 0.3, "temp_text": 0.7, "top_k": 250, "top_k_text": 25}, 42)
+    return rec
+
+
+def test_live_plots_window_text_and_params() -> None:
+    plots = LivePlots(window_s=10.0)
+    rec = _recording(300)  # 24 s
+    plots.update(rec)
+    assert plots.x_scale.max == pytest.approx(24.0) and plots.x_scale.min == pytest.approx(14.0)
+    assert plots.ms_lines.x.min() >= 14.0 and plots.ms_lines.y.shape[0] == 4
+    assert plots.user_wave.y.max() == pytest.approx(1.1) and plots.model_wave.y.min() == pytest.approx(-1.2)
+    # Text labels never overlap within a row; every piece has a tick mark.
+    assert set(plots.text_mark.text) == {"あ"} and len(plots.text_ticks.x) >= len(plots.text_mark.x)
+    # The change at frame 100 (8 s) is outside the 14-24 s window; it was consumed with its label.
+    assert plots._params == [(100, "temp=0.3")] and plots.ms_params.visible is False
+    plots.window_s = 20.0
+    plots.update(rec)
+    assert plots.ms_params.visible is True and list(plots.params_labels.text) == ["temp=0.3"]
+
+
+def test_live_plots_update_is_cheap() -> None:
+    plots = LivePlots()
+    rec = _recording(250)
+    plots.update(rec)
+    for _ in range(20):
+        rec.add_user(np.zeros(FRAME_SIZE, np.float32))
+        plots.update(rec)
+    assert np.median(plots.update_ms) < 30.0  # without a frontend; ~1-3 ms measured
+
+
+def test_describe_params_names_what_changed() -> None:
+    entry = {"params": {"temp": 0.3, "top_k": 250}, "seed": 7}
+    assert describe_params(entry, {"params": {"temp": 0.8, "top_k": 250}, "seed": 42}) == "temp=0.3 seed=7"
+    assert describe_params(entry) == "temp=0.3 top_k=250 seed=7"
+    assert describe_params(entry, entry) == "(same)"
+
+
+# ---- the worklets, under Node --------------------------------------------------------------------
+NODE_HARNESS = r"""
+const mod = await import(process.argv[1]);
+const posted = [];
+globalThis.AudioWorkletProcessor = class {
+  constructor() { this.port = { postMessage: (m) => posted.push(m) }; }
+};
+const procs = {};
+globalThis.registerProcessor = (name, cls) => { procs[name] = cls; };
+const out = {};
+
+// Microphone at 48 kHz -> 1920-sample frames at 24 kHz.
+globalThis.sampleRate = 48000;
+new Function(mod.CAPTURE_WORKLET)();
+const cap = new procs["jmoshi-capture"]({ processorOptions: { frameSize: 1920, targetRate: 24000 } });
+let n = 0;
+for (let b = 0; b < 375; b++) {  // 1 s in 128-sample render quanta
+  const x = new Float32Array(128);
+  for (let i = 0; i < 128; i++, n++) x[i] = Math.sin(2 * Math.PI * 440 * n / 48000);
+  cap.process([[x]]);
+}
+out.frames = posted.length;
+out.frameSizes = [...new Set(posted.map((f) => f.length))];
+const all = posted.flatMap((f) => [...f]);
+let crossings = 0;
+for (let i = 1; i < all.length; i++) if (all[i - 1] < 0 && all[i] >= 0) crossings++;
+out.crossingsPerSecond = crossings * 24000 / all.length;
+
+// Speaker: 24 kHz audio into a 48 kHz context, 160 ms jitter buffer.
+posted.length = 0;
+new Function(mod.PLAYER_WORKLET)();
+const options = { processorOptions: { sourceRate: 24000, jitterMs: 160, maxMs: 1500 } };
+const player = new procs["jmoshi-player"](options);
+const render = (quanta) => {
+  let s = 0;
+  for (let q = 0; q < quanta; q++) {
+    const o = [[new Float32Array(128)]];
+    player.process([], o);
+    s += o[0][0].reduce((a, v) => a + Math.abs(v), 0);
+  }
+  return s;
+};
+player.port.onmessage({ data: { type: "audio", pcm: new Float32Array(1920).fill(0.5) } });  // 80 ms: below the buffer
+out.silentWhileBuffering = render(10) === 0;
+for (let k = 0; k < 2; k++) {  // 240 ms: over the buffer, plays
+  player.port.onmessage({ data: { type: "audio", pcm: new Float32Array(1920).fill(0.5) } });
+}
+out.energyOnceBuffered = render(10) > 0;
+render(200);  // runs dry
+const last = posted[posted.length - 1];
+out.played = last.played; out.received = last.received; out.underruns = last.underruns;
+console.log(JSON.stringify(out));
+"""
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed: worklet code not exercised")
+def test_worklets_frame_resample_and_buffer(tmp_path: Path) -> None:
+    esm = tmp_path / "talk.mjs"
+    esm.write_text((WIDGETS / "talk.js").read_text(encoding="utf-8"), encoding="utf-8")
+    result = subprocess.run(
+        ["node", "--input-type=module", "-e", NODE_HARNESS, str(esm)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["frames"] == 12 and out["frameSizes"] == [1920]  # 1 s at 24 kHz = 12.5 frames
+    assert out["crossingsPerSecond"] == pytest.approx(440, rel=0.01)  # pitch survives resampling
+    assert out["silentWhileBuffering"] and out["energyOnceBuffered"]
+    assert out["received"] == 5760 and abs(out["played"] - 5760) <= 2 and out["underruns"] == 1
+
+
+# ---- the kit's Jupyter config --------------------------------------------------------------------
+def test_nodelay_patch_sets_the_socket_option_first() -> None:
+    import asyncio
+
+    from jupyter_server.services.kernels.websocket import KernelWebsocketHandler
+
+    from jmoshi_nb import jupyter_config
+
+    original = KernelWebsocketHandler.open
+    calls: list[Any] = []
+
+    async def fake_open(self: Any, *args: Any, **kwargs: Any) -> str:
+        calls.append(("open", kwargs))
+        return "opened"
+
+    KernelWebsocketHandler.open = fake_open  # type: ignore[method-assign]
+    try:
+        assert jupyter_config.patch_kernel_websocket() is True
+        assert jupyter_config.patch_kernel_websocket() is False  # idempotent
+
+        class Handler:
+            def set_nodelay(self, value: bool) -> None:
+                calls.append(("nodelay", value))
+
+        result = asyncio.run(KernelWebsocketHandler.open(Handler(), kernel_id="k1"))  # type: ignore[arg-type]
+        assert result == "opened" and calls == [("nodelay", True), ("open", {"kernel_id": "k1"})]
+    finally:
+        KernelWebsocketHandler.open = original  # type: ignore[method-assign]
+    cfg = jupyter_config.config_dir()
+    assert (cfg / "jupyter_server_config.py").read_text().count("jmoshi_nb.jupyter_config") == 1

@@ -262,3 +262,82 @@ def test_modal_sweeps_go_through_the_apps_sweep_worker(fake: FakeModal, monkeypa
     assert "jmoshi-nb-token" in fake.secrets  # the app declares it, so an ephemeral run makes sure it exists
     assert fake.deployment is not None and fake.deployment.closed
     assert [r.meta["job"] for r in recs] == ["s1", "s2"]
+
+
+# ---- jmoshi-nb modal ... --------------------------------------------------------------------------
+
+
+class FakeCli(FakeModal):
+    def __init__(self, engine: Any, **kwargs: Any) -> None:
+        super().__init__(engine, **kwargs)
+        self.deployed_with: dict[str, str] | None = None
+
+    def deploy(self, settings: dict[str, str]) -> str:
+        self.deployed_with = settings
+        self.deployed = True
+        return "https://me--jmoshi-nb-jmoshiserver-serve.modal.run"
+
+    def deployed_settings(self, app_name: str) -> dict[str, str] | None:
+        return self.deployed_with
+
+    def cached_models(self, volume_name: str) -> list[str] | None:
+        return ["nu-dialogue/j-moshi-ext"] if self.downloads else None
+
+    def download(self, app_name: str, settings: dict[str, str], model: str, revision: str | None) -> dict[str, Any]:
+        self.downloads.append(model)
+        return {"model": model, "downloaded_bytes": 0}
+
+
+def modal_cli(argv: list[str]) -> int:
+    import argparse
+
+    from jmoshi_nb.cli_modal import add_modal_commands
+
+    parser = argparse.ArgumentParser(prog="jmoshi-nb")
+    add_modal_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["modal", *argv])
+    return int(args.func(args))
+
+
+@pytest.fixture()
+def cli_fake(engine, config_home: Path, monkeypatch: pytest.MonkeyPatch) -> FakeCli:  # type: ignore[no-untyped-def]
+    from jmoshi_nb import cli_modal
+
+    api = FakeCli(engine)
+    monkeypatch.setattr(cli_modal, "_make_api", lambda: api)
+    return api
+
+
+def test_cli_deploy_makes_the_token_secret_deploys_and_fills_the_volume(
+    cli_fake: FakeCli, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert modal_cli(["deploy", "--gpu", "L40S", "--max-containers", "2", "--no-snapshot"]) == 0
+    out = capsys.readouterr().out
+    assert cli_fake.deployed_with is not None
+    assert cli_fake.deployed_with["JMOSHI_MODAL_GPU"] == "L40S"
+    assert cli_fake.deployed_with["JMOSHI_MODAL_MODEL"] == "j-moshi-ext"
+    assert cli_fake.deployed_with["JMOSHI_MODAL_MAX_CONTAINERS"] == "2"
+    assert cli_fake.deployed_with["JMOSHI_MODAL_SNAPSHOT"] == "0"
+    assert cli_fake.deployed_with["JMOSHI_MODAL_HF_SECRET"] == ""
+    assert "jmoshi-nb-token" in cli_fake.secrets and read_saved_token() is not None
+    assert cli_fake.downloads == ["j-moshi-ext"]
+    assert "chat endpoint: https://me--jmoshi-nb-jmoshiserver-serve.modal.run/api/chat" in out
+    assert modal_cli(["status"]) == 0
+    status = capsys.readouterr().out
+    assert "app 'jmoshi-nb': deployed, serves j-moshi-ext on L40S" in status
+    assert "volume 'jmoshi-nb-cache': nu-dialogue/j-moshi-ext" in status
+    assert "not probed" in status
+
+
+def test_cli_without_credentials_says_what_to_run(cli_fake: FakeCli, capsys: pytest.CaptureFixture[str]) -> None:
+    cli_fake.credentials = False
+    for argv in (["deploy"], ["download-weights", "--model", "tiny"], ["status"]):
+        assert modal_cli(argv) == 2
+        assert "modal token new" in capsys.readouterr().err
+    assert cli_fake.deployed_with is None and cli_fake.downloads == []
+
+
+def test_cli_download_weights(cli_fake: FakeCli, capsys: pytest.CaptureFixture[str]) -> None:
+    assert modal_cli(["download-weights", "--model", "moshiko"]) == 0
+    assert cli_fake.downloads == ["moshiko"]
+    assert "'downloaded_bytes': 0" in capsys.readouterr().out

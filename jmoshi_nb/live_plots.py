@@ -15,6 +15,7 @@ one thread at a time (the session's loop thread).
 
 from __future__ import annotations
 
+import html
 import math
 import time
 from typing import Any
@@ -309,3 +310,20 @@ def describe_params(entry: dict[str, Any], previous: dict[str, Any] | None = Non
     if entry.get("seed") is not None and (previous is None or previous.get("seed") != entry["seed"]):
         parts.append(f"seed={entry['seed']}")
     return " ".join(parts) or "(same)"
+
+
+def replay(rec: Recording, window_s: float | None = None, lang: str = "both") -> widgets.Widget:
+    """The live figures of a finished recording, showing all of it (or the last ``window_s``)."""
+    plots = LivePlots(window_s=window_s or max(rec.duration, 1.0), lang=lang)
+    plots.update(rec)
+    return plots.widget
+
+
+def side_by_side(recordings: dict[str, Recording], lang: str = "both") -> widgets.Widget:
+    """Recordings next to each other on the same time span, each titled with its name."""
+    span = max([r.duration for r in recordings.values()] + [1.0])
+    columns = []
+    for name, rec in recordings.items():
+        title = widgets.HTML(f"<b>{html.escape(name)}</b>")
+        columns.append(widgets.VBox([title, replay(rec, span, lang)], layout=widgets.Layout(flex="1 1 0")))
+    return widgets.HBox(columns, layout=widgets.Layout(width="100%"))

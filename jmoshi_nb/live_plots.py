@@ -120,7 +120,14 @@ class LivePlots:
         xs = {"x": self.x_scale}
 
         self.text_mark = bq.Label(
-            x=[], y=[], text=[], scales={**xs, "y": y_text}, default_size=14, colors=["#222222"], align="start"
+            x=[],
+            y=[],
+            text=[],
+            scales={**xs, "y": y_text},
+            default_size=14,
+            colors=["#222222"],
+            align="start",
+            font_weight="normal",
         )
         self.text_ticks = bq.Scatter(
             x=[], y=[], scales={**xs, "y": y_text}, marker="rectangle", default_size=12, colors=["#888888"]
@@ -159,7 +166,8 @@ class LivePlots:
         self.fig_compute = self._figure(
             "compute", [self.ms_lines, self.budget, self.ms_params, self.params_labels], y_ms, 200
         )
-        self.fig_compute.legend_location = "top-left"
+        self.fig_compute.legend_location = "top-right"
+        self.fig_compute.legend_style = {"fill": "white", "fill-opacity": 0.75, "stroke-width": 0}
         self.fig_wave = self._figure(
             "wave", [self.user_wave, self.model_wave, self.wave_params], y_wave, 170, num_ticks=0
         )

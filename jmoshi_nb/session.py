@@ -104,6 +104,8 @@ class NotebookSession:
         self._error: BaseException | None = None
         self._wav: concurrent.futures.Future[Recording] | None = None
         self._seq_of_frame: dict[int, int] = {}
+        self._sent_at: dict[int, float] = {}
+        self.frame_latency_ms: list[float] = []  # kernel -> server -> kernel, per frame (the last 500)
         self.mic_frames = 0
         self._mic_energy = 0.0
         self.refresh_ms: list[float] = []
@@ -156,8 +158,11 @@ class NotebookSession:
         while True:
             seq, pcm = await self._queue.get()
             try:
-                if seq >= 0 and client.frames_sent == int(client.frames_sent):
-                    self._seq_of_frame[int(client.frames_sent)] = seq
+                index = int(client.frames_sent)
+                if client.frames_sent == index:
+                    self._sent_at[index] = time.monotonic()
+                    if seq >= 0:
+                        self._seq_of_frame[index] = seq
                 await client.send_frame(pcm)
             finally:
                 self._queue.task_done()
@@ -167,14 +172,19 @@ class NotebookSession:
         while True:
             ev = await events.get()
             panel = self.panel
-            if panel is None:
-                continue
-            if ev.kind == "audio":
-                panel.audio.send_audio(ev.data)
-            elif ev.kind == "metrics":
-                seq = self._seq_of_frame.pop(int(ev.data["frame"]), None)
-                if seq is not None:
+            if ev.kind == "metrics":
+                frame = int(ev.data["frame"])
+                sent = self._sent_at.pop(frame, None)
+                if sent is not None:
+                    self.frame_latency_ms.append((time.monotonic() - sent) * 1e3)
+                    del self.frame_latency_ms[:-500]
+                seq = self._seq_of_frame.pop(frame, None)
+                if seq is not None and panel is not None:
                     panel.audio.frame_done(seq)
+            elif panel is None:
+                continue
+            elif ev.kind == "audio":
+                panel.audio.send_audio(ev.data)
             elif ev.kind == "error":
                 panel.audio.error = str(ev.data)
 
@@ -386,6 +396,9 @@ class NotebookSession:
             "seed": last.get("seed"),
             "from_frame": rec.params[-1]["from_frame"] if rec and rec.params else None,
             "text_pieces": len(rec.text) if rec else 0,
+            "frame_latency_ms": round(float(np.median(self.frame_latency_ms[-50:])), 1)
+            if self.frame_latency_ms
+            else None,
         }
 
     def status(self) -> str:
@@ -397,7 +410,8 @@ class NotebookSession:
         p = st["params"] or self._sampling.model_dump()
         params = " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in p.items())
         since = f" (frame {st['from_frame']}~)" if st["from_frame"] is not None else ""
-        return f"{head} · {st['frames_done'] * FRAME_S:.1f} s · {params} seed={st['seed']}{since}"
+        server = f" · サーバー往復 / server RT {st['frame_latency_ms']:.0f} ms" if st["frame_latency_ms"] else ""
+        return f"{head} · {st['frames_done'] * FRAME_S:.1f} s · {params} seed={st['seed']}{since}{server}"
 
     # ---- the end -------------------------------------------------------------------------------
     def _check_running(self) -> None:

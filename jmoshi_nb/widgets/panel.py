@@ -62,7 +62,7 @@ class TalkPanel(widgets.VBox):
         self.sliders = self._make_sliders(sampling, seed, card, text_card, lang)
         controls = widgets.GridBox(
             list(self.sliders.values()),
-            layout=widgets.Layout(grid_template_columns="repeat(auto-fill, minmax(330px, 1fr))", grid_gap="2px 12px"),
+            layout=widgets.Layout(grid_template_columns="repeat(auto-fill, minmax(380px, 1fr))", grid_gap="2px 12px"),
         )
         children: list[widgets.Widget] = [self.audio, controls]
         if self.plots is not None:
@@ -74,7 +74,7 @@ class TalkPanel(widgets.VBox):
     def _make_sliders(
         self, s: Sampling, seed: int | None, card: int, text_card: int, lang: str
     ) -> dict[str, widgets.ValueWidget]:
-        style = {"description_width": "150px" if lang == "both" else "90px"}
+        style = {"description_width": "190px" if lang == "both" else "100px"}
         layout = widgets.Layout(width="auto")
         common: dict[str, Any] = {"continuous_update": False, "style": style, "layout": layout}
         temp_max = max(2.0, s.temp, s.temp_text)

@@ -188,11 +188,19 @@ def open_notebook(page: Any, lab: Lab, name: str, timeout_ms: int = 90_000) -> N
     page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=timeout_ms)
 
 
-def run_cell(page: Any, index: int) -> None:
-    """Select cell ``index`` and run it (Shift+Enter), as a user would."""
+def run_cell(page: Any, index: int, attempts: int = 3) -> None:
+    """Select cell ``index`` and run it (Shift+Enter), as a user would; retried until it is queued."""
     cell = page.locator(".jp-Notebook .jp-Cell").nth(index)
-    cell.locator(".jp-InputArea-prompt").click()
-    page.keyboard.press("Shift+Enter")
+    prompt = cell.locator(".jp-InputArea-prompt")
+    for _ in range(attempts):
+        prompt.click()
+        page.keyboard.press("Shift+Enter")
+        try:
+            wait_for(lambda: "[ ]" not in prompt.inner_text(), timeout=10, what=f"cell {index} to start")
+            return
+        except TimeoutError:
+            continue
+    raise TimeoutError(f"cell {index} did not start after {attempts} attempts")
 
 
 def widget_data(page: Any, selector: str = ".jmoshi-talk") -> dict[str, str]:

@@ -1,0 +1,128 @@
+"""Browser <-> kernel round trip in JupyterLab, with and without the kit's TCP_NODELAY config.
+
+    .venv/bin/python benchmarks/browser_roundtrip.py              # both configs, ~2 min on 2 cores
+    .venv/bin/python benchmarks/browser_roundtrip.py --only kit   # just the README's launch
+
+For each configuration it starts JupyterLab (``tests/browser/harness.py``), opens a notebook with a
+tiny session's talk panel in headless Chromium (fake Japanese microphone) and measures:
+
+* ``rtt_idle``: widget comm ping, browser -> kernel -> browser, before audio starts;
+* ``rtt_talking``: the same while the microphone streams and the plots update at 10 Hz;
+* ``frame_latency``: a microphone frame sent by the page until the page hears the server finished it
+  (browser -> kernel -> server -> engine -> server -> kernel -> browser);
+* ``server_rt``: the kernel -> server -> kernel part of that, measured in the kernel;
+* kernel-side plot refresh cost and the page's playback underruns.
+
+Figures are p50 / p90 in milliseconds; JSON goes to ``test-output/benchmarks/browser_roundtrip.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests" / "browser"))
+
+import harness as H  # noqa: E402
+
+START = """\
+import jmoshi_nb
+session = jmoshi_nb.start("tiny", update_hz=10)
+session.talk()"""
+
+REPORT = """\
+import json
+from pathlib import Path
+import numpy as np
+stats = session.stats()
+rec = session.stop()
+p = lambda xs, q: float(np.percentile(xs, q)) if len(xs) else None
+Path("kernel.json").write_text(json.dumps({
+    "server_rt": [p(session.frame_latency_ms, 50), p(session.frame_latency_ms, 90)],
+    "refresh_ms": [p(session.refresh_ms, 50), p(session.refresh_ms, 90)],
+    "plot_update_ms": [p(session.panel.plots.update_ms, 50), p(session.panel.plots.update_ms, 90)],
+    "engine_total_ms": [p([m["total_ms"] for m in rec.metrics], 50), p([m["total_ms"] for m in rec.metrics], 90)],
+    "frames": len(rec.metrics),
+}))"""
+
+
+def pct(xs: list[float]) -> list[float | None]:
+    if not xs:
+        return [None, None]
+    s = sorted(xs)
+    return [round(statistics.median(s), 1), round(s[min(len(s) - 1, int(0.9 * len(s)))], 1)]
+
+
+def measure(nodelay: bool, talk_s: float, pings: int, work: Path) -> dict[str, Any]:
+    from playwright.sync_api import sync_playwright
+
+    root = work / ("kit" if nodelay else "plain")
+    root.mkdir(parents=True)
+    H.write_notebook(root / "bench.ipynb", [START, REPORT])
+    wav = H.fake_microphone_wav(work / "mic.wav") if not (work / "mic.wav").exists() else work / "mic.wav"
+    with H.jupyter_lab(root, root / "lab", nodelay=nodelay) as lab, sync_playwright() as pw:
+        context = H.chromium(pw, wav, root / "profile")
+        page = context.pages[0] if context.pages else context.new_page()
+        try:
+            H.open_notebook(page, lab, "bench.ipynb")
+            H.run_cell(page, 0)
+            page.wait_for_selector(".jmoshi-mic:not([disabled])", timeout=120_000)
+            time.sleep(1.0)
+            idle = page.evaluate(f"jmoshiNb.views[0].ping({pings}, 20)")
+            page.click(".jmoshi-mic")
+            time.sleep(2.0)  # let the stream settle
+            talking = page.evaluate(f"jmoshiNb.views[0].ping({pings // 2}, 40)")
+            time.sleep(max(0.0, talk_s - 2.0))
+            frame_latency = page.evaluate("jmoshiNb.views[0].latencies.slice()")
+            data = H.widget_data(page)
+            H.run_cell(page, 1)
+            H.wait_for(lambda: (root / "kernel.json").exists(), timeout=60, what="kernel.json")
+        finally:
+            context.close()
+        nodelay_seen = "websocket opened with TCP_NODELAY=True" in lab.log_text()
+    kernel = json.loads((root / "kernel.json").read_text())
+    return {
+        "config": "kit (TCP_NODELAY)" if nodelay else "plain jupyter lab",
+        "nodelay_logged": nodelay_seen,
+        "rtt_idle": pct(idle),
+        "rtt_talking": pct(talking),
+        "frame_latency": pct(frame_latency),
+        **kernel,
+        "underruns": int(data.get("underruns") or 0),
+        "played_s": round(float(data.get("samplesPlayed") or 0) / 24000, 1),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--only", choices=["kit", "plain"], help="measure one configuration")
+    ap.add_argument("--talk", type=float, default=8.0, help="seconds of microphone streaming")
+    ap.add_argument("--pings", type=int, default=60)
+    ap.add_argument("--out", type=Path, default=REPO / "test-output" / "benchmarks" / "browser_roundtrip.json")
+    args = ap.parse_args()
+    if H.chromium_path() is None:
+        sys.exit("chromium not found: apt-get install -y chromium")
+    configs = {"kit": [True], "plain": [False]}.get(args.only or "", [True, False])
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="jmoshi-bench-") as tmp:
+        for nodelay in configs:
+            rows.append(measure(nodelay, args.talk, args.pings, Path(tmp)))
+            print(json.dumps(rows[-1], ensure_ascii=False), flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(rows, indent=2, ensure_ascii=False))
+    print(f"\n{'config':<22} {'rtt idle':>14} {'rtt talking':>14} {'mic->model':>14} {'server rt':>14}")
+    for r in rows:
+        cols = [f"{r[k][0]}/{r[k][1]}" for k in ("rtt_idle", "rtt_talking", "frame_latency", "server_rt")]
+        print(f"{r['config']:<22} " + " ".join(f"{c:>14}" for c in cols))
+    print("(p50/p90 ms)")
+
+
+if __name__ == "__main__":
+    main()

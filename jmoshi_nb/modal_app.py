@@ -155,7 +155,12 @@ image = (
         {
             "HF_HOME": HF_HOME,
             "JMOSHI_NB_CACHE": KIT_CACHE,
+            # GPU containers read the weights from the Volume only: no Hub round trips at start, no
+            # dependence on the Hub being up, no Hugging Face token in the long-running server.
+            # download_weights, which fills the Volume, turns this off for itself.
+            "HF_HUB_OFFLINE": "1",
             "HF_XET_HIGH_PERFORMANCE": "1",
+            "HF_XET_CHUNK_CACHE_SIZE_BYTES": "0",  # no second copy of the 16 GB in the Volume's xet cache
             # Set explicitly (empty = enabled) so that moshi's choice does not depend on whether a GPU
             # was visible when moshi was first imported (it is not, while a memory snapshot is made).
             "NO_TORCH_COMPILE": "" if TORCH_COMPILE else "1",
@@ -213,7 +218,15 @@ def load_to_cpu(model: str = MODEL, revision: str | None = REVISION, dtype_name:
 
     from .checkpoints import resolve
 
-    resolved = resolve(model, revision=revision)
+    try:
+        resolved = resolve(model, revision=revision)
+    except Exception as exc:
+        if type(exc).__name__ == "LocalEntryNotFoundError":  # HF_HUB_OFFLINE and not in the cache
+            raise RuntimeError(
+                f"the weights of {model!r} are not in the Volume '{VOLUME_NAME}': run `jmoshi-nb modal "
+                f"download-weights --model {model}` (ModalServer and sweeps do this before starting a GPU)"
+            ) from exc
+        raise
     dtype = getattr(torch, dtype_name)
     info = resolved.info
     return LoadedModel(
@@ -422,6 +435,7 @@ def sweep_job(config: dict[str, Any], audio: bytes, name: str = "") -> dict[str,
 @app.function(
     volumes=volumes,
     secrets=hf_secrets,
+    env={"HF_HUB_OFFLINE": "0"},
     timeout=DOWNLOAD_TIMEOUT_S,
     cpu=4.0,
     memory=4096,
@@ -442,7 +456,7 @@ def settings() -> dict[str, str]:
 SERVER_OPTIONS: dict[str, Any] = dict(
     gpu=GPU,
     volumes=volumes,
-    secrets=[token_secret, *hf_secrets],
+    secrets=[token_secret],
     scaledown_window=SCALEDOWN_WINDOW_S,
     timeout=TIMEOUT_S,
     startup_timeout=STARTUP_TIMEOUT_S,
@@ -490,7 +504,6 @@ class JMoshiServer:
 SWEEP_OPTIONS: dict[str, Any] = dict(
     gpu=GPU,
     volumes=volumes,
-    secrets=hf_secrets,
     scaledown_window=SWEEP_SCALEDOWN_WINDOW_S,
     timeout=SWEEP_TIMEOUT_S,
     startup_timeout=STARTUP_TIMEOUT_S,

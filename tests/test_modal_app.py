@@ -69,7 +69,8 @@ def test_server_class_declares_gpu_volume_secrets_concurrency_and_timeouts() -> 
     assert (info.concurrency_info.max_inputs, info.concurrency_info.target_inputs) == (4, 1)
     assert set(info.volumes) == {"/cache"} and info.volumes["/cache"].name == "jmoshi-nb-cache"
     assert modal_app.HF_HOME.startswith("/cache/")  # the Hub cache lives on the Volume
-    assert info.secrets == ["modal.Secret.from_name('jmoshi-nb-token')", "modal.Secret.from_name('huggingface')"]
+    # Only the client token: the server reads the weights from the Volume, offline, with no Hub token.
+    assert info.secrets == ["modal.Secret.from_name('jmoshi-nb-token')"]
     assert info.method_names == ["serve"]
     web = info.method_details["serve"]  # type: ignore[index]
     assert web.unauthenticated is True  # the kit's token guards it; Modal proxy auth is opt-in
@@ -80,11 +81,13 @@ def test_sweep_worker_and_download_function_declarations() -> None:
     assert sweep.gpus == [("A10G", 1)]
     assert sweep.timeout == modal_app.SWEEP_TIMEOUT_S
     assert set(sweep.volumes) == {"/cache"}
-    assert sweep.secrets == ["modal.Secret.from_name('huggingface')"]  # no server token needed
+    assert sweep.secrets == []  # neither the server token nor a Hub token
     assert sweep.method_names == ["run"]
     download = modal_app.download_weights.info()
     assert download.gpus == []  # filling the cache bills no GPU
     assert set(download.volumes) == {"/cache"}
+    assert download.secrets[0] == "modal.Secret.from_name('huggingface')"  # + its env (HF_HUB_OFFLINE=0)
+    assert len(download.secrets) == 2
     assert modal_app.settings.local() == modal_app.SETTINGS_ENV
     assert modal_app.SETTINGS_ENV["JMOSHI_MODAL_MODEL"] == "j-moshi-ext"
 
@@ -140,6 +143,7 @@ def test_decorators_receive_the_declared_settings(recorded: dict[str, Any]) -> N
     assert kwargs["port"] == modal_app.PORT and kwargs["requires_proxy_auth"] is False
     download, settings = recorded["function"]
     assert "gpu" not in download and download["timeout"] == modal_app.DOWNLOAD_TIMEOUT_S
+    assert download["env"] == {"HF_HUB_OFFLINE": "0"}  # the only container that talks to the Hub
     assert "gpu" not in settings and "volumes" not in settings  # a tiny CPU function that answers settings()
 
 
@@ -153,7 +157,7 @@ def test_settings_come_from_the_environment_at_deploy_time(
     m = importlib.reload(modal_app)
     assert recorded["cls"][0]["gpu"] == "L40S"
     assert m.JMoshiServer._get_class_service_function().info().gpus == [("L40S", 1)]
-    assert m.JMoshiServer._get_class_service_function().info().secrets == ["modal.Secret.from_name('jmoshi-nb-token')"]
+    assert len(m.download_weights.info().secrets) == 1  # only the env, no 'huggingface' secret
     assert recorded["web_server"][0][1]["requires_proxy_auth"] is True
     # The containers re-import this module: the image carries the same settings in its environment.
     assert m.SETTINGS_ENV["JMOSHI_MODAL_MODEL"] == "moshiko"
@@ -266,3 +270,16 @@ def test_hub_refusals_become_one_clear_message() -> None:
     assert err is not None and str(err).startswith("HF_ACCESS:")
     assert "modal secret create huggingface HF_TOKEN" in str(err)
     assert modal_app._hf_access_error(ValueError("other"), "j-moshi-ext") is None
+
+
+def test_gpu_containers_read_weights_offline_and_say_how_to_fill_the_volume(monkeypatch: pytest.MonkeyPatch) -> None:
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    import jmoshi_nb.checkpoints
+
+    def resolve(model: str, revision: str | None = None) -> Any:
+        raise LocalEntryNotFoundError("outgoing traffic has been disabled")
+
+    monkeypatch.setattr(jmoshi_nb.checkpoints, "resolve", resolve)
+    with pytest.raises(RuntimeError, match="not in the Volume.*jmoshi-nb modal download-weights --model j-moshi-ext"):
+        modal_app.load_to_cpu("j-moshi-ext")

@@ -17,12 +17,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from jmoshi_nb import modal_app
-from jmoshi_nb.audio import FRAME_SIZE
-from jmoshi_nb.backends import start_server
-from jmoshi_nb.client import ServerError, connect
-from jmoshi_nb.config import SessionConfig
-from jmoshi_nb.modal_backend import (
+pytest.importorskip("modal")
+
+from jmoshi_nb import modal_app  # noqa: E402
+from jmoshi_nb.audio import FRAME_SIZE  # noqa: E402
+from jmoshi_nb.backends import start_server  # noqa: E402
+from jmoshi_nb.client import ServerError, connect  # noqa: E402
+from jmoshi_nb.config import SessionConfig  # noqa: E402
+from jmoshi_nb.modal_backend import (  # noqa: E402
     NO_CREDENTIALS,
     TOKEN_ENV,
     ModalServer,
@@ -34,7 +36,7 @@ from jmoshi_nb.modal_backend import (
     token_file,
     ws_url,
 )
-from jmoshi_nb.sweeps import EnginePool, Job, run_jobs
+from jmoshi_nb.sweeps import EnginePool, Job, run_jobs  # noqa: E402
 
 
 class FakeDeployment:

@@ -174,6 +174,7 @@ class FakeStarmap:
 
 @pytest.fixture()
 def modal_pool(pool: EnginePool, monkeypatch: pytest.MonkeyPatch) -> EnginePool:
+    pytest.importorskip("modal")
     from jmoshi_nb import modal_app
 
     monkeypatch.setattr(modal_app, "_POOL", pool)

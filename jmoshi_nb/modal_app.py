@@ -53,10 +53,12 @@ GPU = os.environ.get("JMOSHI_MODAL_GPU", "A10G")  # 24 GB: the 7B bf16 weights (
 MODEL = os.environ.get("JMOSHI_MODAL_MODEL", "j-moshi-ext")
 REVISION = os.environ.get("JMOSHI_MODAL_REVISION") or None
 
-# Versions the kit is tested with. moshi 0.2.13 loads the J-Moshi weights (saved with moshi <= 0.2.2)
-# through its state-dict hook that splits the old fused attention projections; see docs/modal.md.
+# Pinned versions of the image. moshi 0.2.13 is the version the kit is written and tested against, and
+# it loads the J-Moshi weights (saved with moshi <= 0.2.2) through its state-dict hook that splits the
+# old fused attention projections: see docs/modal.md. torch: the newest release inside moshi's declared
+# range (< 2.10) with a CUDA 12.8 build, which Modal's GPU drivers run (the kit's CPU tests use 2.13).
 PYTHON_VERSION = "3.11"
-TORCH_VERSION = "2.9.1"  # moshi 0.2.13 requires torch < 2.10
+TORCH_VERSION = "2.9.1"
 TORCH_INDEX_URL = "https://download.pytorch.org/whl/cu128"  # CUDA 12.8 build: runs on the A10G (sm_86) and newer
 MOSHI_VERSION = "0.2.13"
 KIT_REQUIREMENTS = (  # the versions the kit's tests ran with

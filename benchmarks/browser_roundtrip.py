@@ -34,8 +34,8 @@ import harness as H  # noqa: E402
 
 START = """\
 import jmoshi_nb
-session = jmoshi_nb.start("tiny", update_hz=10)
-session.talk()"""
+session = jmoshi_nb.start("tiny", update_hz={hz})
+session.talk(plots={plots})"""
 
 REPORT = """\
 import json
@@ -43,11 +43,12 @@ from pathlib import Path
 import numpy as np
 stats = session.stats()
 rec = session.stop()
-p = lambda xs, q: float(np.percentile(xs, q)) if len(xs) else None
+p = lambda xs, q: round(float(np.percentile(xs, q)), 1) if len(xs) else None
 Path("kernel.json").write_text(json.dumps({
     "server_rt": [p(session.frame_latency_ms, 50), p(session.frame_latency_ms, 90)],
     "refresh_ms": [p(session.refresh_ms, 50), p(session.refresh_ms, 90)],
-    "plot_update_ms": [p(session.panel.plots.update_ms, 50), p(session.panel.plots.update_ms, 90)],
+    "plot_update_ms": [p(session.panel.plots.update_ms, 50), p(session.panel.plots.update_ms, 90)]
+    if session.panel.plots else None,
     "engine_total_ms": [p([m["total_ms"] for m in rec.metrics], 50), p([m["total_ms"] for m in rec.metrics], 90)],
     "frames": len(rec.metrics),
 }))"""
@@ -60,12 +61,12 @@ def pct(xs: list[float]) -> list[float | None]:
     return [round(statistics.median(s), 1), round(s[min(len(s) - 1, int(0.9 * len(s)))], 1)]
 
 
-def measure(nodelay: bool, talk_s: float, pings: int, work: Path) -> dict[str, Any]:
+def measure(nodelay: bool, talk_s: float, pings: int, work: Path, hz: float, plots: bool) -> dict[str, Any]:
     from playwright.sync_api import sync_playwright
 
-    root = work / ("kit" if nodelay else "plain")
+    root = work / f"{'kit' if nodelay else 'plain'}-{hz}-{plots}"
     root.mkdir(parents=True)
-    H.write_notebook(root / "bench.ipynb", [START, REPORT])
+    H.write_notebook(root / "bench.ipynb", [START.format(hz=hz, plots=plots), REPORT])
     wav = H.fake_microphone_wav(work / "mic.wav") if not (work / "mic.wav").exists() else work / "mic.wav"
     with H.jupyter_lab(root, root / "lab", nodelay=nodelay) as lab, sync_playwright() as pw:
         context = H.chromium(pw, wav, root / "profile")
@@ -89,7 +90,8 @@ def measure(nodelay: bool, talk_s: float, pings: int, work: Path) -> dict[str, A
         nodelay_seen = "websocket opened with TCP_NODELAY=True" in lab.log_text()
     kernel = json.loads((root / "kernel.json").read_text())
     return {
-        "config": "kit (TCP_NODELAY)" if nodelay else "plain jupyter lab",
+        "config": ("kit (TCP_NODELAY)" if nodelay else "plain jupyter lab")
+        + (f", plots {hz:g} Hz" if plots else ", no plots"),
         "nodelay_logged": nodelay_seen,
         "rtt_idle": pct(idle),
         "rtt_talking": pct(talking),
@@ -105,6 +107,8 @@ def main() -> None:
     ap.add_argument("--only", choices=["kit", "plain"], help="measure one configuration")
     ap.add_argument("--talk", type=float, default=8.0, help="seconds of microphone streaming")
     ap.add_argument("--pings", type=int, default=60)
+    ap.add_argument("--hz", type=float, default=10.0, help="panel/plot update rate")
+    ap.add_argument("--no-plots", action="store_true", help="panel without live plots")
     ap.add_argument("--out", type=Path, default=REPO / "test-output" / "benchmarks" / "browser_roundtrip.json")
     args = ap.parse_args()
     if H.chromium_path() is None:
@@ -113,14 +117,14 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory(prefix="jmoshi-bench-") as tmp:
         for nodelay in configs:
-            rows.append(measure(nodelay, args.talk, args.pings, Path(tmp)))
+            rows.append(measure(nodelay, args.talk, args.pings, Path(tmp), args.hz, not args.no_plots))
             print(json.dumps(rows[-1], ensure_ascii=False), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(rows, indent=2, ensure_ascii=False))
-    print(f"\n{'config':<22} {'rtt idle':>14} {'rtt talking':>14} {'mic->model':>14} {'server rt':>14}")
+    print(f"\n{'config':<36} {'rtt idle':>14} {'rtt talking':>14} {'mic->model':>14} {'server rt':>14}")
     for r in rows:
         cols = [f"{r[k][0]}/{r[k][1]}" for k in ("rtt_idle", "rtt_talking", "frame_latency", "server_rt")]
-        print(f"{r['config']:<22} " + " ".join(f"{c:>14}" for c in cols))
+        print(f"{r['config']:<36} " + " ".join(f"{c:>14}" for c in cols))
     print("(p50/p90 ms)")
 
 

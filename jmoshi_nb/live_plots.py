@@ -96,6 +96,7 @@ class LivePlots:
         self._row_end = [-math.inf] * TEXT_ROWS
         self._params: list[tuple[int, str]] = []
         self._last_params: dict[str, Any] | None = None
+        self._drawn: dict[str, Any] = {}
         self._build(width)
 
     # ---- figures -------------------------------------------------------------------------------
@@ -242,7 +243,10 @@ class LivePlots:
         return max(t_frames, t_audio)
 
     def update(self, rec: Recording) -> None:
-        """Read what is new in ``rec`` and redraw the visible window (one message per mark)."""
+        """Read what is new in ``rec`` and redraw what changed in the visible window.
+
+        Each mark is sent only when its visible data changed, in one message (``hold_sync``).
+        """
         t0 = time.perf_counter()
         self._consume(rec)
         end = max(self.now(), self.window_s)
@@ -258,8 +262,18 @@ class LivePlots:
         if len(self.update_ms) > 1000:
             del self.update_ms[:500]
 
+    def _changed(self, mark: str, key: Any) -> bool:
+        """True (and remembered) if ``key`` differs from what ``mark`` last showed."""
+        if self._drawn.get(mark) == key:
+            return False
+        self._drawn[mark] = key
+        return True
+
     def _draw_text(self, start: float) -> None:
-        visible = [(f * FRAME_S, text, row) for f, text, row in self._text if f * FRAME_S >= start - 2.0]
+        first = next((i for i, (f, _, _) in enumerate(self._text) if f * FRAME_S >= start - 2.0), len(self._text))
+        if not self._changed("text", (first, len(self._text))):
+            return
+        visible = [(f * FRAME_S, text, row) for f, text, row in self._text[first:]]
         placed = [(x, text, row) for x, text, row in visible if row >= 0]
         with self.text_mark.hold_sync():
             if placed:
@@ -275,18 +289,21 @@ class LivePlots:
 
     def _draw_compute(self, start: float) -> None:
         first = int(np.searchsorted(np.asarray(self._frames), start / FRAME_S)) if self._frames else 0
-        frames = np.asarray(self._frames[first:], dtype=np.float64)
-        if frames.size == 0:
+        if not self._frames or not self._changed("compute", (first, len(self._frames))):
             return
+        frames = np.asarray(self._frames[first:], dtype=np.float64)
         ys = np.vstack([np.asarray(self._ms[k][first:], dtype=np.float64) for k in COLORS])
         with self.ms_lines.hold_sync():
             self.ms_lines.x = frames * FRAME_S
             self.ms_lines.y = ys
 
     def _draw_waves(self, start: float) -> None:
-        for env, mark, offset in ((self._user, self.user_wave, 1.0), (self._model, self.model_wave, -1.0)):
+        for name, env, mark, offset in (
+            ("user", self._user, self.user_wave, 1.0),
+            ("model", self._model, self.model_wave, -1.0),
+        ):
             x, y = env.window(start)
-            if x.size == 0:
+            if x.size == 0 or not self._changed(name, (x[0], x.size)):
                 continue
             with mark.hold_sync():
                 mark.x = x
@@ -294,6 +311,8 @@ class LivePlots:
 
     def _draw_params(self, start: float) -> None:
         shown = [(f * FRAME_S, s) for f, s in self._params if f * FRAME_S >= start]
+        if not self._changed("params", tuple(shown)):
+            return
         for mark in (self.text_params, self.ms_params, self.wave_params):
             lo, hi = mark._span  # type: ignore[attr-defined]
             with mark.hold_sync():

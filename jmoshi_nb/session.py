@@ -36,6 +36,7 @@ from .recording import Recording
 log = logging.getLogger("jmoshi_nb.session")
 T = TypeVar("T")
 FRAME_S = FRAME_SIZE / SAMPLE_RATE
+LATENCY_PROBE_EVERY = 4  # tell the browser every 4th frame is done (its latency probe; fewer messages)
 
 
 class _LoopThread:
@@ -179,7 +180,7 @@ class NotebookSession:
                     self.frame_latency_ms.append((time.monotonic() - sent) * 1e3)
                     del self.frame_latency_ms[:-500]
                 seq = self._seq_of_frame.pop(frame, None)
-                if seq is not None and panel is not None:
+                if seq is not None and panel is not None and seq % LATENCY_PROBE_EVERY == 0:
                     panel.audio.frame_done(seq)
             elif panel is None:
                 continue

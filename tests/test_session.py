@@ -72,7 +72,7 @@ def test_mic_frames_in_model_audio_out(session: NotebookSession, speech_pcm: np.
     browser = Browser(session)
     n = browser.speak(speech_pcm[: 30 * FRAME_SIZE])
     wait_until(lambda: session.stats()["frames_done"] >= n)
-    wait_until(lambda: len(browser.messages("done")) >= n - 2)
+    wait_until(lambda: len(browser.messages("done")) >= n // 4 - 1)
 
     rec = session.recording
     assert session.mic_frames == n
@@ -85,7 +85,7 @@ def test_mic_frames_in_model_audio_out(session: NotebookSession, speech_pcm: np.
     assert played.size == session._client._model_samples
     # Every frame the server finished is reported back under the browser's own sequence number.
     seqs = [c["seq"] for c, _ in browser.messages("done")]
-    assert seqs == sorted(seqs) and set(seqs) <= set(range(n))
+    assert seqs == sorted(seqs) and set(seqs) <= set(range(0, n, 4))
 
 
 def test_slider_change_reaches_server_and_recording(

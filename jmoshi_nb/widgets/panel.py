@@ -29,7 +29,7 @@ SLIDER_LABELS = {
     "top_k_text": ("テキスト top-k", "text top_k"),
     "seed": ("シード", "seed"),
 }
-TEXT_TAIL = 400  # text pieces kept in the panel's text box
+TEXT_TAIL = 200  # text pieces kept in the panel's text box
 
 
 def slider_label(name: str, lang: str) -> str:

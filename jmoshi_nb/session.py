@@ -21,6 +21,8 @@ import contextlib
 import logging
 import threading
 import time
+import warnings
+import weakref
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
@@ -37,6 +39,9 @@ log = logging.getLogger("jmoshi_nb.session")
 T = TypeVar("T")
 FRAME_S = FRAME_SIZE / SAMPLE_RATE
 LATENCY_PROBE_EVERY = 4  # tell the browser every 4th frame is done (its latency probe; fewer messages)
+
+
+_LIVE: weakref.WeakSet[NotebookSession] = weakref.WeakSet()  # sessions not stopped yet
 
 
 class _LoopThread:
@@ -122,6 +127,7 @@ class NotebookSession:
         except BaseException:
             self._shutdown_threads()
             raise
+        _LIVE.add(self)
 
     # ---- the loop-side life of the session -----------------------------------------------------
     async def _run(self, ready: concurrent.futures.Future[None]) -> None:
@@ -426,6 +432,7 @@ class NotebookSession:
         if self._stopped:
             return self.recording
         self._stopped = True
+        _LIVE.discard(self)
         if self.panel is not None:
             self.panel.audio.stop_mic()
         if hasattr(self, "_closing"):
@@ -483,6 +490,14 @@ def start(
     running server instead, ``lang`` ("ja", "en", "both") for labels, ``update_hz`` for the plots,
     and anything the backend accepts. Use as ``with jmoshi_nb.start() as session:`` to stop at the end.
     """
+    running = [s for s in _LIVE if s.running]
+    if running:
+        # Re-running a notebook's start cell is common; each session keeps its server (and model) alive.
+        warnings.warn(
+            f"{len(running)} session(s) still running ({', '.join(repr(s) for s in running)}): "
+            "call session.stop() on sessions you are done with to free their server and model",
+            stacklevel=2,
+        )
     return NotebookSession(backend, config, **kwargs)
 
 

@@ -174,3 +174,11 @@ def test_start_with_tiny_backend_and_config_file(tmp_path: Path, speech_pcm: np.
         assert s.info["model"] and s.config.seed == 3
         s.play_wav(speech_pcm[: 4 * FRAME_SIZE], realtime=False, wait=True)
     assert len(s.recording.metrics) == 4
+
+
+def test_second_session_warns_and_busy_server_refuses(server: LocalServer, session: NotebookSession) -> None:
+    from jmoshi_nb.client import ServerError
+
+    with pytest.warns(UserWarning, match="still running"), pytest.raises(ServerError, match="busy"):
+        start(url=server.url, connect_timeout=10)  # one conversation per server: refused, cleanly
+    assert session.running

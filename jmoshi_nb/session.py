@@ -88,6 +88,7 @@ class NotebookSession:
         *,
         url: str | None = None,
         token: str | None = None,
+        headers: dict[str, str] | None = None,
         lang: str = "both",
         update_hz: float = 10.0,
         window_s: float = 20.0,
@@ -118,7 +119,9 @@ class NotebookSession:
         if url is None:
             self._server = start_server(backend, self._initial, **server_kwargs)
             url, token = self._server.url, self._server.token
+            headers = getattr(self._server, "headers", None)  # e.g. proxy-auth keys of a remote backend
         self.url, self._token = url, token
+        self._connect_kwargs: dict[str, Any] = {"headers": headers} if headers else {}
         self._lt = _LoopThread("jmoshi-nb-session")
         ready: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._main = self._lt.submit(self._run(ready))
@@ -132,7 +135,7 @@ class NotebookSession:
     # ---- the loop-side life of the session -----------------------------------------------------
     async def _run(self, ready: concurrent.futures.Future[None]) -> None:
         try:
-            async with connect(self.url, self._token, self._initial) as client:
+            async with connect(self.url, self._token, self._initial, **self._connect_kwargs) as client:
                 self._client, self._recording = client, client.recording
                 self._queue: asyncio.Queue[tuple[int, np.ndarray]] = asyncio.Queue()
                 self._closing = asyncio.Event()
@@ -486,8 +489,8 @@ def start(
 ) -> NotebookSession:
     """Start a server for ``backend`` (``tiny`` | ``local`` | ``modal``) and open a session on it.
 
-    ``config``: a SessionConfig or a YAML/JSON file. Keyword arguments: ``url``/``token`` to use a
-    running server instead, ``lang`` ("ja", "en", "both") for labels, ``update_hz`` for the plots,
+    ``config``: a SessionConfig or a YAML/JSON file. Keyword arguments: ``url``/``token`` (and
+    ``headers``) to use a running server instead, ``lang`` ("ja", "en", "both") for labels, ``update_hz`` for the plots,
     and anything the backend accepts. Use as ``with jmoshi_nb.start() as session:`` to stop at the end.
     """
     running = [s for s in _LIVE if s.running]

@@ -19,6 +19,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
+import secrets
 import threading
 import time
 import warnings
@@ -156,13 +157,20 @@ class NotebookSession:
             raise
 
     async def _apply_initial(self, client: Session) -> None:
-        """Make the server's sampling and seed those of the config (as ``runner`` does for WAVs)."""
+        """Make the server's sampling and seed those of the config (as ``runner`` does for WAVs).
+
+        ``seed=None`` draws a fresh seed, kept in ``recording.meta["seed"]`` and ``session.config``
+        so the conversation's sampling can be repeated.
+        """
         cfg = self._initial
+        seed = cfg.seed if cfg.seed is not None else secrets.randbits(63)
+        self._seed = seed
+        client.recording.meta["seed"] = seed
         changes = {}
         if client.info.get("sampling") and client.info["sampling"] != cfg.sampling.model_dump():
             changes = cfg.sampling.model_dump()
-        if changes or (cfg.seed is not None and client.info.get("seed") != cfg.seed):
-            await client.set_params(seed=cfg.seed, **changes)
+        if changes or client.info.get("seed") != seed:
+            await client.set_params(seed=seed, **changes)
 
     async def _send_loop(self, client: Session) -> None:
         while True:

@@ -182,3 +182,11 @@ def test_second_session_warns_and_busy_server_refuses(server: LocalServer, sessi
     with pytest.warns(UserWarning, match="still running"), pytest.raises(ServerError, match="busy"):
         start(url=server.url, connect_timeout=10)  # one conversation per server: refused, cleanly
     assert session.running
+
+
+def test_no_seed_draws_one_and_keeps_it(server: LocalServer, speech_pcm: np.ndarray) -> None:
+    with start(url=server.url, config=SessionConfig(model="tiny", seed=None)) as s:
+        s.play_wav(speech_pcm[: 3 * FRAME_SIZE], realtime=False, wait=True)
+    seed = s.recording.meta["seed"]
+    assert isinstance(seed, int) and s.config.seed == seed
+    assert {m["seed"] for m in s.recording.metrics} == {seed}

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
-KIT_CONFIG = REPO / "jmoshi_nb" / "jupyter_config"
 CHROMIUM_FLAGS = [
     "--headless",
     "--no-sandbox",
@@ -71,15 +70,14 @@ class Lab:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
 
-def _lab_state_dirs(base: Path, nodelay: bool) -> dict[str, str]:
+def _lab_state_dirs(base: Path) -> dict[str, str]:
     """Throwaway Jupyter folders; a test config dir that turns off Lab's news prompt."""
     extra = base / "config"
     (extra / "labconfig").mkdir(parents=True, exist_ok=True)
     page = {"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}}
     (extra / "labconfig" / "page_config.json").write_text(json.dumps(page))
-    path = [str(KIT_CONFIG), str(extra)] if nodelay else [str(extra)]
     env = {
-        "JUPYTER_CONFIG_PATH": os.pathsep.join(path),
+        "JUPYTER_CONFIG_PATH": str(extra),  # scripts/lab.sh puts the kit's config in front of it
         "JUPYTER_RUNTIME_DIR": str(base / "runtime"),
         "JUPYTERLAB_SETTINGS_DIR": str(base / "settings"),
         "JUPYTERLAB_WORKSPACES_DIR": str(base / "workspaces"),
@@ -94,12 +92,16 @@ def _lab_state_dirs(base: Path, nodelay: bool) -> dict[str, str]:
 
 @contextlib.contextmanager
 def jupyter_lab(root: Path, state: Path, nodelay: bool = True, timeout: float = 90.0) -> Iterator[Lab]:
-    """JupyterLab serving ``root``; ``nodelay=False`` leaves the kit's config out (for comparisons)."""
+    """JupyterLab serving ``root``, started by ``scripts/lab.sh`` as the README says.
+
+    ``nodelay=False`` starts plain ``jupyter lab`` without the kit's config (for comparisons).
+    """
     port, token = free_port(), secrets.token_hex(16)
-    env = {**os.environ, **_lab_state_dirs(state, nodelay)}
+    env = {**os.environ, **_lab_state_dirs(state), "JMOSHI_NB_PYTHON": sys.executable}
     log = state / "lab.log"
+    launcher = ["bash", str(REPO / "scripts" / "lab.sh")] if nodelay else [sys.executable, "-m", "jupyterlab"]
     cmd = [
-        sys.executable, "-m", "jupyterlab", "--no-browser",
+        *launcher, "--no-browser",
         "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",

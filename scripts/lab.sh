@@ -19,6 +19,9 @@ fi
 config_dir="$("$python" -m jmoshi_nb.jupyter_config)"
 export JUPYTER_CONFIG_PATH="$config_dir${JUPYTER_CONFIG_PATH:+:$JUPYTER_CONFIG_PATH}"
 
-notebook_dir="$repo/notebooks"
-[[ -d "$notebook_dir" ]] || notebook_dir="$repo"
-exec "$python" -m jupyterlab --ServerApp.root_dir="$notebook_dir" "$@"
+# Serve notebooks/ unless the arguments name another root.
+root_args=(--ServerApp.root_dir="$repo/notebooks")
+for arg in "$@"; do
+  case "$arg" in --ServerApp.root_dir* | --root_dir* | --notebook-dir* | --notebook_dir*) root_args=() ;; esac
+done
+exec "$python" -m jupyterlab ${root_args[@]+"${root_args[@]}"} "$@"

@@ -55,7 +55,7 @@ class _Envelope:
     def __init__(self, block: int = ENVELOPE_BLOCK) -> None:
         self.block = block
         self.values: list[float] = []
-        self._rest = np.zeros(0, np.float32)
+        self._rest: np.ndarray = np.zeros(0, np.float32)
 
     def add(self, pcm: np.ndarray) -> None:
         data = np.concatenate((self._rest, np.asarray(pcm, np.float32))) if self._rest.size else pcm

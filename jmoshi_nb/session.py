@@ -26,7 +26,7 @@ import warnings
 import weakref
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -35,6 +35,9 @@ from .backends import ServerHandle, start_server
 from .client import Event, Session, connect
 from .config import ConfigError, Sampling, SessionConfig, load_config
 from .recording import Recording
+
+if TYPE_CHECKING:
+    from .widgets import TalkPanel
 
 log = logging.getLogger("jmoshi_nb.session")
 T = TypeVar("T")
@@ -101,7 +104,7 @@ class NotebookSession:
         self._initial = config or SessionConfig()
         self.backend = backend if url is None else "url"
         self.lang, self.update_hz, self.window_s = lang, update_hz, window_s
-        self.panel: Any = None  # TalkPanel once talk() is called
+        self.panel: TalkPanel | None = None  # once talk() is called
         self.input: str | None = None  # "mic" or the WAV path of the latest talk()/play_wav()
         self._sampling: Sampling = self._initial.sampling
         self._seed: int | None = self._initial.seed
@@ -293,7 +296,7 @@ class NotebookSession:
         return self.recording
 
     # ---- the panel -----------------------------------------------------------------------------
-    def talk(self, input: str | Path | None = None, realtime: bool = True, plots: bool = True) -> Any:
+    def talk(self, input: str | Path | None = None, realtime: bool = True, plots: bool = True) -> TalkPanel:
         """Show the panel (the cell's result) and start listening.
 
         ``input``: ``"mic"`` (the default unless the config says ``input.source: wav``) or a WAV

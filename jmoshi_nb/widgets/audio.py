@@ -37,7 +37,7 @@ class TalkWidget(anywidget.AnyWidget):
     active = t.Bool(True, help="the session accepts input").tag(sync=True)
     input_mode = t.Unicode("mic", help="'mic' or 'wav' (the mic button is disabled for WAV input)").tag(sync=True)
     lang = t.Unicode("both", help="labels: 'ja', 'en' or 'both'").tag(sync=True)
-    tokens = t.List(help="[frame, text, t_received] of the latest text pieces").tag(sync=True)
+    tokens: t.List[Any] = t.List(help="[frame, text, t_received] of the latest text pieces").tag(sync=True)
     status = t.Unicode("").tag(sync=True)
     stats = t.Dict(help="kernel-side counters: frames_in, user_rms, frames_done, params, from_frame").tag(sync=True)
     error = t.Unicode("").tag(sync=True)

@@ -32,7 +32,12 @@ _EXPORTS = {
     "plot_sweep_heatmap": "plots",
 }
 
-__all__ = sorted(_EXPORTS) + ["__version__"]
+__all__ = [  # noqa: RUF022 - grouped as _EXPORTS
+    "connect", "Session", "ServerError", "Engine", "Recording", "SessionConfig", "Sampling", "ConfigError",
+    "load_config", "make_tiny", "run_wav", "start_server", "start", "turn_taking", "sweep",
+    "prompted_continuation", "plot_recording", "plot_timeline", "plot_sweep_heatmap", "__version__",
+]
+assert set(__all__) == set(_EXPORTS) | {"__version__"}
 
 if TYPE_CHECKING:  # pragma: no cover
     from .analysis import turn_taking

@@ -11,8 +11,10 @@ import os
 
 import torch
 
-if not torch.cuda.is_available():
-    os.environ.setdefault("NO_TORCH_COMPILE", "1")
+# Checked only when the caller has not decided: probing CUDA here would initialise it, which a
+# process about to be memory-snapshotted (Modal) must not do.
+if "NO_TORCH_COMPILE" not in os.environ and not torch.cuda.is_available():
+    os.environ["NO_TORCH_COMPILE"] = "1"
 
 from moshi.models import loaders  # noqa: E402
 from moshi.models.compression import MimiModel  # noqa: E402

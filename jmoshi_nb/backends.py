@@ -69,7 +69,7 @@ class LocalServer:
             self._loop = loop
             asyncio.set_event_loop(loop)
             try:
-                self._runner = web.AppRunner(app)
+                self._runner = web.AppRunner(app, shutdown_timeout=5.0)
                 loop.run_until_complete(self._runner.setup())
                 site = web.TCPSite(self._runner, self.host, self.port)
                 loop.run_until_complete(site.start())

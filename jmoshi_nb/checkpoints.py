@@ -67,6 +67,14 @@ class ResolvedModel:
     def model_id(self) -> str:
         return self.name if self.source != "local" else f"local:{self.location}"
 
+    @property
+    def commit(self) -> str | None:
+        """The hub commit the files came from (``.../snapshots/<commit>/...``), for reproducibility."""
+        if self.source != "hf":
+            return None
+        parts = Path(self.info.moshi_weights).parts
+        return parts[parts.index("snapshots") + 1] if "snapshots" in parts else None
+
 
 def cache_root() -> Path:
     """Where the kit keeps what it builds (the tiny checkpoint). ``JMOSHI_NB_CACHE`` overrides."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -29,28 +30,38 @@ from .config import ConfigError, Sampling, SessionConfig
 from .recording import Recording
 
 
+@functools.cache
+def opus_delay() -> int:
+    """Samples by which an Opus encode + decode (sphn, 24 kHz) delays audio, measured once."""
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal(FRAME_SIZE * 6) * 0.2).astype(np.float32)
+    x[:FRAME_SIZE] = 0
+    writer, reader = sphn.OpusStreamWriter(SAMPLE_RATE), sphn.OpusStreamReader(SAMPLE_RATE)
+    y = np.concatenate([reader.append_bytes(writer.append_pcm(f)) for f in x.reshape(6, FRAME_SIZE)])
+    corr = np.correlate(y, x, "full")
+    return max(0, int(np.argmax(corr)) - (len(x) - 1))
+
+
 class ServerError(RuntimeError):
     """The server refused the session (busy, bad token) or reported an error."""
 
 
 @dataclass
 class Event:
-    """One thing that came back: kind is 'audio' | 'text' | 'metrics' | 'params' | 'error'."""
+    """One thing that came back: kind is 'audio' | 'text' | 'metrics' | 'params' | 'dropped' | 'error'."""
 
     kind: str
     data: Any
     t: float
 
 
-def chat_url(url: str, token: str | None = None) -> str:
+def chat_url(url: str) -> str:
     """Accept ``ws://host:port``, ``http://host:port`` or a full ``.../api/chat`` URL."""
     url = url.rstrip("/")
     if url.startswith("http"):
         url = "ws" + url.removeprefix("http")
     if not url.endswith(P.CHAT_PATH):
         url += P.CHAT_PATH
-    if token:
-        url += ("&" if "?" in url else "?") + f"token={token}"
     return url
 
 
@@ -65,9 +76,18 @@ class Session:
         self.info: dict[str, Any] = {}
         self.errors: list[str] = []
         self.frames_sent = 0
-        self.frames_done = 0  # frames the server reported (metrics), or audio frames from moshi.server
+        self.frames_done = 0  # frames the server reported (metrics + dropped), or audio frames from moshi.server
         self._has_metrics = False
-        self._model_samples = 0
+        self._model_samples = 0  # decoded model samples (moshi.server: its frame clock)
+        self._model_frames = 0  # frames placed in the recording's model channel (kit server)
+        self._metrics_count = 0
+        self._dropped: list[int] = []  # indices of frames the server dropped
+        self._pending_drops: list[int] = []
+        # Opus delays audio by one codec lookahead each way: the recording is kept on the model's
+        # frame grid (what it heard vs what it said), like sessions run on the engine directly.
+        self._opus_delay = opus_delay()
+        self._trim = self._opus_delay
+        self.recording.meta["opus_delay_samples"] = self._opus_delay
         self._progress = asyncio.Condition()
         self._subscribers: list[asyncio.Queue[Event]] = []
         self._receiver: asyncio.Task[None] | None = None
@@ -97,6 +117,8 @@ class Session:
         pcm = np.ascontiguousarray(pcm, dtype=np.float32)
         if pcm.ndim != 1:
             raise ValueError(f"expected mono audio (1-D), got shape {pcm.shape}")
+        if not self.recording.user_chunks:
+            self.recording.add_user(np.zeros(self._opus_delay, np.float32))  # the server hears it this late
         self.recording.add_user(pcm)
         opus = self._writer.append_pcm(pcm)
         self.frames_sent += len(pcm) / FRAME_SIZE
@@ -158,7 +180,9 @@ class Session:
             if pcm.shape[-1]:
                 if not self._has_metrics and self._model_samples == 0:
                     rec.add_model_silence(FRAME_SIZE)  # moshi.server: the LM's one-frame delay
-                rec.add_model(pcm)
+                cut = min(self._trim, pcm.shape[-1])
+                self._trim -= cut
+                rec.add_model(pcm[cut:])
                 self._model_samples += pcm.shape[-1]
                 self._emit("audio", pcm)
                 if not self._has_metrics:
@@ -182,11 +206,22 @@ class Session:
                 rec.add_metrics(obj)
                 if not obj.get("audio"):
                     rec.add_model_silence(FRAME_SIZE)
+                self._model_frames += 1
+                self._fill_drops()
                 if obj.get("text"):
                     rec.add_text(obj["frame"], obj["text_token"], obj["text"])
                     self._emit("text", rec.text[-1])
                 self._emit("metrics", obj)
-                await self._advance(obj["frame"] + 1)
+                self._metrics_count += 1
+                await self._advance(self._metrics_count + len(self._dropped))
+            elif typ == "dropped":
+                # The server was behind and dropped the frame at this index of our stream.
+                self._dropped.append(int(obj["index"]))
+                self._pending_drops.append(int(obj["index"]))
+                self._fill_drops()
+                rec.meta["dropped_frames"] = list(self._dropped)
+                self._emit("dropped", obj)
+                await self._advance(self._metrics_count + len(self._dropped))
             elif typ == "params":
                 rec.add_params(obj["from_frame"], obj["params"], obj.get("seed"))
                 self._emit("params", obj)
@@ -196,6 +231,13 @@ class Session:
             self._emit("error", text)
             async with self._progress:
                 self._progress.notify_all()
+
+    def _fill_drops(self) -> None:
+        """Silence on the model side where a dropped frame sits, keeping the channels aligned."""
+        while self._pending_drops and self._pending_drops[0] <= self._model_frames:
+            self._pending_drops.pop(0)
+            self.recording.add_model_silence(FRAME_SIZE)
+            self._model_frames += 1
 
     async def _advance(self, done: int) -> None:
         async with self._progress:
@@ -237,12 +279,20 @@ async def connect(
     token: str | None = None,
     config: SessionConfig | None = None,
     timeout: float = 30.0,
+    headers: dict[str, str] | None = None,
 ) -> AsyncIterator[Session]:
-    """Open a conversation; the session closes (and its recording stays) when the block ends."""
+    """Open a conversation; the session closes (and its recording stays) when the block ends.
+
+    ``token`` travels as an ``Authorization: Bearer`` header (never in the URL, where proxies log
+    it); ``headers`` adds others (e.g. Modal proxy-auth keys).
+    """
+    all_headers = dict(headers or {})
+    if token:
+        all_headers["Authorization"] = f"Bearer {token}"
     async with aiohttp.ClientSession() as http:
         try:
             ws = await http.ws_connect(
-                chat_url(url, token), max_msg_size=0, timeout=aiohttp.ClientWSTimeout(ws_close=5)
+                chat_url(url), max_msg_size=0, timeout=aiohttp.ClientWSTimeout(ws_close=5), headers=all_headers
             )
         except aiohttp.WSServerHandshakeError as exc:
             if exc.status == 401:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -71,10 +71,10 @@ class FrameResult:
 
 @dataclass
 class _Pending:
+    """Parameters scheduled for the next frame (guarded by ``Engine._lock``)."""
+
     sampling: Sampling | None = None
     seed: int | None = None
-    seed_set: bool = False
-    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 class _StageClock:
@@ -144,9 +144,11 @@ class Engine:
         sampling.check_cards(self.card, self.text_card)
         self._sampling = sampling
         self._seed = seed
+        self._lock = threading.Lock()  # guards _pending; never replaced
+        self._stepping = threading.Lock()  # one step at a time: a second caller is an error
         self._pending = _Pending()
         self._frame = 0
-        self._pieces = PieceDecoder()
+        self._pieces = PieceDecoder(tokenizer)
         self._apply_sampling(sampling)
         mimi.streaming_forever(1)
         lm_gen.streaming_forever(1)
@@ -167,8 +169,12 @@ class Engine:
         resolved = resolve(model, revision=revision)
         device = device or default_device()
         if dtype is None:
-            # bf16 is what the real weights are and what GPUs run fast; CPUs run fp32 faster.
-            dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+            # bf16 is what the real weights are and what GPUs run fast (fp16 on GPUs without bf16,
+            # e.g. T4/V100); CPUs run fp32 faster.
+            if device.startswith("cuda"):
+                dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+            else:
+                dtype = torch.float32
         info = resolved.info
         mimi = info.get_mimi(device=device)
         tokenizer = info.get_text_tokenizer()
@@ -204,19 +210,21 @@ class Engine:
         value) and applied at the start of the next ``step``. Returns the parameters that will be
         in force. Safe to call from another thread.
         """
-        with self._pending.lock:
+        with self._lock:
             base = self._pending.sampling or self._sampling
             new = sampling if sampling is not None else base.updated(**changes)
             new.check_cards(self.card, self.text_card)
             self._pending.sampling = new
             if seed is not None:
                 self._pending.seed = seed
-                self._pending.seed_set = True
             return new
 
     def reset(self, sampling: Sampling | None = None, seed: int | None = None) -> None:
-        """Start a new conversation: fresh streaming state, seed applied, frame counter at 0."""
-        with self._pending.lock:
+        """Start a new conversation: fresh streaming state, seed applied, frame counter at 0.
+
+        ``sampling``/``seed`` of None keep the current ones.
+        """
+        with self._lock:
             self._pending = _Pending()
         if sampling is not None:
             sampling.check_cards(self.card, self.text_card)
@@ -228,7 +236,7 @@ class Engine:
         if self._seed is not None:
             seed_everything(self._seed)
         self._frame = 0
-        self._pieces = PieceDecoder()
+        self._pieces = PieceDecoder(self.tokenizer)
 
     def warmup(self, frames: int = 4) -> None:
         """Run a few silent frames (CUDA graphs are captured here), then reset."""
@@ -251,17 +259,15 @@ class Engine:
             state.graphed_depth.reset(warmup_steps=0)
 
     def _apply_pending(self) -> bool:
-        pending = self._pending
-        if pending.sampling is None and not pending.seed_set:
+        with self._lock:
+            pending, self._pending = self._pending, _Pending()
+        if pending.sampling is None and pending.seed is None:
             return False
-        with pending.lock:
-            sampling, seed, seed_set = pending.sampling, pending.seed, pending.seed_set
-            self._pending = _Pending()
-        if sampling is not None and sampling != self._sampling:
-            self._apply_sampling(sampling)
-        if seed_set and seed is not None:
-            self._seed = seed
-            seed_everything(seed)
+        if pending.sampling is not None and pending.sampling != self._sampling:
+            self._apply_sampling(pending.sampling)
+        if pending.seed is not None:
+            self._seed = pending.seed
+            seed_everything(pending.seed)
         return True
 
     def _sync(self) -> None:
@@ -278,11 +284,19 @@ class Engine:
         """
         if pcm.shape != (FRAME_SIZE,):
             raise ValueError(f"a frame is {FRAME_SIZE} samples at {SAMPLE_RATE} Hz, got shape {pcm.shape}")
+        if not self._stepping.acquire(blocking=False):
+            raise RuntimeError("engine busy: another caller is stepping it (one conversation per engine)")
+        try:
+            return self._step(pcm, forced_audio)
+        finally:
+            self._stepping.release()
+
+    def _step(self, pcm: np.ndarray, forced_audio: np.ndarray | None) -> FrameResult:
+        clock = _StageClock(self.device)  # from here: parameter changes (a graph re-capture) count too
         replace = None
         if forced_audio is not None:
             replace = torch.as_tensor(forced_audio, dtype=torch.long, device=self.device).view(1, -1, 1)
         changed = self._apply_pending()
-        clock = _StageClock(self.device)
         chunk = torch.from_numpy(np.ascontiguousarray(pcm, dtype=np.float32)).to(self.device)[None, None]
         codes = self.mimi.encode(chunk)
         if self._frame == 0:
@@ -303,7 +317,7 @@ class Engine:
             tokens_np = tokens[0, :, 0].cpu().numpy()
             text_token = int(tokens_np[0])
             if text_token not in PAD_TOKENS:
-                text = self._pieces.decode(self.tokenizer.id_to_piece(text_token))
+                text = self._pieces.decode_id(text_token)
         encode_ms, lm_ms, decode_ms, total_ms = clock.finish()
         result = FrameResult(
             index=self._frame,
@@ -329,6 +343,7 @@ class Engine:
             "source": self.model.source,
             "location": self.model.location,
             "revision": self.model.revision,
+            "commit": self.model.commit,
             "device": str(self.device),
             "dtype": str(self.lm_gen.lm_model.dtype).removeprefix("torch."),
             "sample_rate": SAMPLE_RATE,

@@ -17,6 +17,8 @@ moshi's clients ignore 0x04, so the kit's additions travel there:
 * server -> client ``{"type": "session", ...}`` after the handshake: model, device, sampling in force.
 * server -> client ``{"type": "metrics", "frame": i, "encode_ms", "lm_ms", "decode_ms", "total_ms",
   "text_token", "text", "params", "seed", "audio": bool}`` once per 80 ms frame.
+* server -> client ``{"type": "dropped", "index": n}``: the engine fell ``max_lag_frames`` behind and
+  dropped the client's frame ``n`` (counted from 0 in the order sent) to keep latency bounded.
 * client -> server ``{"type": "set_params", "temp"?, "temp_text"?, "top_k"?, "top_k_text"?, "seed"?}``;
   the server validates, answers ``{"type": "params", "params": {...}, "seed", "from_frame": n}`` and
   the values take effect at frame ``n`` (the next one), or answers with an 0x05 error.

@@ -7,6 +7,7 @@ client, into a Recording. With no URL a local server is started for the config's
 from __future__ import annotations
 
 import asyncio
+import secrets
 from pathlib import Path
 
 import numpy as np
@@ -23,22 +24,31 @@ async def run_pcm_async(
     token: str | None = None,
     config: SessionConfig | None = None,
     realtime: bool = True,
+    holder: list[Recording] | None = None,
 ) -> Recording:
-    """Stream mono 24 kHz float32 audio through the server at ``url``; return the recording."""
+    """Stream mono 24 kHz float32 audio through the server at ``url``; return the recording.
+
+    ``holder`` (a list) receives the live recording as soon as the session opens, so a caller can
+    save what was recorded even if the run is interrupted (Ctrl-C, a lost connection).
+
+    The session runs with the config's sampling and seed; ``seed=None`` draws a fresh seed, which
+    the recording keeps (``meta["seed"]``) so the run can be repeated.
+    """
     config = config or SessionConfig()
+    seed = config.seed if config.seed is not None else secrets.randbits(63)
     async with connect(url, token=token, config=config) as s:
+        s.recording.meta["seed"] = seed
+        if holder is not None:
+            holder.append(s.recording)
         try:
             changes = {}
             if s.info.get("sampling") and s.info["sampling"] != config.sampling.model_dump():
                 changes = config.sampling.model_dump()
-            if changes or (config.seed is not None and s.info.get("seed") != config.seed):
-                await s.set_params(seed=config.seed, **changes)
+            if changes or s.info.get("seed") != seed:
+                await s.set_params(seed=seed, **changes)
             rec = await stream_pcm(s, pcm, realtime=realtime)
         except BaseException as exc:
-            # Keep what was recorded so far: the caller may save it (run_wav does).
             s.recording.meta["incomplete"] = f"{type(exc).__name__}: {exc}"
-            exc.add_note(f"partial recording: {len(s.recording.metrics)} frames")
-            exc.recording = s.recording  # type: ignore[attr-defined]
             raise
     return rec
 
@@ -56,16 +66,18 @@ def run_wav(
 
     config = config or SessionConfig()
     pcm = wav if isinstance(wav, np.ndarray) else read_wav(wav)
+    holder: list[Recording] = []
     try:
         if url is None:
             with LocalServer(model=config.model, revision=config.revision, config=config) as server:
-                rec = asyncio.run(run_pcm_async(pcm, server.url, server.token, config, realtime))
+                rec = asyncio.run(run_pcm_async(pcm, server.url, server.token, config, realtime, holder))
         else:
-            rec = asyncio.run(run_pcm_async(pcm, url, token, config, realtime))
+            rec = asyncio.run(run_pcm_async(pcm, url, token, config, realtime, holder))
     except BaseException as exc:
-        partial = getattr(exc, "recording", None)
-        if partial is not None and out is not None and partial.metrics:
-            partial.save(out)
+        # Nothing recorded is lost: save the partial session next to where the full one would go.
+        if holder and holder[0].user_chunks and out is not None:
+            holder[0].meta.setdefault("incomplete", f"{type(exc).__name__}: {exc}")
+            holder[0].save(out)
             exc.add_note(f"the partial recording was saved to {out}")
         raise
     rec.meta["input_sha256"] = sha256_of(pcm)

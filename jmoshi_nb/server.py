@@ -9,15 +9,18 @@ problem; the session goes on where it can, and the server always goes on serving
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import logging
+import secrets
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import sphn
-from aiohttp import WSMsgType, web
+import torch
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from . import protocol as P
 from .config import ConfigError, Sampling
@@ -26,6 +29,12 @@ from .engine import FRAME_SIZE, SAMPLE_RATE, Engine, FrameResult
 log = logging.getLogger("jmoshi_nb.server")
 
 _SAMPLING_KEYS = set(Sampling.model_fields)
+
+
+def _bind_device(device: torch.device) -> None:
+    """Engine thread initializer: the current CUDA device is per thread (``cuda:1`` must stay cuda:1)."""
+    if device.type == "cuda" and device.index is not None:
+        torch.cuda.set_device(device)
 
 
 def check_ogg_page(payload: bytes) -> None:
@@ -55,6 +64,7 @@ class _Session:
     writer: sphn.OpusStreamWriter = field(default_factory=lambda: sphn.OpusStreamWriter(SAMPLE_RATE))
     pending: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     frames: asyncio.Queue[np.ndarray | None] = field(default_factory=asyncio.Queue)
+    received: int = 0  # whole frames received from the client (queued or dropped)
 
 
 class ChatServer:
@@ -66,7 +76,10 @@ class ChatServer:
         self.token = token
         self.max_lag_frames = max_lag_frames
         self._busy = asyncio.Lock()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jmoshi-engine")
+        self._executor = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="jmoshi-engine", initializer=_bind_device, initargs=(engine.device,)
+        )
+        self._open: set[web.WebSocketResponse] = set()
         self.sessions_served = 0
 
     # ---- app -----------------------------------------------------------------------------------
@@ -78,6 +91,9 @@ class ChatServer:
         return app
 
     async def _on_shutdown(self, _app: web.Application) -> None:
+        # Close live conversations first (their handlers then finish), then stop the engine thread.
+        for ws in list(self._open):
+            await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def handle_health(self, _request: web.Request) -> web.Response:
@@ -103,10 +119,18 @@ class ChatServer:
             )
         ws = web.WebSocketResponse(max_msg_size=P.MAX_MESSAGE_BYTES * 4, heartbeat=None)
         await ws.prepare(request)
+        self._open.add(ws)
+        try:
+            await self._serve(ws)
+        finally:
+            self._open.discard(ws)
+        return ws
+
+    async def _serve(self, ws: web.WebSocketResponse) -> None:
         if self._busy.locked():
             await ws.send_bytes(P.pack_error("busy: this server holds one conversation at a time; try again later"))
             await ws.close()
-            return ws
+            return
         async with self._busy:
             self.sessions_served += 1
             try:
@@ -118,21 +142,36 @@ class ChatServer:
             finally:
                 if not ws.closed:
                     await ws.close()
-        return ws
 
     async def _converse(self, ws: web.WebSocketResponse) -> None:
         loop = asyncio.get_running_loop()
         # Every conversation starts from the server's defaults; clients change them with set_params.
-        await loop.run_in_executor(self._executor, self.engine.reset, self.default_sampling, self.default_seed)
+        # With no default seed each conversation draws one (and reports it in its description).
+        seed = self.default_seed if self.default_seed is not None else secrets.randbits(63)
+        await loop.run_in_executor(self._executor, self.engine.reset, self.default_sampling, seed)
         session = _Session(ws)
         await ws.send_bytes(P.pack(P.Kind.HANDSHAKE))
         await ws.send_bytes(P.pack_json({"type": "session", **self.engine.describe()}))
         worker = asyncio.create_task(self._run_frames(session))
-        try:
-            await self._receive(session)
-        finally:
-            await session.frames.put(None)
-            await worker
+        receiver = asyncio.create_task(self._receive(session))
+        done, _ = await asyncio.wait({worker, receiver}, return_when=asyncio.FIRST_COMPLETED)
+        if worker in done:
+            # The engine failed (or the socket broke while sending): tell the client, end the session.
+            receiver.cancel()
+            exc = worker.exception()
+            if exc is not None and not ws.closed:
+                await ws.send_bytes(P.pack_error(f"engine error, session ended: {exc}"))
+            await ws.close()
+            with contextlib.suppress(asyncio.CancelledError):
+                await receiver
+            if exc is not None:
+                log.error("engine failed: %s", exc)
+            return
+        # The client is gone or closed: drop what it queued (nobody will hear it), stop the worker.
+        while not session.frames.empty():
+            session.frames.get_nowait()
+        await session.frames.put(None)
+        await worker
 
     async def _receive(self, s: _Session) -> None:
         async for msg in s.ws:
@@ -162,13 +201,12 @@ class ChatServer:
             while s.pending.shape[-1] >= FRAME_SIZE:
                 frame, s.pending = s.pending[:FRAME_SIZE], s.pending[FRAME_SIZE:]
                 if s.frames.qsize() >= self.max_lag_frames:
-                    await s.ws.send_bytes(
-                        P.pack_error(
-                            f"audio arrives faster than the engine runs: {self.max_lag_frames} frames "
-                            "queued, one frame dropped"
-                        )
-                    )
+                    # Keep latency bounded: drop the frame, and say so, so the client keeps its
+                    # recording aligned (silence on the model side) and its frame count right.
+                    await s.ws.send_bytes(P.pack_json({"type": "dropped", "index": s.received}))
+                    s.received += 1
                     continue
+                s.received += 1
                 await s.frames.put(frame)
         elif kind == P.Kind.METADATA:
             obj = P.parse_json(payload)

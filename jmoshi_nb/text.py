@@ -8,6 +8,7 @@ characters, so Japanese reads naturally and English keeps its spaces.
 from __future__ import annotations
 
 import unicodedata
+from typing import Any
 
 WORD_START = "\u2581"  # ▁
 
@@ -27,10 +28,34 @@ def is_cjk(ch: str) -> bool:
 
 
 class PieceDecoder:
-    """Stateful: whether a ``▁`` becomes a space depends on the previous character emitted."""
+    """Stateful: whether a ``▁`` becomes a space depends on the previous character emitted.
 
-    def __init__(self) -> None:
+    With a SentencePiece ``tokenizer``, ``decode_id`` also joins byte-fallback pieces (``<0xE3>``...)
+    back into the characters they spell, so rare characters are not lost.
+    """
+
+    def __init__(self, tokenizer: Any = None) -> None:
         self._last = ""
+        self._sp = tokenizer
+        self._bytes = bytearray()
+
+    def decode_id(self, token: int) -> str:
+        sp = self._sp
+        if sp is None:
+            raise ValueError("decode_id needs the tokenizer: PieceDecoder(tokenizer)")
+        if sp.is_byte(token):
+            self._bytes.append(int(sp.id_to_piece(token)[3:5], 16))
+            try:
+                text = self._bytes.decode("utf-8")
+            except UnicodeDecodeError:
+                if len(self._bytes) < 4:
+                    return ""  # a multi-byte character is still arriving
+                text = self._bytes.decode("utf-8", "replace")
+            self._bytes.clear()
+            return self.decode(text)
+        if sp.is_control(token) or sp.is_unknown(token):
+            return ""
+        return self.decode(sp.id_to_piece(token))
 
     def decode(self, piece: str) -> str:
         starts_word = piece.startswith(WORD_START)

@@ -247,7 +247,8 @@ def make_tiny(directory: str | Path, seed: int = DEFAULT_SEED, overwrite: bool =
             }
         )
         (tmp / "config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False))
-        for name in FILES:
+        # config.json last: its presence is what marks a complete checkpoint.
+        for name in (*FILES[1:], FILES[0]):
             shutil.move(str(tmp / name), str(out / name))
     return out
 

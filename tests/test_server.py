@@ -43,11 +43,15 @@ async def test_conversation_is_recorded_and_saved(server_url: str, speech_pcm: n
         assert {"encode_ms", "lm_ms", "decode_ms", "total_ms", "text_token", "params", "seed"} <= set(m)
     assert rec.text and all(e.text for e in rec.text)
     assert [e.frame for e in rec.text] == sorted(e.frame for e in rec.text)
-    # model audio came back through Opus, aligned by frame (one frame of initial delay)
-    assert len(rec.model_pcm) == len(rec.user_pcm) == 30 * FRAME_SIZE
-    assert np.abs(rec.model_pcm[:FRAME_SIZE]).max() == 0
+    # Both channels sit on the model's frame grid: the user channel starts with the Opus delay (the
+    # server hears the user that late), the model channel has that delay taken off its start.
+    d = rec.meta["opus_delay_samples"]
+    assert 0 < d < FRAME_SIZE
+    np.testing.assert_array_equal(rec.user_pcm[:d], 0)
+    np.testing.assert_array_equal(rec.user_pcm[d:], pcm)
+    assert len(rec.model_pcm) == 30 * FRAME_SIZE - d
+    assert np.abs(rec.model_pcm[:FRAME_SIZE]).max() == 0  # the LM's initial delay
     assert np.abs(rec.model_pcm[FRAME_SIZE:]).max() > 0.01
-    np.testing.assert_array_equal(rec.user_pcm, pcm)
 
     folder = rec.save(tmp_path / "rec")
     back = Recording.load(folder)
@@ -55,8 +59,8 @@ async def test_conversation_is_recorded_and_saved(server_url: str, speech_pcm: n
     assert back.metrics == rec.metrics
     assert back.session["model"] == "tiny"
     assert back.meta["input_sha256"] == rec.meta["input_sha256"]
-    assert back.stereo().shape == (30 * FRAME_SIZE, 2)
-    np.testing.assert_allclose(back.user_pcm, pcm, atol=1e-4)  # 16-bit WAV
+    assert back.stereo().shape == (30 * FRAME_SIZE + d, 2)
+    np.testing.assert_allclose(back.user_pcm[d:], pcm, atol=1e-4)  # 16-bit WAV
 
 
 async def test_same_seed_same_tokens_through_the_server(server_url: str, speech_pcm: np.ndarray) -> None:

@@ -16,3 +16,26 @@ def test_mixed_script() -> None:
 def test_control_pieces_are_dropped() -> None:
     dec = PieceDecoder()
     assert dec.decode("<unk>") == "" and dec.decode("▁はい") == "はい"
+
+
+def test_byte_fallback_pieces_become_characters(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import io
+
+    import sentencepiece as spm
+
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(["こんにちは", "今日はいい天気です", "ありがとう"] * 5),
+        model_writer=model,
+        vocab_size=290,
+        byte_fallback=True,
+        hard_vocab_limit=False,
+        character_coverage=1.0,
+        minloglevel=2,
+        num_threads=1,
+    )
+    sp = spm.SentencePieceProcessor(model_proto=model.getvalue())
+    ids = sp.encode("鰻です")  # 鰻 is not in the training text: it becomes three byte pieces
+    assert any(sp.is_byte(i) for i in ids)
+    dec = PieceDecoder(sp)
+    assert "".join(dec.decode_id(i) for i in ids) == "鰻です"

@@ -80,12 +80,13 @@ def test_loads_through_the_hub_path(tiny_path: Path, tmp_path: Path, monkeypatch
     import huggingface_hub.constants as hf_constants
 
     cache = tmp_path / "hub"
-    install_in_hf_cache(tiny_path, cache, repo_id="someone/tiny-jmoshi")
+    commit = install_in_hf_cache(tiny_path, cache, repo_id="someone/tiny-jmoshi")
     monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(cache))
     monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
     resolved = checkpoints.resolve("someone/tiny-jmoshi")
     assert resolved.source == "hf"
     assert Path(resolved.info.moshi_weights).parent.parent.parent == cache / "models--someone--tiny-jmoshi"
+    assert resolved.commit == commit  # recorded with every session, even when no revision was asked
     assert resolved.info.get_moshi(dtype=torch.float32).text_card == 256
 
 

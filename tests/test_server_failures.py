@@ -1,0 +1,108 @@
+"""The server under stress, in-process: dropped frames, an engine that fails, shutdown mid-session."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import AsyncIterator
+
+import numpy as np
+import pytest
+from aiohttp import web
+
+from conftest import free_port
+from jmoshi_nb.audio import FRAME_SIZE
+from jmoshi_nb.backends import LocalServer
+from jmoshi_nb.client import connect
+from jmoshi_nb.config import Sampling
+from jmoshi_nb.engine import Engine
+from jmoshi_nb.server import ChatServer
+
+
+@pytest.fixture
+async def serve(engine: Engine) -> AsyncIterator:  # type: ignore[type-arg]
+    runners: list[web.AppRunner] = []
+
+    async def start(**kwargs) -> str:  # type: ignore[no-untyped-def]
+        engine.reset(Sampling(), 42)
+        runner = web.AppRunner(ChatServer(engine, **kwargs).make_app())
+        await runner.setup()
+        port = free_port()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        runners.append(runner)
+        return f"ws://127.0.0.1:{port}"
+
+    yield start
+    for r in runners:
+        await r.cleanup()
+
+
+async def test_dropped_frames_keep_the_recording_aligned(serve, engine: Engine) -> None:  # type: ignore[no-untyped-def]
+    url = await serve(max_lag_frames=1)
+    n = 16
+    async with connect(url) as s:
+        for i in range(n):  # all at once: the engine cannot keep up
+            await s.send_frame(np.full(FRAME_SIZE, 0.01 * (i + 1), np.float32))
+        await s.drain(timeout=60)
+        rec = s.recording
+    dropped = rec.meta.get("dropped_frames", [])
+    assert dropped, "with a 1-frame queue some frames must be dropped"
+    assert len(rec.metrics) + len(dropped) == n
+    assert len(rec.model_pcm) == n * FRAME_SIZE - rec.meta["opus_delay_samples"]
+    for i in dropped:  # silence on the model side where the model never heard the user
+        assert np.abs(rec.model_pcm[i * FRAME_SIZE : (i + 1) * FRAME_SIZE - 200]).max() == 0
+
+
+async def test_engine_failure_ends_the_session_with_an_error(serve, engine: Engine) -> None:  # type: ignore[no-untyped-def]
+    url = await serve()
+    real_step = engine.step
+    calls = 0
+
+    def failing_step(pcm, forced_audio=None):  # type: ignore[no-untyped-def]
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return real_step(pcm, forced_audio)
+
+    engine.step = failing_step  # type: ignore[method-assign]
+    try:
+        async with connect(url) as s:
+            for _ in range(5):
+                await s.send_frame(np.zeros(FRAME_SIZE, np.float32))
+            error = await s.wait_error()
+            assert "engine error, session ended: CUDA out of memory (simulated)" in error
+            await asyncio.wait_for(s._receiver, 10)  # type: ignore[arg-type]
+            assert s.closed and len(s.recording.metrics) == 2
+    finally:
+        del engine.step
+    async with connect(url) as s:  # the next client is served
+        await s.send_frame(np.zeros(FRAME_SIZE, np.float32))
+        await s.drain()
+        assert len(s.recording.metrics) == 1
+
+
+def test_stop_with_a_live_session_returns_promptly(engine: Engine) -> None:
+    engine.reset(Sampling(), 42)
+    server = LocalServer(engine=engine).start()
+    opened = threading.Event()
+    result: dict[str, object] = {}
+
+    async def hold() -> None:
+        async with connect(server.url) as s:
+            await s.send_frame(np.zeros(FRAME_SIZE, np.float32))
+            await s.drain()
+            opened.set()
+            await asyncio.wait_for(s._receiver, 15)  # type: ignore[arg-type]
+            result["closed"] = s.closed
+            result["frames"] = len(s.recording.metrics)
+
+    client = threading.Thread(target=lambda: asyncio.run(hold()))
+    client.start()
+    assert opened.wait(30)
+    t = time.monotonic()
+    server.stop()
+    assert time.monotonic() - t < 8
+    client.join(20)
+    assert result == {"closed": True, "frames": 1}  # the client kept what it recorded

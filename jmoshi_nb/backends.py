@@ -23,6 +23,52 @@ class ServerHandle(Protocol):
     def stop(self) -> None: ...
 
 
+class AppThread:
+    """An aiohttp app on a background thread with its own event loop (``port=0``: any free port)."""
+
+    def __init__(self, app: web.Application, host: str = "127.0.0.1", port: int = 0, name: str = "jmoshi-nb-server"):
+        self.app, self.host, self.port, self.name = app, host, port, name
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> AppThread:
+        ready = threading.Event()
+        errors: list[BaseException] = []
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            asyncio.set_event_loop(loop)
+            runner = web.AppRunner(self.app, shutdown_timeout=5.0)
+            try:
+                loop.run_until_complete(runner.setup())
+                site = web.TCPSite(runner, self.host, self.port)
+                loop.run_until_complete(site.start())
+                self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            except BaseException as exc:  # surfaced to start()'s caller
+                errors.append(exc)
+                ready.set()
+                return
+            ready.set()
+            loop.run_forever()
+            loop.run_until_complete(runner.cleanup())
+            loop.close()
+
+        self._thread = threading.Thread(target=run, name=self.name, daemon=True)
+        self._thread.start()
+        ready.wait()
+        if errors:
+            raise errors[0]
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None and self._loop.is_running():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self._thread = None
+
+
 class LocalServer:
     """The kit's server on a background thread of this process (loopback, ephemeral port)."""
 
@@ -43,9 +89,7 @@ class LocalServer:
         self.device = device
         self.engine = engine
         self.url = ""
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._runner: web.AppRunner | None = None
+        self._thread: AppThread | None = None
 
     def start(self) -> LocalServer:
         from .engine import Engine
@@ -61,42 +105,14 @@ class LocalServer:
                 seed=cfg.seed if cfg else 42,
             )
         app = ChatServer(self.engine, token=self.token).make_app()  # type: ignore[arg-type]
-        ready = threading.Event()
-        errors: list[BaseException] = []
-
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            asyncio.set_event_loop(loop)
-            try:
-                self._runner = web.AppRunner(app, shutdown_timeout=5.0)
-                loop.run_until_complete(self._runner.setup())
-                site = web.TCPSite(self._runner, self.host, self.port)
-                loop.run_until_complete(site.start())
-                sock = site._server.sockets[0]  # type: ignore[union-attr]
-                self.port = sock.getsockname()[1]
-                self.url = f"ws://{self.host}:{self.port}"
-            except BaseException as exc:  # surfaced to start()'s caller
-                errors.append(exc)
-                ready.set()
-                return
-            ready.set()
-            loop.run_forever()
-            loop.run_until_complete(self._runner.cleanup())
-            loop.close()
-
-        self._thread = threading.Thread(target=run, name="jmoshi-nb-server", daemon=True)
-        self._thread.start()
-        ready.wait()
-        if errors:
-            raise errors[0]
+        self._thread = AppThread(app, self.host, self.port).start()
+        self.port = self._thread.port
+        self.url = f"ws://{self.host}:{self.port}"
         return self
 
     def stop(self) -> None:
-        if self._loop is not None and self._loop.is_running():
-            self._loop.call_soon_threadsafe(self._loop.stop)
         if self._thread is not None:
-            self._thread.join(timeout=10)
+            self._thread.stop()
         self._thread = None
 
     def __enter__(self) -> LocalServer:

@@ -27,11 +27,9 @@ network: Modal objects are only declared here, and resolved when an app is run o
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hmac
 import os
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -40,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 import modal
 
 if TYPE_CHECKING:
+    from .backends import AppThread
     from .checkpoints import ResolvedModel
     from .engine import Engine
     from .sweeps import EnginePool
@@ -288,8 +287,7 @@ class ChatServerThread:
     def __init__(self, engine: Engine, token: str | None, host: str = HOST, port: int = PORT) -> None:
         self.engine, self.token, self.host, self.port = engine, token, host, port
         self.url = ""
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        self._thread: AppThread | None = None
 
     def info(self) -> dict[str, Any]:
         return {
@@ -303,6 +301,7 @@ class ChatServerThread:
     def start(self) -> ChatServerThread:
         from aiohttp import web
 
+        from .backends import AppThread
         from .server import ChatServer
 
         chat = ChatServer(self.engine, token=self.token)
@@ -314,41 +313,14 @@ class ChatServerThread:
             return web.json_response(self.info())
 
         web_app.router.add_get("/api/modal", modal_info)
-        ready = threading.Event()
-        errors: list[BaseException] = []
-
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            asyncio.set_event_loop(loop)
-            runner = web.AppRunner(web_app)
-            try:
-                loop.run_until_complete(runner.setup())
-                site = web.TCPSite(runner, self.host, self.port)
-                loop.run_until_complete(site.start())
-                self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-                self.url = f"http://{self.host}:{self.port}"
-            except BaseException as exc:  # surfaced to start()'s caller
-                errors.append(exc)
-                ready.set()
-                return
-            ready.set()
-            loop.run_forever()
-            loop.run_until_complete(runner.cleanup())
-            loop.close()
-
-        self._thread = threading.Thread(target=run, name="jmoshi-nb-modal-server", daemon=True)
-        self._thread.start()
-        ready.wait()
-        if errors:
-            raise errors[0]
+        self._thread = AppThread(web_app, self.host, self.port, name="jmoshi-nb-modal-server").start()
+        self.port = self._thread.port
+        self.url = f"http://{self.host}:{self.port}"
         return self
 
     def stop(self) -> None:
-        if self._loop is not None and self._loop.is_running():
-            self._loop.call_soon_threadsafe(self._loop.stop)
         if self._thread is not None:
-            self._thread.join(timeout=10)
+            self._thread.stop()
         self._thread = None
 
 

@@ -115,7 +115,7 @@ class NotebookSession:
         self._error: BaseException | None = None
         self._wav: concurrent.futures.Future[Recording] | None = None
         self._seq_of_frame: dict[int, int] = {}
-        self._sent_at: dict[int, float] = {}
+        self._sent_at: dict[int, float] = {}  # our frame index -> when it was sent (insertion-ordered)
         self.frame_latency_ms: list[float] = []  # kernel -> server -> kernel, per frame (the last 500)
         self.mic_frames = 0
         self._mic_energy = 0.0
@@ -194,20 +194,28 @@ class NotebookSession:
             ev = await events.get()
             panel = self.panel
             if ev.kind == "metrics":
-                frame = int(ev.data["frame"])
-                sent = self._sent_at.pop(frame, None)
-                if sent is not None:
-                    self.frame_latency_ms.append((time.monotonic() - sent) * 1e3)
-                    del self.frame_latency_ms[:-500]
-                seq = self._seq_of_frame.pop(frame, None)
-                if seq is not None and panel is not None and seq % LATENCY_PROBE_EVERY == 0:
-                    panel.audio.frame_done(seq)
+                self._frame_finished(panel)
+            elif ev.kind == "dropped":  # the server fell behind and skipped our frame ``index``
+                self._sent_at.pop(int(ev.data["index"]), None)
+                self._seq_of_frame.pop(int(ev.data["index"]), None)
             elif panel is None:
                 continue
             elif ev.kind == "audio":
                 panel.audio.send_audio(ev.data)
             elif ev.kind == "error":
                 panel.audio.error = str(ev.data)
+
+    def _frame_finished(self, panel: TalkPanel | None) -> None:
+        """The oldest frame in flight came back (frames are processed in order; drops were removed)."""
+        if not self._sent_at:
+            return
+        index = next(iter(self._sent_at))
+        sent = self._sent_at.pop(index)
+        self.frame_latency_ms.append((time.monotonic() - sent) * 1e3)
+        del self.frame_latency_ms[:-500]
+        seq = self._seq_of_frame.pop(index, None)
+        if seq is not None and panel is not None and seq % LATENCY_PROBE_EVERY == 0:
+            panel.audio.frame_done(seq)
 
     async def _tick_loop(self) -> None:
         period = 1.0 / self.update_hz
@@ -417,6 +425,7 @@ class NotebookSession:
             "seed": last.get("seed"),
             "from_frame": rec.params[-1]["from_frame"] if rec and rec.params else None,
             "text_pieces": len(rec.text) if rec else 0,
+            "dropped": len(rec.meta.get("dropped_frames", [])) if rec else 0,
             "frame_latency_ms": round(float(np.median(self.frame_latency_ms[-50:])), 1)
             if self.frame_latency_ms
             else None,

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._moshi import LMGen, MimiModel
+from ._moshi import LMGen, LMModel, MimiModel
 from .checkpoints import ResolvedModel, resolve
 from .config import Sampling, parse_sampling
 from .text import PieceDecoder
@@ -177,16 +177,31 @@ class Engine:
                 dtype = torch.float32
         info = resolved.info
         mimi = info.get_mimi(device=device)
-        tokenizer = info.get_text_tokenizer()
         lm = info.get_moshi(device=device, dtype=dtype)
-        base = dict(info.lm_gen_config)
-        sampling = sampling or parse_sampling(
-            {k: base[k] for k in ("temp", "temp_text", "top_k", "top_k_text") if k in base}
-        )
-        lm_gen = LMGen(lm, **{k: v for k, v in base.items() if k not in Sampling.model_fields})
-        engine = cls(resolved, mimi, lm_gen, tokenizer, device, sampling, seed)
+        return cls.from_parts(resolved, mimi, lm, info.get_text_tokenizer(), device, sampling, seed, warmup)
+
+    @classmethod
+    def from_parts(
+        cls,
+        resolved: ResolvedModel,
+        mimi: MimiModel,
+        lm: LMModel,
+        tokenizer: Any,
+        device: str,
+        sampling: Sampling | None = None,
+        seed: int | None = 42,
+        warmup: bool = True,
+    ) -> Engine:
+        """An engine from loaded models (moved to ``device``), e.g. ones restored from a memory snapshot.
+
+        The checkpoint's ``lm_gen_config`` gives the default sampling unless ``sampling`` is given.
+        """
+        base = dict(resolved.info.lm_gen_config)
+        sampling = sampling or parse_sampling({k: base[k] for k in Sampling.model_fields if k in base})
+        lm_gen = LMGen(lm.to(device), **{k: v for k, v in base.items() if k not in Sampling.model_fields})
+        engine = cls(resolved, mimi.to(device), lm_gen, tokenizer, device, sampling, seed)
         if warmup:
-            engine.warmup()
+            engine.warmup()  # on CUDA this captures the CUDA graphs before the first client arrives
         engine.reset()
         return engine
 

@@ -241,20 +241,11 @@ def load_to_cpu(model: str = MODEL, revision: str | None = REVISION, dtype_name:
 
 def build_engine(loaded: LoadedModel, device: str, seed: int | None = 42, warmup: bool = True) -> Engine:
     """Move the parts to ``device`` and make a warmed-up engine (what ``Engine.load`` does in one go)."""
-    from ._moshi import LMGen
-    from .config import Sampling, parse_sampling
     from .engine import Engine
 
-    mimi = loaded.mimi.to(device)
-    lm = loaded.lm.to(device)
-    base = dict(loaded.resolved.info.lm_gen_config)
-    sampling = parse_sampling({k: base[k] for k in ("temp", "temp_text", "top_k", "top_k_text") if k in base})
-    lm_gen = LMGen(lm, **{k: v for k, v in base.items() if k not in Sampling.model_fields})
-    engine = Engine(loaded.resolved, mimi, lm_gen, loaded.tokenizer, device, sampling, seed)
-    if warmup:
-        engine.warmup()  # on CUDA this captures the CUDA graphs before the first client arrives
-    engine.reset()
-    return engine
+    return Engine.from_parts(
+        loaded.resolved, loaded.mimi, loaded.lm, loaded.tokenizer, device, seed=seed, warmup=warmup
+    )
 
 
 def container_token() -> str:

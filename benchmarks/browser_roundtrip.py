@@ -11,7 +11,8 @@ tiny session's talk panel in headless Chromium (fake Japanese microphone) and me
 * ``frame_latency``: a microphone frame sent by the page until the page hears the server finished it
   (browser -> kernel -> server -> engine -> server -> kernel -> browser);
 * ``server_rt``: the kernel -> server -> kernel part of that, measured in the kernel;
-* kernel-side plot refresh cost and the page's playback underruns.
+* kernel-side plot refresh cost, the page's playback underruns, and the CPU (in cores) Chromium,
+  the kernel and the Jupyter server used while talking.
 
 Figures are p50 / p90 in milliseconds; JSON goes to ``test-output/benchmarks/browser_roundtrip.json``.
 """
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -54,6 +56,26 @@ Path("kernel.json").write_text(json.dumps({
 }))"""
 
 
+def cpu_seconds() -> dict[str, float]:
+    """CPU seconds used so far by Chromium, the kernel and the Jupyter server (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {"chromium": 0.0, "kernel": 0.0, "jupyter": 0.0}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            cmd = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        used = (int(fields[11]) + int(fields[12])) / tick
+        if "chromium" in cmd:
+            out["chromium"] += used
+        elif "ipykernel_launcher" in cmd:
+            out["kernel"] += used
+        elif "jupyterlab" in cmd or "jupyter-lab" in cmd:
+            out["jupyter"] += used
+    return out
+
+
 def pct(xs: list[float]) -> list[float | None]:
     if not xs:
         return [None, None]
@@ -79,8 +101,11 @@ def measure(nodelay: bool, talk_s: float, pings: int, work: Path, hz: float, plo
             idle = page.evaluate(f"jmoshiNb.views[0].ping({pings}, 20)")
             page.click(".jmoshi-mic")
             time.sleep(2.0)  # let the stream settle
+            cpu0, t0 = cpu_seconds(), time.monotonic()
             talking = page.evaluate(f"jmoshiNb.views[0].ping({pings // 2}, 40)")
             time.sleep(max(0.0, talk_s - 2.0))
+            cpu1, elapsed = cpu_seconds(), time.monotonic() - t0
+            cpu = {k: round((cpu1[k] - cpu0[k]) / elapsed, 2) for k in cpu0}
             frame_latency = page.evaluate("jmoshiNb.views[0].latencies.slice()")
             data = H.widget_data(page)
             H.run_cell(page, 1)
@@ -97,6 +122,7 @@ def measure(nodelay: bool, talk_s: float, pings: int, work: Path, hz: float, plo
         "rtt_talking": pct(talking),
         "frame_latency": pct(frame_latency),
         **kernel,
+        "cpu_cores_while_talking": cpu,
         "underruns": int(data.get("underruns") or 0),
         "played_s": round(float(data.get("samplesPlayed") or 0) / 24000, 1),
     }

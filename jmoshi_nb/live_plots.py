@@ -5,7 +5,7 @@ over the last ``window_s`` seconds:
 
 * the model's text pieces placed at the frame that produced them (hover the panel's text for times),
 * per-frame compute time (encode / LM / decode / total) against the 80 ms real-time budget,
-* the user's and the model's waveforms as peak envelopes (one point per 20 ms).
+* the user's and the model's waveforms as peak envelopes (one point per 40 ms).
 
 Parameter changes (``recording.params``) are drawn as dashed vertical lines with their values.
 ``LivePlots.update(recording)`` consumes only what is new since the last call and sends one batched
@@ -29,7 +29,7 @@ from .recording import Recording
 
 FRAME_S = FRAME_SIZE / SAMPLE_RATE
 BUDGET_MS = 1000.0 * FRAME_S
-ENVELOPE_BLOCK = 480  # 20 ms at 24 kHz
+ENVELOPE_BLOCK = 960  # 40 ms at 24 kHz: 25 points a second per waveform
 TEXT_ROWS = 3
 CHAR_PX, PLOT_PX = 15.0, 850.0  # label font size and a typical plot width: how much time a label covers
 COLORS = {"encode": "#1f77b4", "lm": "#ff7f0e", "decode": "#2ca02c", "total": "#444444"}
@@ -249,7 +249,10 @@ class LivePlots:
         """
         t0 = time.perf_counter()
         self._consume(rec)
-        end = max(self.now(), self.window_s)
+        # The window moves in steps of a quarter: between steps the axes stay put and only marks
+        # with new data are redrawn (a domain change redraws every mark: costly for the browser).
+        step = self.window_s / 4
+        end = max(math.ceil(self.now() / step) * step, self.window_s)
         start = end - self.window_s
         with self.x_scale.hold_sync():
             self.x_scale.min, self.x_scale.max = float(start), float(end)

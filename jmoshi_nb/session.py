@@ -226,11 +226,11 @@ class NotebookSession:
             except Exception:  # a drawing problem must not end the conversation
                 log.exception("panel refresh failed")
 
-    def _refresh(self) -> None:
+    def _refresh(self, force: bool = False) -> None:
         if self.panel is None or self._recording is None:
             return
         t0 = time.perf_counter()
-        self.panel.refresh(self._recording, self.stats(), self.status())
+        self.panel.refresh(self._recording, self.stats(), self.status(), force=force)
         self.refresh_ms.append((time.perf_counter() - t0) * 1e3)
         if len(self.refresh_ms) > 2000:
             del self.refresh_ms[:1000]
@@ -245,7 +245,7 @@ class NotebookSession:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        self._refresh()
+        self._refresh(force=True)
 
     # ---- inputs --------------------------------------------------------------------------------
     def _on_mic_frame(self, seq: int, pcm: np.ndarray) -> None:

@@ -95,12 +95,13 @@ def test_live_plots_window_text_and_params() -> None:
     plots = LivePlots(window_s=10.0)
     rec = _recording(300)  # 24 s
     plots.update(rec)
-    assert plots.x_scale.max == pytest.approx(24.0) and plots.x_scale.min == pytest.approx(14.0)
-    assert plots.ms_lines.x.min() >= 14.0 and plots.ms_lines.y.shape[0] == 4
+    # The window pages forward a quarter at a time: 24 s of data shows as 15-25 s.
+    assert plots.x_scale.max == pytest.approx(25.0) and plots.x_scale.min == pytest.approx(15.0)
+    assert plots.ms_lines.x.min() >= 15.0 and plots.ms_lines.y.shape[0] == 4
     assert plots.user_wave.y.max() == pytest.approx(1.1) and plots.model_wave.y.min() == pytest.approx(-1.2)
     # Text labels never overlap within a row; every piece has a tick mark.
     assert set(plots.text_mark.text) == {"あ"} and len(plots.text_ticks.x) >= len(plots.text_mark.x)
-    # The change at frame 100 (8 s) is outside the 14-24 s window; it was consumed with its label.
+    # The change at frame 100 (8 s) is outside the 15-25 s window; it was consumed with its label.
     assert plots._params == [(100, "temp=0.3")] and plots.ms_params.visible is False
     plots.window_s = 20.0
     plots.update(rec)
@@ -155,7 +156,7 @@ out.crossingsPerSecond = crossings * 24000 / all.length;
 // Speaker: 24 kHz audio into a 48 kHz context, 160 ms jitter buffer.
 posted.length = 0;
 new Function(mod.PLAYER_WORKLET)();
-const options = { processorOptions: { sourceRate: 24000, jitterMs: 160, maxMs: 1500 } };
+const options = { processorOptions: { sourceRate: 24000, jitterMs: 160, maxJitterMs: 480, maxMs: 1500 } };
 const player = new procs["jmoshi-player"](options);
 const render = (quanta) => {
   let s = 0;
@@ -175,6 +176,7 @@ out.energyOnceBuffered = render(10) > 0;
 render(200);  // runs dry
 const last = posted[posted.length - 1];
 out.played = last.played; out.received = last.received; out.underruns = last.underruns;
+out.jitterAfterUnderrun = last.jitter_ms;
 console.log(JSON.stringify(out));
 """
 
@@ -195,6 +197,7 @@ def test_worklets_frame_resample_and_buffer(tmp_path: Path) -> None:
     assert out["crossingsPerSecond"] == pytest.approx(440, rel=0.01)  # pitch survives resampling
     assert out["silentWhileBuffering"] and out["energyOnceBuffered"]
     assert out["received"] == 5760 and abs(out["played"] - 5760) <= 2 and out["underruns"] == 1
+    assert out["jitterAfterUnderrun"] == pytest.approx(200)  # adaptive: +40 ms per underrun
 
 
 # ---- the kit's Jupyter config --------------------------------------------------------------------

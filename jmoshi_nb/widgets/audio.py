@@ -42,6 +42,7 @@ class TalkWidget(anywidget.AnyWidget):
     stats = t.Dict(help="kernel-side counters: frames_in, user_rms, frames_done, params, from_frame").tag(sync=True)
     error = t.Unicode("").tag(sync=True)
     jitter_ms = t.Int(160, help="speaker jitter buffer: audio held before playback starts").tag(sync=True)
+    max_jitter_ms = t.Int(480, help="the buffer grows by 40 ms per underrun up to this").tag(sync=True)
     # both ways
     muted = t.Bool(False, help="send silence instead of the microphone (the model keeps running)").tag(sync=True)
     volume = t.Float(1.0, min=0.0, max=1.0).tag(sync=True)

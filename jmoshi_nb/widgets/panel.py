@@ -8,6 +8,7 @@ counters and plots from the recording the session fills.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -30,6 +31,7 @@ SLIDER_LABELS = {
     "seed": ("シード", "seed"),
 }
 TEXT_TAIL = 200  # text pieces kept in the panel's text box
+COUNTERS_PERIOD_S = 0.25  # each counter update repaints the page: 4 Hz is plenty to read
 
 
 def slider_label(name: str, lang: str) -> str:
@@ -59,6 +61,7 @@ class TalkPanel(widgets.VBox):
         self._syncing = False
         self._n_text = 0
         self._last_stats: dict[str, Any] = {}
+        self._counters_at = 0.0
         self.sliders = self._make_sliders(sampling, seed, card, text_card, lang)
         controls = widgets.GridBox(
             list(self.sliders.values()),
@@ -126,18 +129,21 @@ class TalkPanel(widgets.VBox):
         return {name: w.value for name, w in self.sliders.items()}
 
     # ---- refresh -------------------------------------------------------------------------------
-    def refresh(self, rec: Recording, stats: dict[str, Any], status: str) -> None:
-        """Redraw text, counters and plots (called by the session's loop, at its update rate)."""
+    def refresh(self, rec: Recording, stats: dict[str, Any], status: str, force: bool = False) -> None:
+        """Redraw text and plots (at the session's update rate) and counters (at most 4 Hz, or ``force``)."""
         a = self.audio
+        now = time.monotonic()
         with a.hold_sync():
             if len(rec.text) != self._n_text:
                 self._n_text = len(rec.text)
                 a.tokens = [[e.frame, e.text, round(e.t, 3)] for e in rec.text[-TEXT_TAIL:]]
-            if stats != self._last_stats:
-                self._last_stats = dict(stats)
-                a.stats = dict(stats)
-            if status != a.status:
-                a.status = status
+            if force or now - self._counters_at >= COUNTERS_PERIOD_S:
+                self._counters_at = now
+                if stats != self._last_stats:
+                    self._last_stats = dict(stats)
+                    a.stats = dict(stats)
+                if status != a.status:
+                    a.status = status
         if self.plots is not None:
             self.plots.update(rec)
 

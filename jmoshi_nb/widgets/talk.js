@@ -66,6 +66,9 @@ class JmoshiPlayer extends AudioWorkletProcessor {
     this.ring = new Float32Array(this.size);
     this.r = 0; this.w = 0; this.avail = 0;
     this.prebuffer = Math.round(sampleRate * o.jitterMs / 1000);
+    // Adaptive: every underrun grows the buffer by 40 ms, up to maxJitterMs (latency for smoothness).
+    this.grow = Math.round(sampleRate * 0.04);
+    this.maxPrebuffer = Math.round(sampleRate * (o.maxJitterMs ?? o.jitterMs) / 1000);
     this.maxBuffer = Math.round(sampleRate * o.maxMs / 1000);
     this.playing = false;
     this.played = 0;        // in source (24 kHz) samples
@@ -76,7 +79,10 @@ class JmoshiPlayer extends AudioWorkletProcessor {
     this.port.onmessage = (e) => {
       const m = e.data;
       if (m.type === "audio") this.write(m.pcm);
-      else if (m.type === "jitter") this.prebuffer = Math.round(sampleRate * m.ms / 1000);
+      else if (m.type === "jitter") {
+        this.prebuffer = Math.round(sampleRate * m.ms / 1000);
+        this.maxPrebuffer = Math.max(this.maxPrebuffer, this.prebuffer);
+      }
       else if (m.type === "reset") { this.r = this.w = this.avail = 0; this.playing = false; }
     };
   }
@@ -111,17 +117,22 @@ class JmoshiPlayer extends AudioWorkletProcessor {
       k = Math.min(n, this.avail);
       for (let i = 0; i < k; i++) { out[i] = this.ring[this.r]; this.r = (this.r + 1) % this.size; }
       this.avail -= k;
-      if (k < n) { this.playing = false; this.underruns++; }
+      if (k < n) {
+        this.playing = false;
+        this.underruns++;
+        this.prebuffer = Math.min(this.maxPrebuffer, this.prebuffer + this.grow);
+      }
     }
     for (let i = k; i < n; i++) out[i] = 0;
     for (let c = 1; c < outputs[0].length; c++) outputs[0][c].set(out);
     this.played += k * this.ratio;
     this.sinceReport += n;
-    if (this.sinceReport >= sampleRate / 20) {
+    if (this.sinceReport >= sampleRate / 5) {
       this.sinceReport = 0;
       this.port.postMessage({
         played: Math.round(this.played), received: this.received, underruns: this.underruns,
         buffered_ms: 1000 * this.avail / sampleRate, dropped: this.dropped, playing: this.playing,
+        jitter_ms: 1000 * this.prebuffer / sampleRate,
       });
     }
     return true;
@@ -210,7 +221,12 @@ class Audio {
     const player = new AudioWorkletNode(ctx, "jmoshi-player", {
       numberOfInputs: 0,
       outputChannelCount: [1],
-      processorOptions: { sourceRate: RATE, jitterMs: this.model.get("jitter_ms"), maxMs: 1500 },
+      processorOptions: {
+        sourceRate: RATE,
+        jitterMs: this.model.get("jitter_ms"),
+        maxJitterMs: this.model.get("max_jitter_ms"),
+        maxMs: 1500,
+      },
     });
     player.port.onmessage = (e) => this.view.onPlayer(e.data);
     const gain = ctx.createGain();
@@ -429,11 +445,21 @@ class TalkView {
     this.stats.samples_received = s.received;
     this.stats.underruns = s.underruns;
     this.stats.buffered_ms = Math.round(s.buffered_ms);
+    this.stats.jitter_ms = Math.round(s.jitter_ms);
     this.publish();
   }
 
   publish() {
-    // Counters go to the DOM at once (tests read them) and to the kernel at most twice a second.
+    // DOM writes cost a repaint each: counters are drawn at most 4 times a second.
+    if (this.publishTimer) return;
+    this.publishTimer = setTimeout(() => {
+      this.publishTimer = null;
+      this.drawCounters();
+    }, 250);
+  }
+
+  drawCounters() {
+    // Counters go to the DOM (tests read them) and to the kernel at most twice a second.
     const st = { ...this.stats, latency_ms: median(this.latencies) };
     const d = this.el.dataset;
     d.framesSent = st.frames_sent;
@@ -445,7 +471,8 @@ class TalkView {
     const lat = st.latency_ms === null ? "–" : `${st.latency_ms.toFixed(0)} ms`;
     c.textContent =
       `${this.L("sent")}: ${st.frames_sent} · ${this.L("played")}: ${(st.samples_played / RATE).toFixed(1)} s · ` +
-      `${this.L("buffer")}: ${st.buffered_ms} ms · ${this.L("underruns")}: ${st.underruns} · ${this.L("latency")}: ${lat}`;
+      `${this.L("buffer")}: ${st.buffered_ms}/${st.jitter_ms ?? this.model.get("jitter_ms")} ms · ` +
+      `${this.L("underruns")}: ${st.underruns} · ${this.L("latency")}: ${lat}`;
     const now = performance.now();
     if (now - this.lastSave > 500) {
       this.lastSave = now;
@@ -533,6 +560,7 @@ class TalkView {
   }
 
   destroy() {
+    clearTimeout(this.publishTimer);
     this.unbind();
     this.audio.close();
     const reg = globalThis.jmoshiNb;

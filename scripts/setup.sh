@@ -17,13 +17,14 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 PIP=(.venv/bin/python -m pip --disable-pip-version-check -q)
+quiet() { "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   echo "installing $TORCH_SPEC ..."
-  "${PIP[@]}" install "$TORCH_SPEC"
+  quiet "${PIP[@]}" install "$TORCH_SPEC"
 fi
 echo "installing jmoshi-nb and its requirements ..."
-"${PIP[@]}" install -e ".[notebook,speech,modal,test]"
-"${PIP[@]}" install --no-deps "$MOSHI_SPEC"
+quiet "${PIP[@]}" install -e ".[notebook,speech,modal,test]"
+quiet "${PIP[@]}" install --no-deps "$MOSHI_SPEC"
 .venv/bin/python - <<'PY'
 import importlib.metadata as md
 print("ready:", ", ".join(f"{p} {md.version(p)}" for p in ("jmoshi-nb", "moshi", "torch", "sphn")))

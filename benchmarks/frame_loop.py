@@ -9,21 +9,27 @@ that machine noise hits them alike, and prints p50/p99 with the overhead ratios:
 * bare:   Mimi encode -> LMGen.step -> Mimi decode, as moshi.server does (no timing, no metrics)
 * engine: ``Engine.step`` (the same loop plus stage timings, live parameters, text pieces)
 * server: a frame sent by the client (Opus) until its metrics come back (Opus, JSON), one frame in
-  flight, through a real server on 127.0.0.1
+  flight, through a real ``jmoshi-nb serve`` process on 127.0.0.1 (its own process, as in use: the
+  client lives in the notebook kernel, the server elsewhere)
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import socket
+import subprocess
+import sys
 import time
+import urllib.request
+from collections.abc import Iterator
 
 import numpy as np
 import torch
 
 from jmoshi_nb._moshi import LMGen
 from jmoshi_nb.audio import FRAME_SIZE, frames
-from jmoshi_nb.backends import LocalServer
 from jmoshi_nb.client import connect
 from jmoshi_nb.engine import Engine, seed_everything
 
@@ -86,6 +92,31 @@ async def time_server(url: str, chunks: list[np.ndarray]) -> list[float]:
     return out
 
 
+@contextlib.contextmanager
+def server_process(model: str, device: str | None) -> Iterator[str]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cmd = [sys.executable, "-m", "jmoshi_nb.cli", "serve", "--model", model, "--port", str(port), "--seed", "1"]
+    if device:
+        cmd += ["--device", device]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=1).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the benchmark server did not start") from None
+                time.sleep(0.3)
+        yield f"ws://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="tiny")
@@ -100,7 +131,7 @@ def main() -> None:
     for _ in range(4):  # warm the bare loop as the engine was warmed
         bare.step(chunks[0])
     times: dict[str, list[float]] = {"bare": [], "engine": [], "server": []}
-    with LocalServer(engine=engine) as server:
+    with server_process(args.model, args.device) as url:
         for _ in range(args.blocks):
             bare.lm_gen.reset_streaming()
             bare.mimi.reset_streaming()
@@ -109,7 +140,7 @@ def main() -> None:
             times["bare"] += time_calls(bare.step, chunks)
             engine.reset(seed=1)
             times["engine"] += time_calls(engine.step, chunks)
-            times["server"] += asyncio.run(time_server(server.url, chunks))
+            times["server"] += asyncio.run(time_server(url, chunks))
 
     p = {k: (float(np.percentile(v, 50)), float(np.percentile(v, 99))) for k, v in times.items()}
     d = engine.describe()

@@ -36,9 +36,11 @@ import harness as H  # noqa: E402
 
 START = """\
 import jmoshi_nb
+{setup}
 session = jmoshi_nb.start("tiny", update_hz={hz})
 session.talk(plots={plots})"""
 
+SETUP = os.environ.get("JMOSHI_NB_BENCH_SETUP", "")  # extra kernel code before the session starts
 REPORT = """\
 import json
 from pathlib import Path
@@ -88,7 +90,7 @@ def measure(nodelay: bool, talk_s: float, pings: int, work: Path, hz: float, plo
 
     root = work / f"{'kit' if nodelay else 'plain'}-{hz}-{plots}"
     root.mkdir(parents=True)
-    H.write_notebook(root / "bench.ipynb", [START.format(hz=hz, plots=plots), REPORT])
+    H.write_notebook(root / "bench.ipynb", [START.format(hz=hz, plots=plots, setup=SETUP), REPORT])
     wav = H.fake_microphone_wav(work / "mic.wav") if not (work / "mic.wav").exists() else work / "mic.wav"
     with H.jupyter_lab(root, root / "lab", nodelay=nodelay) as lab, sync_playwright() as pw:
         context = H.chromium(pw, wav, root / "profile")

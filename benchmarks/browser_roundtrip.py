@@ -15,6 +15,9 @@ tiny session's talk panel in headless Chromium (fake Japanese microphone) and me
   the kernel and the Jupyter server used while talking.
 
 Figures are p50 / p90 in milliseconds; JSON goes to ``test-output/benchmarks/browser_roundtrip.json``.
+``JMOSHI_NB_BENCH_SETUP`` runs extra kernel code first (e.g. ``import torch; torch.set_num_threads(1)``).
+On a shared 2-core machine the "talking" figures swing with whatever else runs: compare runs made
+back to back, and trust ``rtt_idle`` most.
 """
 
 from __future__ import annotations

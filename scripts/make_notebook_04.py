@@ -42,8 +42,9 @@ cells = [
         "    executor=EXECUTOR,\n"
         "    out_dir=f\"{OUT}/sweep\",\n"
         ")\n"
-        "df[[\"run\", \"temp\", \"top_k\", \"model_ipu_per_min\", \"model_gap_mean_s\", \"overlap_ratio\", "
-        "\"text_rate\", \"padding_ratio\", \"frame_ms_p50\"]]"
+        "columns = [\"run\", \"temp\", \"top_k\", \"model_ipu_per_min\", \"model_gap_mean_s\", \"overlap_ratio\",\n"
+        "           \"text_rate\", \"padding_ratio\", \"frame_ms_p50\"]\n"
+        "df[columns]"
     ),
     new_code_cell(
         "jmoshi_nb.plot_sweep_heatmap(df, \"text_rate\", x=\"temp\", y=\"top_k\")"
@@ -74,8 +75,8 @@ cells = [
     new_markdown_cell("## 設定の保存と共有 / Save and share the setting"),
     new_code_cell(
         "best = df.sort_values(\"text_rate\").iloc[0]\n"
-        "chosen = base.model_copy(update={\"name\": \"from-sweep\", \"sampling\": base.sampling.updated("
-        "temp=float(best.temp), top_k=int(best.top_k))})\n"
+        "sampling = base.sampling.updated(temp=float(best.temp), top_k=int(best.top_k))\n"
+        "chosen = base.model_copy(update={\"name\": \"from-sweep\", \"sampling\": sampling})\n"
         "path = chosen.save(f\"{OUT}/chosen.yaml\")\n"
         "print(open(path, encoding=\"utf-8\").read())\n"
         "assert jmoshi_nb.load_config(path) == chosen"

@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 if [ -f scripts/browser_deps.sh ]; then bash scripts/browser_deps.sh; fi
 export HF_HUB_OFFLINE=1
-.venv/bin/ruff check jmoshi_nb tests benchmarks
+.venv/bin/ruff check .
 NB_ARGS=()
 if ls notebooks/*.ipynb >/dev/null 2>&1 && .venv/bin/python -c "import nbmake" 2>/dev/null; then
   NB_ARGS=(--nbmake notebooks)

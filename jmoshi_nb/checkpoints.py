@@ -46,7 +46,6 @@ REGISTRY: dict[str, ModelSpec] = {
         gpu_only=False,
     ),
 }
-GPU_DEFAULT = "j-moshi-ext"
 
 
 class ModelNotFoundError(ValueError):

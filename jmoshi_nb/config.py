@@ -25,6 +25,7 @@ MODEL_CARDS: dict[str, tuple[int, int]] = {
     "tiny": (256, 256),
 }
 MAX_TEMP = 5.0
+GPU_DEFAULT = "j-moshi-ext"  # the model a GPU backend serves unless told otherwise
 
 
 class ConfigError(ValueError):

@@ -33,7 +33,7 @@ import numpy as np
 from .audio import FRAME_SIZE, SAMPLE_RATE, frames, read_wav, sha256_of
 from .backends import ServerHandle, start_server
 from .client import Event, Session, connect
-from .config import ConfigError, Sampling, SessionConfig, load_config
+from .config import GPU_DEFAULT, ConfigError, Sampling, SessionConfig, load_config
 from .recording import Recording
 
 if TYPE_CHECKING:
@@ -97,11 +97,18 @@ class NotebookSession:
         update_hz: float = 10.0,
         window_s: float = 20.0,
         connect_timeout: float = 600.0,
+        model: str | None = None,
+        revision: str | None = None,
         **server_kwargs: Any,
     ) -> None:
         if isinstance(config, str | Path):
             config = load_config(config)
-        self._initial = config or SessionConfig()
+        config = config or SessionConfig(model="tiny" if backend == "tiny" else GPU_DEFAULT)
+        if model is not None or revision is not None:  # start(backend="modal", model="j-moshi-ext")
+            data = config.model_dump()
+            data.update({k: v for k, v in {"model": model, "revision": revision}.items() if v is not None})
+            config = SessionConfig.from_dict(data)
+        self._initial = config
         self.backend = backend if url is None else "url"
         self.lang, self.update_hz, self.window_s = lang, update_hz, window_s
         self.panel: TalkPanel | None = None  # once talk() is called

@@ -17,12 +17,13 @@ import pytest
 
 from jmoshi_nb.audio import FRAME_SIZE, frames, read_wav
 from jmoshi_nb.backends import LocalServer
-from jmoshi_nb.config import ConfigError, SessionConfig, load_config
+from jmoshi_nb.config import ConfigError, Sampling, SessionConfig, load_config
 from jmoshi_nb.session import NotebookSession, start
 
 
 @pytest.fixture(scope="module")
 def server(engine: Any) -> Iterator[LocalServer]:
+    engine.reset(Sampling(), 42)  # the shared engine may carry another test's settings: the server's defaults
     with LocalServer(engine=engine) as srv:
         yield srv
 
@@ -191,3 +192,14 @@ def test_no_seed_draws_one_and_keeps_it(server: LocalServer, speech_pcm: np.ndar
     seed = s.recording.meta["seed"]
     assert isinstance(seed, int) and s.config.seed == seed
     assert {m["seed"] for m in s.recording.metrics} == {seed}
+
+
+def test_model_and_revision_arguments_name_the_model(server: LocalServer) -> None:
+    """start(backend="modal", model="j-moshi-ext") style: the config carries the model asked for."""
+    s = start(url=server.url, config=SessionConfig(seed=1), model="j-moshi", revision="abc123")
+    try:
+        assert s.config.model == "j-moshi" and s.config.revision == "abc123" and s.config.seed == 1
+    finally:
+        s.stop()
+    with pytest.raises(ConfigError, match="unknown model 'nope'"):
+        start(url=server.url, model="nope")

@@ -1,7 +1,7 @@
 """Per-frame cost of the bare moshi loop, of the engine, and through the server over loopback.
 
-One run measures the three side by side on the same checkpoint and input, in interleaved blocks so
-that machine noise hits them alike, and prints p50/p99 with the overhead ratios:
+One run measures the three side by side on the same checkpoint and input, taking turns frame by
+frame so that machine noise hits them alike, and prints p50/p99 with the overhead ratios:
 
     .venv/bin/python benchmarks/frame_loop.py            # tiny model, CPU
     .venv/bin/python benchmarks/frame_loop.py --model j-moshi-ext --device cuda
@@ -30,8 +30,8 @@ import torch
 
 from jmoshi_nb._moshi import LMGen
 from jmoshi_nb.audio import FRAME_SIZE, frames
-from jmoshi_nb.client import connect
-from jmoshi_nb.engine import Engine, seed_everything
+from jmoshi_nb.client import Session, connect
+from jmoshi_nb.engine import Engine
 
 
 def input_audio(n_frames: int) -> np.ndarray:
@@ -47,6 +47,8 @@ def input_audio(n_frames: int) -> np.ndarray:
 
 
 class BareLoop:
+    """moshi.server's loop, on its own Mimi and LMGen loaded from the same checkpoint."""
+
     def __init__(self, engine: Engine) -> None:
         info = engine.model.info
         dev = str(engine.device)
@@ -56,6 +58,11 @@ class BareLoop:
         self.mimi.streaming_forever(1)
         self.lm_gen.streaming_forever(1)
         self.device = engine.device
+        self.first = True
+
+    def reset(self) -> None:
+        self.mimi.reset_streaming()
+        self.lm_gen.reset_streaming()
         self.first = True
 
     @torch.no_grad()
@@ -72,24 +79,15 @@ class BareLoop:
             torch.cuda.synchronize()
 
 
-def time_calls(fn, chunks: list[np.ndarray]) -> list[float]:  # type: ignore[no-untyped-def]
-    out = []
-    for f in chunks:
-        t = time.perf_counter()
-        fn(f)
-        out.append((time.perf_counter() - t) * 1e3)
-    return out
+def timed(fn, *args) -> float:  # type: ignore[no-untyped-def]
+    t = time.perf_counter()
+    fn(*args)
+    return (time.perf_counter() - t) * 1e3
 
 
-async def time_server(url: str, chunks: list[np.ndarray]) -> list[float]:
-    out = []
-    async with connect(url) as s:
-        for i, f in enumerate(chunks):
-            t = time.perf_counter()
-            await s.send_frame(f)
-            await s.wait_frames(i + 1)
-            out.append((time.perf_counter() - t) * 1e3)
-    return out
+async def server_frame(s: Session, frame: np.ndarray, n: int) -> None:
+    await s.send_frame(frame)
+    await s.wait_frames(n)
 
 
 @contextlib.contextmanager
@@ -131,16 +129,20 @@ def main() -> None:
     for _ in range(4):  # warm the bare loop as the engine was warmed
         bare.step(chunks[0])
     times: dict[str, list[float]] = {"bare": [], "engine": [], "server": []}
+    loop = asyncio.new_event_loop()
     with server_process(args.model, args.device) as url:
         for _ in range(args.blocks):
-            bare.lm_gen.reset_streaming()
-            bare.mimi.reset_streaming()
-            bare.first = True
-            seed_everything(1)
-            times["bare"] += time_calls(bare.step, chunks)
+            # The three paths take turns frame by frame, so that machine noise hits them alike.
+            bare.reset()
             engine.reset(seed=1)
-            times["engine"] += time_calls(engine.step, chunks)
-            times["server"] += asyncio.run(time_server(url, chunks))
+            session_cm = connect(url)
+            s = loop.run_until_complete(session_cm.__aenter__())
+            for i, f in enumerate(chunks):
+                times["bare"].append(timed(bare.step, f))
+                times["engine"].append(timed(engine.step, f))
+                times["server"].append(timed(loop.run_until_complete, server_frame(s, f, i + 1)))
+            loop.run_until_complete(session_cm.__aexit__(None, None, None))
+    loop.close()
 
     p = {k: (float(np.percentile(v, 50)), float(np.percentile(v, 99))) for k, v in times.items()}
     d = engine.describe()

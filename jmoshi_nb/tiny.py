@@ -113,7 +113,7 @@ def tiny_lm_config(text_card: int = TEXT_VOCAB) -> dict[str, Any]:
         "depformer_dim": 64,
         "depformer_dim_feedforward": int(4.125 * 64),
         "depformer_num_heads": 4,
-        "depformer_num_layers": 2,
+        "depformer_num_layers": 1,
         "depformer_layer_scale": None,
         "depformer_multi_linear": True,
         "depformer_context": 8,

@@ -143,17 +143,25 @@ def main() -> None:
                 times["server"].append(timed(loop.run_until_complete, server_frame(s, f, i + 1)))
             loop.run_until_complete(session_cm.__aexit__(None, None, None))
     loop.close()
+    # Taking turns evicts each path's weights from the CPU caches for the next: the absolute cost of
+    # the engine is measured once more on its own (this is the figure for the frame budget).
+    alone: list[float] = []
+    for _ in range(args.blocks):
+        engine.reset(seed=1)
+        alone += [timed(engine.step, f) for f in chunks]
+    times["engine alone"] = alone
 
     p = {k: (float(np.percentile(v, 50)), float(np.percentile(v, 99))) for k, v in times.items()}
     d = engine.describe()
     print(f"model {d['model']} on {d['device']} ({d['dtype']}), torch threads {torch.get_num_threads()}, "
           f"{args.blocks} x {args.frames} frames each")
-    print(f"{'path':8s} {'p50 ms':>8s} {'p99 ms':>8s}")
+    print(f"{'path':13s} {'p50 ms':>8s} {'p99 ms':>8s}")
     for k, (p50, p99) in p.items():
-        print(f"{k:8s} {p50:8.2f} {p99:8.2f}")
+        print(f"{k:13s} {p50:8.2f} {p99:8.2f}")
     print(f"engine overhead over bare loop (p50): {100 * (p['engine'][0] / p['bare'][0] - 1):+.1f} %  (target <= 3 %)")
     print(f"loopback server adds (p50):           {p['server'][0] - p['engine'][0]:+.2f} ms  (target <= 10 ms)")
-    print(f"engine p99 vs 80 ms frame budget:     {p['engine'][1]:.1f} ms  ({100 * p['engine'][1] / 80:.0f} %)")
+    alone_p99 = p["engine alone"][1]
+    print(f"engine alone p99:                     {alone_p99:.1f} ms  (80 ms budget; tiny target < 40 ms)")
 
 
 if __name__ == "__main__":

@@ -135,7 +135,10 @@ class SessionConfig(BaseModel):
                 f"schema_version {v} is newer than this jmoshi-nb understands ({SCHEMA_VERSION}); upgrade jmoshi-nb"
             )
         if v < 1:
-            raise ValueError("schema_version must be >= 1")
+            raise ValueError(
+                f"schema_version {v} predates jmoshi-nb's first config format (1) and cannot be read; "
+                "re-save the settings with this version (SessionConfig(...).save)"
+            )
         return v
 
     @field_validator("model")

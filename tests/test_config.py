@@ -64,7 +64,7 @@ def write(tmp_path: Path, data: object, name: str = "c.yaml") -> Path:
         ({"sampling": {"temp": "hot"}}, "sampling.temp: Input should be a valid number"),
         ({"seed": -1}, "seed=-1 is out of range"),
         ({"schema_version": 99}, "schema_version 99 is newer than this jmoshi-nb understands"),
-        ({"schema_version": 0}, "schema_version must be >= 1"),
+        ({"schema_version": 0}, "schema_version 0 predates jmoshi-nb's first config format (1)"),
     ],
 )
 def test_bad_values_name_the_field(tmp_path: Path, data: dict, message: str) -> None:

@@ -52,11 +52,11 @@ import numpy as np
 
 from .audio import FRAME_SIZE, SAMPLE_RATE, AudioFileError, read_wav, resample
 from .recording import Recording
+from .text import PAD_TOKENS
 
 if TYPE_CHECKING:
     import pandas as pd
 
-PAD_TOKENS = (0, 3)  # end-of-padding and padding: frames without text (same as engine.PAD_TOKENS)
 FRAME_S = FRAME_SIZE / SAMPLE_RATE  # 0.08 s: one LM step
 KINDS = ("ipu", "pause", "gap", "overlap", "backchannel")
 DEFAULT_SPEAKERS = ("model", "user")

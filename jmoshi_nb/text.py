@@ -11,6 +11,7 @@ import unicodedata
 from typing import Any
 
 WORD_START = "\u2581"  # ▁
+PAD_TOKENS = (0, 3)  # moshi's end-of-padding and padding text tokens: frames without text
 
 
 def is_cjk(ch: str) -> bool:

@@ -53,30 +53,43 @@ def _registered(family: str) -> bool:
     return any(entry.name == family for entry in font_manager.fontManager.ttflist)
 
 
-def use_japanese_font() -> str:
-    """Make a Japanese font matplotlib's default (idempotent); returns its family name.
-
-    Sets ``rcParams["font.family"]`` to ``[family, "DejaVu Sans"]``: tick labels are created when a
-    figure is drawn, so the setting has to be global rather than per figure.
-    """
-    import matplotlib
-    from matplotlib import font_manager
-
-    family = None
+def japanese_family() -> str:
+    """Register the Japanese font with matplotlib (idempotent) and return its family name."""
     path = bundled_font_path()
     if path is not None:
         if not _registered(JAPANESE_FONT):
+            from matplotlib import font_manager
+
             font_manager.fontManager.addfont(str(path))
-        family = JAPANESE_FONT
-    else:
-        family = next((name for name in SYSTEM_FONTS if _registered(name)), None)
+        return JAPANESE_FONT
+    family = next((name for name in SYSTEM_FONTS if _registered(name)), None)
     if family is None:
         raise JapaneseFontError(
             "no Japanese font for matplotlib: pip install matplotlib-fontja (bundles IPAexGothic), "
             f"or install one of: {', '.join(SYSTEM_FONTS)}"
         )
-    matplotlib.rcParams["font.family"] = [family, FALLBACK_FONT]
     return family
+
+
+def japanese_rc() -> dict[str, list[str]]:
+    """matplotlib settings that draw Japanese text: ``with matplotlib.rc_context(japanese_rc()): ...``.
+
+    The kit's own figures use this while they are built and drawn, leaving the global settings alone.
+    """
+    return {"font.family": [japanese_family(), FALLBACK_FONT]}
+
+
+def use_japanese_font() -> str:
+    """Make a Japanese font matplotlib's global default (idempotent); returns its family name.
+
+    For the user's own pyplot figures; the kit's figures do not need it. Sets
+    ``rcParams["font.family"]`` to ``[family, "DejaVu Sans"]``.
+    """
+    import matplotlib
+
+    rc = japanese_rc()
+    matplotlib.rcParams.update(rc)
+    return rc["font.family"][0]
 
 
 def font_file(family: str | None = None) -> Path:

@@ -1,8 +1,9 @@
 """Static matplotlib figures of recordings, turn-taking and parameter sweeps.
 
-Every function returns a :class:`matplotlib.figure.Figure` built without pyplot (so a notebook shows
-it once, and nothing piles up in pyplot's figure list); save it with ``fig.savefig("x.pdf")``.
-Japanese text uses the font set up by :func:`jmoshi_nb.fonts.use_japanese_font`.
+Every function returns a :class:`jmoshi_nb.figures.KitFigure`, built without pyplot: it shows as a
+picture when it is a cell's result or passed to ``display()``, nothing piles up in pyplot's figure
+list, the global matplotlib settings are left alone, and Japanese text renders (IPAexGothic). Save
+it with ``fig.savefig("x.pdf")``.
 
 * :func:`plot_recording`: what the model wrote (text pieces at their frame times), how long each
   frame took to compute against the 80 ms real-time budget, the waveforms and spectrograms of the
@@ -23,7 +24,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from .analysis import FRAME_S, TurnTaking
-from .fonts import use_japanese_font
+from .figures import KitFigure, japanese_text, new_figure
 from .recording import Recording
 
 if TYPE_CHECKING:
@@ -174,6 +175,7 @@ def _title(rec: Recording) -> str:
     return " · ".join(parts)
 
 
+@japanese_text
 def plot_recording(
     rec: Recording,
     views: Sequence[str] = VIEWS,
@@ -182,7 +184,7 @@ def plot_recording(
     width: float = 10.0,
     max_freq: float = 8000.0,
     title: str | None = None,
-) -> Figure:
+) -> KitFigure:
     """A stacked, time-aligned figure of one recording.
 
     ``views`` (any order, each at most once): ``"text"`` (each model text piece at its frame time),
@@ -194,11 +196,10 @@ def plot_recording(
     unknown = [v for v in views if v not in VIEWS]
     if unknown or not views or len(set(views)) != len(views):
         raise ValueError(f"views must be distinct names among {VIEWS}, got {tuple(views)}")
-    use_japanese_font()
     rows: list[tuple[str, str | None]] = []
     for view in views:
         rows += [(view, s) for s in ("model", "user")] if view in ("waveform", "spectrogram") else [(view, None)]
-    fig = Figure(figsize=(width, sum(ROW_HEIGHTS[v] for v, _ in rows) + 0.6), layout="constrained")
+    fig = new_figure(figsize=(width, sum(ROW_HEIGHTS[v] for v, _ in rows) + 0.6), layout="constrained")
     axes = fig.subplots(len(rows), 1, sharex=True, squeeze=False, height_ratios=[ROW_HEIGHTS[v] for v, _ in rows])
     axes = list(axes[:, 0])
     pcm = {"model": rec.model_pcm, "user": rec.user_pcm}
@@ -223,6 +224,7 @@ def _model_row(tt: TurnTaking) -> str:
     return "model" if "model" in tt.speakers else tt.speakers[0]
 
 
+@japanese_text
 def plot_timeline(
     tt: TurnTaking,
     rec: Recording | None = None,
@@ -234,10 +236,11 @@ def plot_timeline(
     """Both speakers' IPUs as bars (backchannel-like ones hatched), with gaps (grey), pauses (olive)
     and overlaps (red) shaded, and, given the recording, the model's text pieces over its bars (left
     out when too many are in view to read: zoom in with ``time_range``).
+
+    Returns a :class:`~jmoshi_nb.figures.KitFigure`, or the figure of ``ax`` when one is given.
     """
-    use_japanese_font()
     if ax is None:
-        fig = Figure(figsize=(width, 2.6), layout="constrained")
+        fig = new_figure(figsize=(width, 2.6), layout="constrained")
         ax = fig.add_subplot()
     else:
         fig = ax.get_figure()  # type: ignore[assignment]
@@ -279,6 +282,7 @@ def _cell_text_color(value: float, lo: float, hi: float) -> str:
     return "white" if hi <= lo or (value - lo) / (hi - lo) < 0.6 else "black"
 
 
+@japanese_text
 def plot_sweep_heatmap(
     df: pd.DataFrame,
     metric: str,
@@ -299,11 +303,10 @@ def plot_sweep_heatmap(
     missing = [c for c in (metric, x, y) if c not in df.columns]
     if missing:
         raise KeyError(f"columns {missing} are not in the DataFrame (it has {list(df.columns)})")
-    use_japanese_font()
     grid = df.pivot_table(index=y, columns=x, values=metric, aggfunc=agg).sort_index().sort_index(axis=1)
     values = grid.to_numpy(dtype=np.float64)
     if ax is None:
-        fig = Figure(figsize=(1.1 * len(grid.columns) + 2.4, 0.6 * len(grid.index) + 1.6), layout="constrained")
+        fig = new_figure(figsize=(1.1 * len(grid.columns) + 2.4, 0.6 * len(grid.index) + 1.6), layout="constrained")
         ax = fig.add_subplot()
     else:
         fig = ax.get_figure()  # type: ignore[assignment]

@@ -6,13 +6,13 @@ client, into a Recording. With no URL a local server is started for the config's
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 from pathlib import Path
 
 import numpy as np
 
 from .audio import read_wav, sha256_of
+from .blocking import run_blocking
 from .client import connect, stream_pcm
 from .config import SessionConfig
 from .recording import Recording
@@ -61,7 +61,10 @@ def run_wav(
     realtime: bool = False,
     out: str | Path | None = None,
 ) -> Recording:
-    """Run a WAV (path, or 24 kHz mono array) through a session and return (and optionally save) it."""
+    """Run a WAV (path, or 24 kHz mono array) through a session and return (and optionally save) it.
+
+    Blocking; works from a script, a thread or a notebook cell (see ``jmoshi_nb.blocking``).
+    """
     from .backends import LocalServer
 
     config = config or SessionConfig()
@@ -70,9 +73,9 @@ def run_wav(
     try:
         if url is None:
             with LocalServer(model=config.model, revision=config.revision, config=config) as server:
-                rec = asyncio.run(run_pcm_async(pcm, server.url, server.token, config, realtime, holder))
+                rec = run_blocking(run_pcm_async(pcm, server.url, server.token, config, realtime, holder))
         else:
-            rec = asyncio.run(run_pcm_async(pcm, url, token, config, realtime, holder))
+            rec = run_blocking(run_pcm_async(pcm, url, token, config, realtime, holder))
     except BaseException as exc:
         # Nothing recorded is lost: save the partial session next to where the full one would go.
         if holder and holder[0].user_chunks and out is not None:

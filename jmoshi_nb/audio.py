@@ -27,11 +27,14 @@ def resample(pcm: np.ndarray, rate: int, target: int = SAMPLE_RATE) -> np.ndarra
     return resample_poly(pcm, target // g, rate // g, axis=0).astype(np.float32)
 
 
-def read_wav(path: str | Path, channel: int | str | None = "mix", target: int = SAMPLE_RATE) -> np.ndarray:
+def read_wav(
+    path: str | Path, channel: int | str | None = "mix", target: int = SAMPLE_RATE, allow_empty: bool = False
+) -> np.ndarray:
     """Read an audio file as float32 at ``target`` Hz.
 
     ``channel``: ``"mix"`` averages channels to mono, an int picks one channel, ``None`` keeps
-    all (shape ``[samples, channels]``).
+    all (shape ``[samples, channels]``). A file without samples is an error (an input with nothing
+    to say), unless ``allow_empty`` (a recording that ended before its first frame).
     """
     path = Path(path)
     if not path.exists():
@@ -40,7 +43,7 @@ def read_wav(path: str | Path, channel: int | str | None = "mix", target: int = 
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as exc:  # soundfile raises its own LibsndfileError subclasses
         raise AudioFileError(f"{path}: not a readable audio file ({exc})") from None
-    if data.shape[0] == 0:
+    if data.shape[0] == 0 and not allow_empty:
         raise AudioFileError(f"{path}: the file holds no audio")
     if channel == "mix":
         data = data.mean(axis=1)

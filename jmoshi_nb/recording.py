@@ -103,6 +103,11 @@ class Recording:
         return max(len(self.user_pcm), len(self.model_pcm)) / self.sample_rate
 
     @property
+    def empty(self) -> bool:
+        """True for a session that ended before its first frame (no audio, no frames)."""
+        return not self.metrics and not len(self.user_pcm) and not len(self.model_pcm)
+
+    @property
     def text_tokens(self) -> list[int]:
         return [e.token for e in self.text]
 
@@ -151,7 +156,7 @@ class Recording:
             if not (folder / name).exists():
                 raise FileNotFoundError(f"{folder} is not a recording: {name} is missing")
         doc = json.loads((folder / "session.json").read_text(encoding="utf-8"))
-        stereo = read_wav(folder / "audio.wav", channel=None)
+        stereo = read_wav(folder / "audio.wav", channel=None, allow_empty=True)
         rec = cls(sample_rate=SAMPLE_RATE)
         n_frames = doc["meta"].get("frames", 0)
         rec.model_chunks = [stereo[:, 0].copy()]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 from collections.abc import Iterator
 from math import gcd
 from pathlib import Path
@@ -73,3 +74,26 @@ def frames(pcm: np.ndarray, frame_size: int = FRAME_SIZE) -> Iterator[np.ndarray
 
 def sha256_of(pcm: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(pcm, dtype=np.float32).tobytes()).hexdigest()
+
+
+def encode_audio(pcm: np.ndarray) -> bytes:
+    """24 kHz mono float32 as ``.npy`` bytes: exact, unlike a 16-bit WAV."""
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(pcm, dtype=np.float32), allow_pickle=False)
+    return buf.getvalue()
+
+
+def decode_audio(data: bytes) -> np.ndarray:
+    """``.npy`` bytes (from ``encode_audio``) or the bytes of any audio file soundfile reads."""
+    if data[:6] == b"\x93NUMPY":
+        pcm = np.load(io.BytesIO(data), allow_pickle=False)
+        if pcm.ndim != 1:
+            raise AudioFileError(f"audio must be mono (1-D), got shape {pcm.shape}")
+        return pcm.astype(np.float32, copy=False)
+    try:
+        audio, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    except Exception as exc:  # soundfile raises its own error types
+        raise AudioFileError(f"audio bytes are neither .npy nor a readable audio file ({exc})") from None
+    if audio.shape[0] == 0:
+        raise AudioFileError("the audio holds no samples")
+    return resample(audio.mean(axis=1), rate, SAMPLE_RATE)

@@ -23,7 +23,6 @@ params, the server's session description), so every analysis and plot reads both
 
 from __future__ import annotations
 
-import io
 import secrets
 import time
 from collections import OrderedDict
@@ -34,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from .audio import FRAME_SIZE, SAMPLE_RATE, frames, read_wav, resample, sha256_of
+from .audio import FRAME_SIZE, decode_audio, encode_audio, frames, read_wav, sha256_of
 from .config import SessionConfig
 from .recording import Recording, TextEvent
 
@@ -191,29 +190,6 @@ def _free_device_memory() -> None:
 
 
 # ---- transport: audio and recordings as plain data (Modal pickles these) --------------------------
-
-
-def encode_audio(pcm: np.ndarray) -> bytes:
-    """24 kHz mono float32 as ``.npy`` bytes: exact, unlike a 16-bit WAV."""
-    buf = io.BytesIO()
-    np.save(buf, np.ascontiguousarray(pcm, dtype=np.float32), allow_pickle=False)
-    return buf.getvalue()
-
-
-def decode_audio(data: bytes) -> np.ndarray:
-    """``.npy`` bytes (from ``encode_audio``) or the bytes of any audio file soundfile reads."""
-    if data[:6] == b"\x93NUMPY":
-        pcm = np.load(io.BytesIO(data), allow_pickle=False)
-        if pcm.ndim != 1:
-            raise ValueError(f"audio must be mono (1-D), got shape {pcm.shape}")
-        return pcm.astype(np.float32, copy=False)
-    import soundfile as sf
-
-    try:
-        audio, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
-    except Exception as exc:  # soundfile raises its own error types
-        raise ValueError(f"audio bytes are neither .npy nor a readable audio file ({exc})") from None
-    return resample(audio.mean(axis=1), rate, SAMPLE_RATE)
 
 
 def recording_to_dict(rec: Recording) -> dict[str, Any]:

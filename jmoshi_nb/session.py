@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from .audio import FRAME_SIZE, SAMPLE_RATE, frames, read_wav, sha256_of
+from .audio import FRAME_SIZE, SAMPLE_RATE, AudioFileError, decode_audio, frames, read_wav, sha256_of
 from .backends import ServerHandle, start_server
 from .client import Event, Session, connect
 from .config import GPU_DEFAULT, ConfigError, Sampling, SessionConfig, load_config
@@ -42,6 +42,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("jmoshi_nb.session")
 T = TypeVar("T")
 FRAME_S = FRAME_SIZE / SAMPLE_RATE
+MIC_LIVE_NOTICE = (
+    "会話中です。パネルで話し、終わったら「■ 終了 / End」を押してから、このセルと以降のセルを実行し直してください。\n"
+    "The conversation is live: talk on the panel, press 「■ 終了 / End」 when you are done, "
+    "then run this cell and the ones below again."
+)
 LATENCY_PROBE_EVERY = 4  # tell the browser every 4th frame is done (its latency probe; fewer messages)
 
 
@@ -119,6 +124,9 @@ class NotebookSession:
         self._recording: Recording | None = None
         self._server: ServerHandle | None = None
         self._stopped = False
+        self.ended_by_panel = False  # the user pressed the panel's End button
+        self._stop_lock = threading.Lock()
+        self._final: Recording | None = None  # the recording, once stopped
         self._error: BaseException | None = None
         self._wav: concurrent.futures.Future[Recording] | None = None
         self._seq_of_frame: dict[int, int] = {}
@@ -344,6 +352,8 @@ class NotebookSession:
                 },
             )
             self.panel.audio.on_frame(self._on_mic_frame)
+            self.panel.audio.on_end(self._on_end_button)
+            self.panel.audio.on_wav(self._on_wav_choice)
         else:
             self.panel.audio.input_mode = mode
         self.panel.audio.status = self.status()
@@ -352,6 +362,26 @@ class NotebookSession:
         else:
             self.input = "mic"
         return self.panel
+
+    def _on_end_button(self) -> None:
+        """Comm thread: the panel's End button. Stopping waits for the server, so it runs aside."""
+        self.ended_by_panel = True
+        threading.Thread(target=self.stop, name="jmoshi-nb-end", daemon=True).start()
+
+    def _on_wav_choice(self, name: str, data: bytes | None) -> None:
+        """Comm thread: a WAV picked in the panel (no microphone here) becomes the user's voice."""
+        panel = self.panel
+        try:
+            pcm = decode_audio(data) if data is not None else read_wav(name)
+            self.play_wav(pcm, realtime=True)
+        except (AudioFileError, RuntimeError) as exc:
+            if panel is not None:
+                panel.audio.error = f"{name}: {exc}"
+            return
+        self.input = name
+        if panel is not None:
+            panel.audio.error = ""
+            panel.audio.input_mode = "wav"
 
     def _on_slider(self, changes: dict[str, Any]) -> None:
         seed = changes.pop("seed", None)
@@ -443,7 +473,8 @@ class NotebookSession:
         st = self.stats()
         head = f"{info.get('model', '?')} · {info.get('device', '?')} · {self.backend}"
         if self._stopped:
-            return f"{head} · 終了 / stopped · {st['frames_done'] * FRAME_S:.1f} s"
+            hint = " · 下のセルを実行してください / run the cells below" if self.ended_by_panel else ""
+            return f"{head} · 終了 / stopped · {st['frames_done'] * FRAME_S:.1f} s{hint}"
         p = st["params"] or self._sampling.model_dump()
         params = " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in p.items())
         since = f" (frame {st['from_frame']}~)" if st["from_frame"] is not None else ""
@@ -457,10 +488,34 @@ class NotebookSession:
         if self._client is None or self._client.closed:
             raise RuntimeError(f"the connection to the server is closed ({self._error or 'no error reported'})")
 
-    def stop(self, timeout: float = 90.0) -> Recording:
-        """End the conversation (processing what was sent), stop the server; returns the recording."""
+    def finish(self, timeout: float | None = None) -> Recording | None:
+        """The recording, once the conversation is over: what a notebook's "stop" cell calls.
+
+        * WAV input: waits until the file has been processed, stops the session, returns the recording.
+        * Microphone: the conversation lasts as long as the user talks, so while it runs this does not
+          stop it (Run All would end it at 0 s): it says so and returns None. Press 「■ 終了 / End」 on
+          the panel when done, then run the cell again (or call ``stop()``).
+        * Already stopped (End pressed, or ``stop()``): returns the recording.
+        """
         if self._stopped:
-            return self.recording
+            return self.stop()
+        if self._wav is not None or self.panel is None:
+            self.wait(timeout)
+            return self.stop()
+        print(MIC_LIVE_NOTICE)
+        return None
+
+    def stop(self, timeout: float = 90.0) -> Recording:
+        """End the conversation (processing what was sent), stop the server; returns the recording.
+
+        Safe from any thread (the panel's End button calls it too); a second call waits for the first.
+        """
+        with self._stop_lock:
+            if self._final is None:
+                self._final = self._stop(timeout)
+            return self._final
+
+    def _stop(self, timeout: float) -> Recording:
         self._stopped = True
         _LIVE.discard(self)
         if self.panel is not None:

@@ -203,3 +203,45 @@ def test_model_and_revision_arguments_name_the_model(server: LocalServer) -> Non
         s.stop()
     with pytest.raises(ConfigError, match="unknown model 'nope'"):
         start(url=server.url, model="nope")
+
+
+# ---- Run All in microphone mode, the End button, and a WAV where no microphone can be used -----------
+def test_finish_leaves_a_microphone_session_live_until_end_is_pressed(
+    session: NotebookSession, speech_pcm: np.ndarray, capsys: pytest.CaptureFixture[str]
+) -> None:
+    browser = Browser(session)
+    assert session.finish() is None  # Run All reaches the stop cell: the conversation goes on
+    assert "■ 終了 / End" in capsys.readouterr().out
+    assert session.running
+    n = browser.speak(speech_pcm[: 12 * FRAME_SIZE])
+    wait_until(lambda: session.stats()["frames_done"] >= n)
+    browser.widget._on_custom(browser.widget, {"type": "end"}, [])  # the user presses End
+    wait_until(lambda: not session.running and browser.panel.audio.active is False)
+    rec = session.finish()  # the stop cell, run again
+    assert rec is not None and len(rec.metrics) == n and not rec.empty
+    assert "run the cells below" in browser.panel.audio.status
+    assert session.stop() is rec
+
+
+def test_finish_waits_for_a_wav_input(session: NotebookSession, speech_path: Path) -> None:
+    session.talk(input=str(speech_path), realtime=False)
+    rec = session.finish()
+    assert rec is not None and not session.running
+    assert len(rec.metrics) * FRAME_SIZE >= len(read_wav(speech_path))
+
+
+def test_a_wav_chosen_in_the_panel_is_the_input_where_no_microphone_exists(
+    session: NotebookSession, speech_path: Path, tmp_path: Path
+) -> None:
+    browser = Browser(session)
+    widget = browser.widget
+    widget.mic_problem = "no_mic_api"  # what the page reports in VS Code's notebook view
+    widget._on_custom(widget, {"type": "wav", "name": "broken.wav"}, [b"not audio"])
+    assert "broken.wav" in widget.error and session.running  # named, and nothing else changes
+    widget._on_custom(widget, {"type": "wav_path", "path": str(tmp_path / "missing.wav")}, [])
+    assert "missing.wav" in widget.error
+    widget._on_custom(widget, {"type": "wav", "name": "ja.wav"}, [speech_path.read_bytes()])
+    assert widget.error == "" and widget.input_mode == "wav" and session.input == "ja.wav"
+    rec = session.finish()
+    assert rec is not None and len(rec.metrics) * FRAME_SIZE >= len(read_wav(speech_path))
+    assert rec.meta["inputs"][0]["sha256"]

@@ -25,6 +25,9 @@ FRAME_SIZE = 1920
 log = logging.getLogger("jmoshi_nb.widgets")
 
 FrameHandler = Callable[[int, np.ndarray], None]
+EndHandler = Callable[[], None]
+WavHandler = Callable[[str, bytes | None], None]  # (file name or kernel-side path, file bytes or None)
+MAX_WAV_BYTES = 64 * 1024 * 1024  # an uploaded input file: about 11 minutes of 48 kHz 16-bit stereo
 
 
 class TalkWidget(anywidget.AnyWidget):
@@ -52,11 +55,16 @@ class TalkWidget(anywidget.AnyWidget):
     auto_gain_control = t.Bool(False).tag(sync=True)
     # browser -> kernel
     mic_on = t.Bool(False).tag(sync=True)
+    mic_problem = t.Unicode(
+        "", help="why the browser gives no microphone ('no_mic_api', or the getUserMedia error); '' if none"
+    ).tag(sync=True)
     browser_stats = t.Dict(help="frames_sent, samples_played, underruns, buffered_ms, latency_ms").tag(sync=True)
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._frame_handlers: list[FrameHandler] = []
+        self._end_handlers: list[EndHandler] = []
+        self._wav_handlers: list[WavHandler] = []
         self.frames_received = 0
         self.bad_messages = 0
         self.on_msg(self._on_custom)
@@ -65,6 +73,15 @@ class TalkWidget(anywidget.AnyWidget):
     def on_frame(self, handler: FrameHandler) -> None:
         """Call ``handler(seq, pcm)`` for every microphone frame (float32, 1920 samples at 24 kHz)."""
         self._frame_handlers.append(handler)
+
+    def on_end(self, handler: EndHandler) -> None:
+        """Call ``handler()`` when the user presses the panel's End button."""
+        self._end_handlers.append(handler)
+
+    def on_wav(self, handler: WavHandler) -> None:
+        """Call ``handler(name, data)`` when the user picks a WAV file (``data``: its bytes) or types a
+        path on the kernel's machine (``data`` None): the input where no microphone can be used."""
+        self._wav_handlers.append(handler)
 
     def _on_custom(self, _widget: object, content: dict[str, Any], buffers: list[Any]) -> None:
         kind = content.get("type") if isinstance(content, dict) else None
@@ -78,6 +95,20 @@ class TalkWidget(anywidget.AnyWidget):
             seq = int(content.get("seq", -1))
             for handler in self._frame_handlers:
                 handler(seq, pcm)
+        elif kind == "end":
+            for end in self._end_handlers:
+                end()
+        elif kind == "wav" and buffers:
+            data = bytes(buffers[0])
+            name = str(content.get("name") or "upload.wav")
+            if len(data) > MAX_WAV_BYTES:
+                self.error = f"{name}: {len(data) / 2**20:.0f} MiB is too large (at most {MAX_WAV_BYTES >> 20} MiB)"
+                return
+            for wav in self._wav_handlers:
+                wav(name, data)
+        elif kind == "wav_path" and content.get("path"):
+            for wav in self._wav_handlers:
+                wav(str(content["path"]), None)
         elif kind == "ping":
             self.send({"type": "pong", "id": content.get("id"), "t": content.get("t")})
         else:

@@ -152,6 +152,15 @@ const LABELS = {
   ns: ["ノイズ抑制", "Noise supp."],
   agc: ["自動ゲイン", "Auto gain"],
   wav_input: ["入力: WAV", "Input: WAV"],
+  end: ["■ 終了", "End"],
+  no_mic: ["マイクが使えません", "No microphone"],
+  no_mic_api: [
+    "この表示ではブラウザのマイクを使えません（VS Code のノートブック、http の非 localhost ページなど）",
+    "this view offers no browser microphone (VS Code's notebook view, a non-localhost http page...)",
+  ],
+  use_wav: ["代わりに WAV ファイルを入力にできます", "Use a WAV file as the input instead"],
+  wav_path: ["またはカーネル側のファイルパス", "or a file path on the kernel's machine"],
+  play: ["▶ 再生", "Play"],
   text: ["モデルの発話テキスト", "Model text"],
   sent: ["送信", "sent"],
   played: ["再生", "played"],
@@ -171,6 +180,25 @@ function median(xs) {
   if (!xs.length) return null;
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)];
+}
+
+/** Why this page cannot capture a microphone at all ("" when it can try). */
+function micApiProblem() {
+  const md = globalThis.navigator?.mediaDevices;
+  return md && typeof md.getUserMedia === "function" ? "" : "no_mic_api";
+}
+
+/** A short readable reason from a getUserMedia failure. */
+function micErrorText(err) {
+  const name = err?.name || "Error";
+  const reasons = {
+    NotAllowedError: "許可されていません / permission denied",
+    SecurityError: "許可されていません / permission denied",
+    NotFoundError: "入力デバイスがありません / no input device",
+    OverconstrainedError: "この設定に合うデバイスがありません / no device fits the settings",
+    NotReadableError: "デバイスを開けません / the device cannot be opened",
+  };
+  return `${reasons[name] || name}: ${err?.message || err}`;
 }
 
 function workletUrl(code) {
@@ -309,6 +337,11 @@ class TalkView {
     this.lastSave = 0;
     this.build();
     this.bind();
+    const problem = micApiProblem();
+    if (problem && model.get("input_mode") === "mic" && !model.get("mic_problem")) {
+      model.set("mic_problem", problem);
+      model.save_changes();
+    }
     this.renderAll();
   }
 
@@ -344,19 +377,55 @@ class TalkView {
       this.opts[key] = { lab, box, trait };
       optBox.append(lab);
     }
-    bar.append(this.micBtn, this.muteBtn, this.speakerBtn, this.volLabel, optBox);
+    this.endBtn = h("button", "jmoshi-btn jmoshi-end");
+    bar.append(this.micBtn, this.muteBtn, this.speakerBtn, this.endBtn, this.volLabel, optBox);
+    this.fallback = this.buildFallback();
     this.status = h("div", "jmoshi-status");
     this.counters = h("div", "jmoshi-counters");
     this.textTitle = h("div", "jmoshi-text-title");
     this.text = h("div", "jmoshi-text");
     this.text.lang = "ja";
     this.error = h("div", "jmoshi-error");
-    el.append(bar, this.status, this.counters, this.textTitle, this.text, this.error);
+    el.append(bar, this.fallback.box, this.status, this.counters, this.textTitle, this.text, this.error);
+  }
+
+  /** Shown when no microphone can be used: why, and a WAV file (upload or kernel path) as input. */
+  buildFallback() {
+    const box = h("div", "jmoshi-fallback");
+    const reason = h("div", "jmoshi-fallback-reason");
+    const useWav = h("div", "jmoshi-fallback-hint");
+    const file = h("input", "jmoshi-wav-file");
+    file.type = "file";
+    file.accept = ".wav,.flac,.ogg,audio/*";
+    const pathLabel = h("span", "jmoshi-fallback-hint");
+    const path = h("input", "jmoshi-wav-path");
+    path.type = "text";
+    path.placeholder = "speech.wav";
+    const play = h("button", "jmoshi-btn jmoshi-wav-play");
+    const row = h("div", "jmoshi-fallback-row");
+    row.append(file, pathLabel, path, play);
+    box.append(reason, useWav, row);
+    file.addEventListener("change", async () => {
+      const f = file.files && file.files[0];
+      if (!f) return;
+      const data = await f.arrayBuffer();
+      this.model.send({ type: "wav", name: f.name }, undefined, [data]);
+    });
+    play.addEventListener("click", () => {
+      if (path.value.trim()) this.model.send({ type: "wav_path", path: path.value.trim() });
+    });
+    box.hidden = true;
+    return { box, reason, useWav, pathLabel, play };
   }
 
   bind() {
     const m = this.model;
     this.micBtn.addEventListener("click", () => this.toggleMic());
+    this.endBtn.addEventListener("click", () => {
+      this.audio.stopMic();
+      this.endBtn.disabled = true;
+      this.model.send({ type: "end" });
+    });
     this.muteBtn.addEventListener("click", () => {
       m.set("muted", !m.get("muted"));
       m.save_changes();
@@ -371,7 +440,7 @@ class TalkView {
     });
     this.handlers = {
       "change:volume change:speaker_muted": () => this.audio.setVolume(),
-      "change:muted change:mic_on change:input_mode change:lang change:echo_cancellation change:noise_suppression change:auto_gain_control":
+      "change:muted change:mic_on change:input_mode change:lang change:echo_cancellation change:noise_suppression change:auto_gain_control change:mic_problem change:active":
         () => this.renderAll(),
       "change:tokens": () => this.renderText(),
       "change:status change:stats": () => this.renderStatus(),
@@ -398,10 +467,10 @@ class TalkView {
     try {
       await this.audio.startMic((frame) => this.sendFrame(frame));
       m.set("mic_on", true);
-      m.set("error", "");
+      m.set("mic_problem", "");
       m.save_changes();
     } catch (err) {
-      m.set("error", `microphone: ${err}`);
+      m.set("mic_problem", micErrorText(err));
       m.save_changes();
     } finally {
       this.renderAll();
@@ -501,6 +570,7 @@ class TalkView {
 
   renderAll() {
     this.renderButtons();
+    this.renderFallback();
     this.renderText();
     this.renderStatus();
     this.renderError();
@@ -509,8 +579,11 @@ class TalkView {
   renderButtons() {
     const m = this.model;
     const wav = m.get("input_mode") === "wav";
+    const noMic = m.get("mic_problem") === "no_mic_api"; // other problems: the user may retry
     this.micBtn.textContent = wav ? this.L("wav_input") : this.L(this.audio.mic ? "mic_off" : "mic_on");
-    this.micBtn.disabled = wav || !m.get("active");
+    this.micBtn.disabled = wav || noMic || !m.get("active");
+    this.endBtn.textContent = this.L("end");
+    this.endBtn.disabled = !m.get("active");
     this.micBtn.classList.toggle("jmoshi-on", !!this.audio.mic);
     this.muteBtn.textContent = this.L(m.get("muted") ? "unmute" : "mute");
     this.muteBtn.classList.toggle("jmoshi-on", m.get("muted"));
@@ -526,6 +599,19 @@ class TalkView {
       lab.lastChild.textContent = this.L(key);
     }
     this.textTitle.textContent = this.L("text");
+  }
+
+  renderFallback() {
+    const m = this.model;
+    const problem = m.get("mic_problem");
+    const f = this.fallback;
+    f.box.hidden = !problem || !m.get("active") || m.get("input_mode") === "wav";
+    const reason = problem === "no_mic_api" ? this.L("no_mic_api") : problem;
+    f.reason.textContent = `${this.L("no_mic")}: ${reason}`;
+    f.useWav.textContent = this.L("use_wav");
+    f.pathLabel.textContent = this.L("wav_path");
+    f.play.textContent = this.L("play");
+    this.el.dataset.micProblem = problem;
   }
 
   renderText() {

@@ -3,7 +3,9 @@
 Three figures share one time axis (seconds of conversation, frame ``i`` at ``i * 0.08``) that scrolls
 over the last ``window_s`` seconds:
 
-* the model's text pieces placed at the frame that produced them (hover the panel's text for times),
+* the model's text, pieces merged into phrases at pauses (``text.PhraseBuilder``), each placed at the
+  frame of its first piece on one of three rows; a phrase with no room on any row at the current
+  zoom is thinned to a tick mark (hover the panel's text for exact times),
 * per-frame compute time (encode / LM / decode / total) against the 80 ms real-time budget,
 * the user's and the model's waveforms as peak envelopes (one point per 40 ms).
 
@@ -26,19 +28,23 @@ import numpy as np
 
 from .audio import FRAME_SIZE, SAMPLE_RATE
 from .recording import Recording
+from .text import PhraseBuilder, display_width
 
 FRAME_S = FRAME_SIZE / SAMPLE_RATE
 BUDGET_MS = 1000.0 * FRAME_S
 ENVELOPE_BLOCK = 960  # 40 ms at 24 kHz: 25 points a second per waveform
 TEXT_ROWS = 3
-CHAR_PX, PLOT_PX = 15.0, 850.0  # label font size and a typical plot width: how much time a label covers
+TEXT_PX = 14  # label font size
+PLOT_PX = 850.0  # a typical plot area width in a notebook: how much time a label covers
+TITLE_PX = 13  # title font size, made smaller (down to TITLE_MIN_PX) when a narrow plot needs it
+TITLE_MIN_PX = 9
 COLORS = {"encode": "#1f77b4", "lm": "#ff7f0e", "decode": "#2ca02c", "total": "#444444"}
 USER_COLOR, MODEL_COLOR, PARAMS_COLOR = "#1f77b4", "#d62728", "#9467bd"
 
 TITLES = {
-    "text": ("モデルのテキスト (フレーム位置)", "Model text (by frame)"),
-    "compute": ("フレーム処理時間 [ms] (予算 80 ms)", "Compute per frame [ms] (80 ms budget)"),
-    "wave": ("波形: ユーザー (上) / モデル (下)", "Waveforms: user (top) / model (bottom)"),
+    "text": ("モデルのテキスト", "Model text"),
+    "compute": (f"処理時間 ms（予算 {BUDGET_MS:.0f}）", f"Compute ms ({BUDGET_MS:.0f} budget)"),
+    "wave": ("波形 ユーザー↑ モデル↓", "Waves user↑ model↓"),
     "time": ("時間 [s]", "time [s]"),
 }
 
@@ -83,16 +89,20 @@ class _Cursor:
 class LivePlots:
     """The live figures of one session. ``widget`` is what a panel shows."""
 
-    def __init__(self, window_s: float = 20.0, lang: str = "both", width: str = "100%") -> None:
+    def __init__(
+        self, window_s: float = 20.0, lang: str = "both", width: str = "100%", plot_px: float = PLOT_PX
+    ) -> None:
         self.window_s = window_s
         self.lang = lang
+        self.plot_px = plot_px  # the expected width of a plot area: label room and title size follow
         self.updates = 0
         self.update_ms: list[float] = []  # cost of each update(), for benchmarks
         self._cursor = _Cursor()
         self._user, self._model = _Envelope(), _Envelope()
         self._frames: list[int] = []
         self._ms: dict[str, list[float]] = {k: [] for k in COLORS}
-        self._text: list[tuple[int, str, int]] = []  # frame, piece, row (-1: no room, tick mark only)
+        self._phrases = PhraseBuilder()
+        self._phrase_rows: list[int] = []  # row of each phrase (-1: no room at this zoom, tick mark only)
         self._row_end = [-math.inf] * TEXT_ROWS
         self._params: list[tuple[int, str]] = []
         self._last_params: dict[str, Any] | None = None
@@ -103,14 +113,15 @@ class LivePlots:
     def _figure(self, key: str, marks: list[bq.Mark], y_scale: bq.Scale, height: int, **axis: Any) -> bq.Figure:
         x_axis = bq.Axis(scale=self.x_scale, label=bilingual("time", self.lang), num_ticks=8)
         y_axis = bq.Axis(scale=y_scale, side="left", **axis)
+        title = bilingual(key, self.lang)
         return bq.Figure(
             marks=marks,
             axes=[x_axis, y_axis],
-            title=bilingual(key, self.lang),
+            title=title,
             fig_margin={"top": 30, "bottom": 35, "left": 50, "right": 15},
             layout=widgets.Layout(height=f"{height}px", width="100%"),
             animation_duration=0,
-            title_style={"font-size": "13px"},
+            title_style={"font-size": f"{title_font_px(title, self.plot_px)}px"},
         )
 
     def _build(self, width: str) -> None:
@@ -125,7 +136,7 @@ class LivePlots:
             y=[],
             text=[],
             scales={**xs, "y": y_text},
-            default_size=14,
+            default_size=TEXT_PX,
             colors=["#222222"],
             align="start",
             font_weight="normal",
@@ -218,23 +229,29 @@ class LivePlots:
                 self._ms[key].append(float(m.get(f"{key}_ms", math.nan)))
         c.metrics = len(rec.metrics)
         for ev in rec.text[c.text :]:
-            self._text.append((ev.frame, ev.text, self._place(ev.frame * FRAME_S, ev.text)))
+            self._add_piece(ev.frame, ev.text)
         c.text = len(rec.text)
         for p in rec.params[c.params :]:
             self._params.append((int(p["from_frame"]), describe_params(p, self._last_params)))
             self._last_params = p
         c.params = len(rec.params)
 
-    def _place(self, x: float, text: str) -> int:
-        """A row where the label fits after the previous ones (stable as the window scrolls), or -1."""
-        if not text.strip():
-            return -1
-        char_s = self.window_s * CHAR_PX / PLOT_PX
-        for row, end in enumerate(self._row_end):
-            if x >= end:
-                self._row_end[row] = x + (len(text) + 0.5) * char_s
-                return row
-        return -1
+    def _label_s(self, text: str) -> float:
+        """Seconds of the time axis a label covers (plus a little room after it)."""
+        return (display_width(text) + 0.6) * TEXT_PX / self.plot_px * self.window_s
+
+    def _add_piece(self, frame: int, piece: str) -> None:
+        """Grow the latest phrase or start one, on a row where it fits (stable as the window scrolls)."""
+        phrases = self._phrases.phrases
+        if self._phrases.add(frame, piece):
+            x = frame * FRAME_S
+            row = next((r for r, end in enumerate(self._row_end) if x >= end), -1)
+            self._phrase_rows.append(row)
+        else:
+            row = self._phrase_rows[-1] if phrases else -1
+        if row >= 0:  # the latest phrase is the last one on its row: its label may grow to the right
+            last = phrases[-1]
+            self._row_end[row] = last.first_frame * FRAME_S + self._label_s(last.text)
 
     def now(self) -> float:
         """The latest time (s) anything was plotted at."""
@@ -273,10 +290,12 @@ class LivePlots:
         return True
 
     def _draw_text(self, start: float) -> None:
-        first = next((i for i, (f, _, _) in enumerate(self._text) if f * FRAME_S >= start - 2.0), len(self._text))
-        if not self._changed("text", (first, len(self._text))):
+        phrases = self._phrases.phrases
+        first = next((i for i, p in enumerate(phrases) if p.last_frame * FRAME_S >= start - 2.0), len(phrases))
+        if not self._changed("text", (first, len(phrases), len(phrases[-1].text) if phrases else 0)):
             return
-        visible = [(f * FRAME_S, text, row) for f, text, row in self._text[first:]]
+        rows = self._phrase_rows[first:]
+        visible = [(p.first_frame * FRAME_S, p.text, row) for p, row in zip(phrases[first:], rows, strict=True)]
         placed = [(x, text, row) for x, text, row in visible if row >= 0]
         with self.text_mark.hold_sync():
             if placed:
@@ -342,18 +361,34 @@ def describe_params(entry: dict[str, Any], previous: dict[str, Any] | None = Non
     return " ".join(parts) or "(same)"
 
 
-def replay(rec: Recording, window_s: float | None = None, lang: str = "both") -> widgets.Widget:
-    """The live figures of a finished recording, showing all of it (or the last ``window_s``)."""
-    plots = LivePlots(window_s=window_s or max(rec.duration, 1.0), lang=lang)
+def title_font_px(title: str, plot_px: float) -> int:
+    """The title's font size: ``TITLE_PX``, smaller when the title would not fit ``plot_px``."""
+    fit = int(0.95 * plot_px / max(display_width(title), 1.0))
+    return max(TITLE_MIN_PX, min(TITLE_PX, fit))
+
+
+def replay(
+    rec: Recording, window_s: float | None = None, lang: str = "both", plot_px: float = PLOT_PX
+) -> widgets.Widget:
+    """The live figures of a finished recording, showing all of it (or the last ``window_s``).
+
+    ``plot_px``: the width the plots will have on screen, so labels are thinned to what fits there.
+    """
+    plots = LivePlots(window_s=window_s or max(rec.duration, 1.0), lang=lang, plot_px=plot_px)
     plots.update(rec)
     return plots.widget
 
 
-def side_by_side(recordings: dict[str, Recording], lang: str = "both") -> widgets.Widget:
-    """Recordings next to each other on the same time span, each titled with its name."""
+def side_by_side(recordings: dict[str, Recording], lang: str = "both", width_px: float = PLOT_PX) -> widgets.Widget:
+    """Recordings next to each other on the same time span, each titled with its name.
+
+    ``width_px``: the width all columns share on screen (labels and titles are sized to fit).
+    """
     span = max([r.duration for r in recordings.values()] + [1.0])
+    plot_px = width_px / max(len(recordings), 1)
     columns = []
     for name, rec in recordings.items():
         title = widgets.HTML(f"<b>{html.escape(name)}</b>")
-        columns.append(widgets.VBox([title, replay(rec, span, lang)], layout=widgets.Layout(flex="1 1 0")))
+        plots = replay(rec, span, lang, plot_px)
+        columns.append(widgets.VBox([title, plots], layout=widgets.Layout(flex="1 1 0", min_width="0")))
     return widgets.HBox(columns, layout=widgets.Layout(width="100%"))

@@ -8,6 +8,8 @@ characters, so Japanese reads naturally and English keeps its spaces.
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 WORD_START = "\u2581"  # ▁
@@ -74,3 +76,62 @@ class PieceDecoder:
 def pieces_to_text(pieces: list[str]) -> str:
     dec = PieceDecoder()
     return "".join(dec.decode(p) for p in pieces)
+
+
+# ---- phrases: pieces merged at pauses, for plots and annotation tiers ------------------------------------
+PHRASE_GAP_FRAMES = 4  # 4 frames (320 ms) without a text piece end a phrase
+PHRASE_MAX_CHARS = 16  # a longer run of text is cut into phrases of at most this many characters
+
+
+@dataclass
+class Phrase:
+    """Consecutive text pieces with no pause between them: ``first_frame`` to ``last_frame`` inclusive."""
+
+    first_frame: int
+    last_frame: int
+    text: str
+
+
+class PhraseBuilder:
+    """Merges text pieces (in frame order) into phrases as they arrive.
+
+    A piece joins the latest phrase when it comes at most ``gap_frames`` frames after that phrase's
+    last piece and the phrase stays within ``max_chars``; otherwise it starts a new phrase.
+    """
+
+    def __init__(self, gap_frames: int = PHRASE_GAP_FRAMES, max_chars: int = PHRASE_MAX_CHARS) -> None:
+        if gap_frames < 1 or max_chars < 1:
+            raise ValueError(f"gap_frames and max_chars must be >= 1, got {gap_frames} and {max_chars}")
+        self.gap_frames, self.max_chars = gap_frames, max_chars
+        self.phrases: list[Phrase] = []
+
+    def add(self, frame: int, piece: str) -> bool:
+        """Add one piece; True if it started a new phrase (False: it grew the latest one, or was blank)."""
+        if not piece.strip():
+            return False
+        last = self.phrases[-1] if self.phrases else None
+        if (
+            last is not None
+            and frame - last.last_frame <= self.gap_frames
+            and len(last.text) + len(piece) <= self.max_chars
+        ):
+            last.text += piece
+            last.last_frame = frame
+            return False
+        self.phrases.append(Phrase(frame, frame, piece.lstrip()))
+        return True
+
+
+def merge_pieces(
+    pieces: Iterable[tuple[int, str]], gap_frames: int = PHRASE_GAP_FRAMES, max_chars: int = PHRASE_MAX_CHARS
+) -> list[Phrase]:
+    """``(frame, piece)`` pairs in frame order as phrases (see :class:`PhraseBuilder`)."""
+    builder = PhraseBuilder(gap_frames, max_chars)
+    for frame, piece in pieces:
+        builder.add(frame, piece)
+    return builder.phrases
+
+
+def display_width(text: str) -> float:
+    """Width of ``text`` in ems, roughly as a sans-serif font draws it: CJK 1, other characters 0.6."""
+    return sum(1.0 if is_cjk(ch) else 0.6 for ch in text)

@@ -1,3 +1,5 @@
+import pytest
+
 from jmoshi_nb.text import PieceDecoder, pieces_to_text
 
 
@@ -39,3 +41,15 @@ def test_byte_fallback_pieces_become_characters(tmp_path) -> None:  # type: igno
     assert any(sp.is_byte(i) for i in ids)
     dec = PieceDecoder(sp)
     assert "".join(dec.decode_id(i) for i in ids) == "鰻です"
+
+
+def test_pieces_merge_into_phrases_at_pauses_and_length() -> None:
+    from jmoshi_nb.text import Phrase, merge_pieces
+
+    pieces = [(10, "こん"), (11, "にち"), (13, "は"), (14, ""), (30, " 元気"), (31, "？")]
+    assert merge_pieces(pieces) == [Phrase(10, 13, "こんにちは"), Phrase(30, 31, "元気？")]
+    assert merge_pieces(pieces, gap_frames=1) == [Phrase(10, 11, "こんにち"), Phrase(13, 13, "は"), Phrase(30, 31, "元気？")]
+    long = [(i, "あ") for i in range(40)]
+    assert [len(p.text) for p in merge_pieces(long, max_chars=16)] == [16, 16, 8]
+    with pytest.raises(ValueError, match="gap_frames"):
+        merge_pieces(pieces, gap_frames=0)

@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 
 from jmoshi_nb.audio import FRAME_SIZE
-from jmoshi_nb.live_plots import LivePlots, describe_params
+from jmoshi_nb.live_plots import TITLE_MIN_PX, LivePlots, describe_params
 from jmoshi_nb.recording import Recording
+from jmoshi_nb.text import display_width
 from jmoshi_nb.widgets import TalkPanel, TalkWidget
 
 WIDGETS = Path(__file__).resolve().parents[1] / "jmoshi_nb" / "widgets"
@@ -99,13 +100,67 @@ def test_live_plots_window_text_and_params() -> None:
     assert plots.x_scale.max == pytest.approx(25.0) and plots.x_scale.min == pytest.approx(15.0)
     assert plots.ms_lines.x.min() >= 15.0 and plots.ms_lines.y.shape[0] == 4
     assert plots.user_wave.y.max() == pytest.approx(1.1) and plots.model_wave.y.min() == pytest.approx(-1.2)
-    # Text labels never overlap within a row; every piece has a tick mark.
-    assert set(plots.text_mark.text) == {"あ"} and len(plots.text_ticks.x) >= len(plots.text_mark.x)
+    # Pieces are merged into phrases (no pause between them here); every phrase has a tick mark.
+    assert all(set(t) == {"あ"} and len(t) > 1 for t in plots.text_mark.text)
+    assert len(plots.text_ticks.x) >= len(plots.text_mark.x)
+    assert_labels_do_not_overlap(plots)
     # The change at frame 100 (8 s) is outside the 15-25 s window; it was consumed with its label.
     assert plots._params == [(100, "temp=0.3")] and plots.ms_params.visible is False
     plots.window_s = 20.0
     plots.update(rec)
     assert plots.ms_params.visible is True and list(plots.params_labels.text) == ["temp=0.3"]
+
+
+def assert_labels_do_not_overlap(plots: LivePlots) -> None:
+    rows: dict[float, list[tuple[float, str]]] = {}
+    for x, y, text in zip(plots.text_mark.x, plots.text_mark.y, plots.text_mark.text, strict=True):
+        rows.setdefault(float(y), []).append((float(x), str(text)))
+    for labels in rows.values():
+        labels.sort()
+        for (x0, t0), (x1, _) in zip(labels, labels[1:], strict=False):
+            assert x0 + plots._label_s(t0) <= x1 + 1e-9, f"{t0!r} at {x0} runs into the label at {x1}"
+
+
+def _spoken(phrases: list[tuple[int, str]], frames: int) -> Recording:
+    """A recording whose model says each phrase one character a frame from its start frame."""
+    rec = _recording(frames)
+    rec.text = []
+    for start, phrase in phrases:
+        for i, ch in enumerate(phrase):
+            rec.add_text(start + i, 100, ch)
+    return rec
+
+
+def test_live_text_is_merged_into_phrases_at_pauses() -> None:
+    rec = _spoken([(10, "こんにちは"), (30, "元気ですか"), (36, "はい")], 60)
+    plots = LivePlots(window_s=10.0)
+    plots.update(rec)
+    # "元気ですか" ends at frame 34; "はい" starts 2 frames later: no pause, one phrase.
+    assert list(plots.text_mark.text) == ["こんにちは", "元気ですかはい"]
+    assert list(plots.text_mark.x) == pytest.approx([0.8, 2.4])
+
+
+def test_live_text_is_thinned_at_full_range_and_in_narrow_columns() -> None:
+    """A minute of dense speech on a narrow plot: labels never overlap, the rest are tick marks."""
+    rec = _spoken([(f, "今日はいい天気ですね") for f in range(0, 740, 14)], 750)
+    plots = LivePlots(window_s=60.0, plot_px=400)
+    plots.update(rec)
+    n_phrases = len(plots._phrases.phrases)
+    assert 0 < len(plots.text_mark.text) < n_phrases == len(plots.text_ticks.x)
+    assert_labels_do_not_overlap(plots)
+    wide = LivePlots(window_s=60.0, plot_px=1600)
+    wide.update(rec)
+    assert len(wide.text_mark.text) > len(plots.text_mark.text)  # more room, more labels
+    assert_labels_do_not_overlap(wide)
+
+
+@pytest.mark.parametrize("plot_px", [850.0, 425.0, 283.0])
+def test_titles_fit_their_plot(plot_px: float) -> None:
+    plots = LivePlots(plot_px=plot_px)
+    for fig in (plots.fig_text, plots.fig_compute, plots.fig_wave):
+        size = int(fig.title_style["font-size"].removesuffix("px"))
+        assert display_width(fig.title) * size <= 0.95 * plot_px or size == TITLE_MIN_PX
+        assert "予算 80" in plots.fig_compute.title and "80 budget" in plots.fig_compute.title
 
 
 def test_live_plots_update_is_cheap() -> None:

@@ -48,7 +48,8 @@ def test_pieces_merge_into_phrases_at_pauses_and_length() -> None:
 
     pieces = [(10, "こん"), (11, "にち"), (13, "は"), (14, ""), (30, " 元気"), (31, "？")]
     assert merge_pieces(pieces) == [Phrase(10, 13, "こんにちは"), Phrase(30, 31, "元気？")]
-    assert merge_pieces(pieces, gap_frames=1) == [Phrase(10, 11, "こんにち"), Phrase(13, 13, "は"), Phrase(30, 31, "元気？")]
+    split = [Phrase(10, 11, "こんにち"), Phrase(13, 13, "は"), Phrase(30, 31, "元気？")]
+    assert merge_pieces(pieces, gap_frames=1) == split
     long = [(i, "あ") for i in range(40)]
     assert [len(p.text) for p in merge_pieces(long, max_chars=16)] == [16, 16, 8]
     with pytest.raises(ValueError, match="gap_frames"):

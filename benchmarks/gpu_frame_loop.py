@@ -38,9 +38,9 @@ from typing import Any
 
 import numpy as np
 
-FRAME_SIZE = 1920
-SAMPLE_RATE = 24000
-BUDGET_MS = 80.0
+from jmoshi_nb.audio import FRAME_SIZE, SAMPLE_RATE
+
+BUDGET_MS = 1000.0 * FRAME_SIZE / SAMPLE_RATE  # one frame of audio: 80 ms
 
 
 @dataclass
@@ -56,10 +56,20 @@ class Setup:
 
 
 class NumberedPieces:
-    """A stand-in text tokenizer for random weights: token i is the piece '▁<i>'-like text 't{i}'."""
+    """A stand-in text tokenizer for random weights (``jmoshi_nb.text.TextTokenizer``): token i is the
+    word piece ``▁t{i}``; no byte, control or unknown pieces, so every non-pad token shows as text."""
 
-    def id_to_piece(self, i: int) -> str:
-        return f"\u2581t{i}"
+    def id_to_piece(self, id: int) -> str:  # noqa: A002 (SentencePiece's signature)
+        return f"\u2581t{id}"
+
+    def is_byte(self, id: int) -> bool:  # noqa: A002
+        return False
+
+    def is_control(self, id: int) -> bool:  # noqa: A002
+        return False
+
+    def is_unknown(self, id: int) -> bool:  # noqa: A002
+        return False
 
 
 def _randomize_codebooks(mimi: Any, seed: int = 0) -> None:

@@ -1,4 +1,6 @@
-from jmoshi_nb.text import PieceDecoder, pieces_to_text
+import pytest
+
+from jmoshi_nb.text import PieceDecoder, TextTokenizer, pieces_to_text
 
 
 def test_japanese_gets_no_stray_spaces() -> None:
@@ -35,7 +37,17 @@ def test_byte_fallback_pieces_become_characters(tmp_path) -> None:  # type: igno
         num_threads=1,
     )
     sp = spm.SentencePieceProcessor(model_proto=model.getvalue())
+    assert isinstance(sp, TextTokenizer)  # the interface the kit asks of a tokenizer is SentencePiece's
     ids = sp.encode("鰻です")  # 鰻 is not in the training text: it becomes three byte pieces
     assert any(sp.is_byte(i) for i in ids)
     dec = PieceDecoder(sp)
     assert "".join(dec.decode_id(i) for i in ids) == "鰻です"
+
+
+def test_a_tokenizer_lacking_the_piece_lookups_is_refused_by_name() -> None:
+    class PiecesOnly:
+        def id_to_piece(self, id: int) -> str:  # noqa: A002
+            return f"t{id}"
+
+    with pytest.raises(TypeError, match="PiecesOnly is not a text tokenizer: it lacks is_byte, is_control, is_unknown"):
+        PieceDecoder(PiecesOnly())  # type: ignore[arg-type]

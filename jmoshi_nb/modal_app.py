@@ -114,6 +114,7 @@ MEMORY_MIB = 32 * 1024  # host RAM: the bf16 weights sit in CPU memory before th
 # holds imported torch/moshi/the kit and the weights in CPU memory, so a new container skips ~20k file
 # reads of the imports and the safetensors parse, then moves the weights to the GPU and warms up.
 # GPU state (CUDA graphs) cannot be in a CPU snapshot, so warm-up runs after every restore.
+# Off (``--no-snapshot``): the classes' load step is a plain enter method, run before warm-up.
 SNAPSHOT = os.environ.get("JMOSHI_MODAL_SNAPSHOT", "1") == "1"
 # moshi torch.compile's a few small kernels; compiling costs ~30-60 s on every container start (it is
 # not in a CPU snapshot) and CUDA graphs already remove the launch overhead, so it is off by default.
@@ -436,9 +437,10 @@ SERVER_OPTIONS: dict[str, Any] = dict(
 class JMoshiServer:
     """One engine per container, loaded once, served over the kit's protocol."""
 
-    @modal.enter(snap=True)
+    @modal.enter(snap=SNAPSHOT)
     def load(self) -> None:
-        # Runs before the memory snapshot (deployed apps) or first thing (ephemeral runs): no GPU yet.
+        # Runs before the memory snapshot (deployed apps) or first thing (ephemeral runs, --no-snapshot,
+        # where Modal runs both enter methods in the order declared here): no GPU yet.
         container_token()  # fail early, before minutes of loading, if the secret is missing
         with no_cuda_probe():
             self.loaded: LoadedModel | None = load_to_cpu(MODEL, REVISION)
@@ -482,7 +484,7 @@ SWEEP_OPTIONS: dict[str, Any] = dict(
 class SweepWorker:
     """Runs sweep jobs, one at a time per container, on an engine loaded once per container."""
 
-    @modal.enter(snap=True)
+    @modal.enter(snap=SNAPSHOT)  # as JMoshiServer.load: before the snapshot, or first without one
     def load(self) -> None:
         with no_cuda_probe():
             self.loaded: LoadedModel | None = load_to_cpu(MODEL, REVISION)

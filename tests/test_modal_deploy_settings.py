@@ -40,6 +40,8 @@ for name in ("JMoshiServer", "SweepWorker"):
         "pre_snapshot": list(_find_partial_methods_for_user_cls(user_cls, F.ENTER_PRE_SNAPSHOT)),
         "post_snapshot": list(_find_partial_methods_for_user_cls(user_cls, F.ENTER_POST_SNAPSHOT)),
         "gpus": info.gpus,
+        "cpu": info.cpu,
+        "reserved": m.GPU_CPU_CORES,
     }
 print(json.dumps(out))
 """
@@ -92,6 +94,7 @@ def test_app_module_imports_fresh_under_every_cli_setting(label: str, settings: 
     snapshot = settings.get("JMOSHI_MODAL_SNAPSHOT", "1") == "1"
     for cls in out["classes"].values():
         assert cls["gpus"] == [[settings["JMOSHI_MODAL_GPU"], 1]]
+        assert cls["cpu"] == cls["reserved"]  # CPU for Opus, Mimi's host work and the WebSocket
         # load (weights into CPU memory) runs before warm_up (onto the GPU) in either mode: before the
         # snapshot with one, in declaration order after start without one.
         if snapshot:

@@ -4,6 +4,9 @@
     python benchmarks/gpu_frame_loop.py --frames 500 --json a10g.json
     python benchmarks/gpu_frame_loop.py --device cpu --tiny   # the tiny checkpoint on CPU (tests run this)
 
+``benchmarks/gpu_check.py`` runs these loops together with everything else a GPU can tell (batched
+steps, Mimi, memory) as one command; this script is the frame loop and the live-parameter check alone.
+
 Nothing is downloaded: the LM is moshi's default 7B architecture (``loaders._lm_kwargs``, the config
 J-Moshi uses) and Mimi its real-size model (``loaders._mimi_config``), both with random weights (Mimi's
 codebooks random too, so frames do not all quantise to code 0). Per-frame time does not depend on the
@@ -128,8 +131,11 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def bare_loop(s: Setup, frames: list[np.ndarray]) -> list[float]:
-    """moshi.server's loop; returns the wall time of each frame in ms (host PCM in hand)."""
+def bare_loop(s: Setup, frames: list[np.ndarray], batch: int = 1) -> list[float]:
+    """moshi.server's loop; returns the wall time of each frame in ms (host PCM in hand).
+
+    With ``batch`` > 1, moshi's streaming runs that many conversations at once (each fed the same
+    frame): one Mimi encode, one ``LMGen.step`` and one Mimi decode for all of them per frame."""
     import torch
 
     from jmoshi_nb._moshi import LMGen
@@ -137,11 +143,11 @@ def bare_loop(s: Setup, frames: list[np.ndarray]) -> list[float]:
     gen_kwargs = {"temp": 0.8, "temp_text": 0.7, "top_k": 250, "top_k_text": 25, **s.lm_gen_kwargs}
     lm_gen = LMGen(s.lm, **gen_kwargs)
     times: list[float] = []
-    with torch.no_grad(), s.mimi.streaming(1), lm_gen.streaming(1):
+    with torch.no_grad(), s.mimi.streaming(batch), lm_gen.streaming(batch):
         for i, frame in enumerate(frames):
             _sync(s.device)
             t0 = time.perf_counter()
-            chunk = torch.from_numpy(frame).to(s.device)[None, None]
+            chunk = torch.from_numpy(frame).to(s.device)[None, None].expand(batch, 1, -1).contiguous()
             codes = s.mimi.encode(chunk)
             if i == 0:
                 s.mimi.reset_streaming()  # moshi.server: the first frame is in the model's past

@@ -35,6 +35,7 @@ def torch_compile_enabled(environ: Mapping[str, str] = os.environ) -> bool:
     """
     return environ.get(TORCH_COMPILE_ENV, "0") == "1"
 
+
 SPECS = {"torch": f"torch=={TORCH_VERSION}", "moshi": f"moshi=={MOSHI_VERSION}", "python": PYTHON_VERSION}
 
 if __name__ == "__main__":

@@ -4,6 +4,9 @@
     python benchmarks/gpu_frame_loop.py --frames 500 --json a10g.json
     python benchmarks/gpu_frame_loop.py --device cpu --tiny   # the tiny checkpoint on CPU (tests run this)
 
+``benchmarks/gpu_check.py`` runs these loops together with everything else a GPU can tell (batched
+steps, Mimi, memory) as one command; this script is the frame loop and the live-parameter check alone.
+
 Nothing is downloaded: the LM is moshi's default 7B architecture (``loaders._lm_kwargs``, the config
 J-Moshi uses) and Mimi its real-size model (``loaders._mimi_config``), both with random weights (Mimi's
 codebooks random too, so frames do not all quantise to code 0). Per-frame time does not depend on the
@@ -38,9 +41,9 @@ from typing import Any
 
 import numpy as np
 
-FRAME_SIZE = 1920
-SAMPLE_RATE = 24000
-BUDGET_MS = 80.0
+from jmoshi_nb.audio import FRAME_SIZE, SAMPLE_RATE
+
+BUDGET_MS = 1000.0 * FRAME_SIZE / SAMPLE_RATE  # one frame of audio: 80 ms
 
 
 @dataclass
@@ -56,10 +59,20 @@ class Setup:
 
 
 class NumberedPieces:
-    """A stand-in text tokenizer for random weights: token i is the piece '▁<i>'-like text 't{i}'."""
+    """A stand-in text tokenizer for random weights (``jmoshi_nb.text.TextTokenizer``): token i is the
+    word piece ``▁t{i}``; no byte, control or unknown pieces, so every non-pad token shows as text."""
 
-    def id_to_piece(self, i: int) -> str:
-        return f"\u2581t{i}"
+    def id_to_piece(self, id: int) -> str:  # noqa: A002 (SentencePiece's signature)
+        return f"\u2581t{id}"
+
+    def is_byte(self, id: int) -> bool:  # noqa: A002
+        return False
+
+    def is_control(self, id: int) -> bool:  # noqa: A002
+        return False
+
+    def is_unknown(self, id: int) -> bool:  # noqa: A002
+        return False
 
 
 def _randomize_codebooks(mimi: Any, seed: int = 0) -> None:
@@ -118,8 +131,11 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def bare_loop(s: Setup, frames: list[np.ndarray]) -> list[float]:
-    """moshi.server's loop; returns the wall time of each frame in ms (host PCM in hand)."""
+def bare_loop(s: Setup, frames: list[np.ndarray], batch: int = 1) -> list[float]:
+    """moshi.server's loop; returns the wall time of each frame in ms (host PCM in hand).
+
+    With ``batch`` > 1, moshi's streaming runs that many conversations at once (each fed the same
+    frame): one Mimi encode, one ``LMGen.step`` and one Mimi decode for all of them per frame."""
     import torch
 
     from jmoshi_nb._moshi import LMGen
@@ -127,11 +143,11 @@ def bare_loop(s: Setup, frames: list[np.ndarray]) -> list[float]:
     gen_kwargs = {"temp": 0.8, "temp_text": 0.7, "top_k": 250, "top_k_text": 25, **s.lm_gen_kwargs}
     lm_gen = LMGen(s.lm, **gen_kwargs)
     times: list[float] = []
-    with torch.no_grad(), s.mimi.streaming(1), lm_gen.streaming(1):
+    with torch.no_grad(), s.mimi.streaming(batch), lm_gen.streaming(batch):
         for i, frame in enumerate(frames):
             _sync(s.device)
             t0 = time.perf_counter()
-            chunk = torch.from_numpy(frame).to(s.device)[None, None]
+            chunk = torch.from_numpy(frame).to(s.device)[None, None].expand(batch, 1, -1).contiguous()
             codes = s.mimi.encode(chunk)
             if i == 0:
                 s.mimi.reset_streaming()  # moshi.server: the first frame is in the model's past

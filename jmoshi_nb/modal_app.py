@@ -37,6 +37,8 @@ from typing import TYPE_CHECKING, Any
 
 import modal
 
+from .pins import MOSHI_VERSION, PYTHON_VERSION, TORCH_INDEX_URL, TORCH_VERSION, torch_compile_enabled
+
 if TYPE_CHECKING:
     from .backends import AppThread
     from .checkpoints import ResolvedModel
@@ -52,14 +54,9 @@ GPU = os.environ.get("JMOSHI_MODAL_GPU", "A10G")  # 24 GB: the 7B bf16 weights (
 MODEL = os.environ.get("JMOSHI_MODAL_MODEL", "j-moshi-ext")
 REVISION = os.environ.get("JMOSHI_MODAL_REVISION") or None
 
-# Pinned versions of the image. moshi 0.2.13 is the version the kit is written and tested against, and
-# it loads the J-Moshi weights (saved with moshi <= 0.2.2) through its state-dict hook that splits the
-# old fused attention projections: see docs/modal.md. torch: the newest release inside moshi's declared
-# range (< 2.10) with a CUDA 12.8 build, which Modal's GPU drivers run (the kit's CPU tests use 2.13).
-PYTHON_VERSION = "3.11"
-TORCH_VERSION = "2.9.1"
-TORCH_INDEX_URL = "https://download.pytorch.org/whl/cu128"  # CUDA 12.8 build: runs on the A10G (sm_86) and newer
-MOSHI_VERSION = "0.2.13"
+# Pinned versions of the image: torch and moshi are those the tests run (jmoshi_nb/pins.py, which
+# scripts/setup.sh reads too). moshi 0.2.13 loads the J-Moshi weights (saved with moshi <= 0.2.2)
+# through its state-dict hook that splits the old fused attention projections: see docs/modal.md.
 KIT_REQUIREMENTS = (  # the versions the kit's tests ran with
     "numpy==2.2.6",
     "safetensors==0.7.0",
@@ -109,15 +106,19 @@ MAX_INPUTS = 4
 TARGET_INPUTS = 1
 MAX_CONTAINERS = int(os.environ.get("JMOSHI_MODAL_MAX_CONTAINERS", "1"))  # GPU spending cap (personal use)
 MEMORY_MIB = 32 * 1024  # host RAM: the bf16 weights sit in CPU memory before the snapshot / the GPU copy
+# CPU cores reserved for each GPU container (Modal's default is 0.125, shared with other tenants): one
+# core drives the GPU (the engine's Python loop, CUDA graph launches, the copy of each frame's audio to
+# the host), the other serves the event loop (Opus decode/encode of every stream, the WebSocket,
+# metrics, recordings written to disk). Without the reservation a busy neighbour delays frames.
+GPU_CPU_CORES = 2.0
 
 # CPU memory snapshots (deployed apps only; ephemeral runs just run both enter phases): the snapshot
 # holds imported torch/moshi/the kit and the weights in CPU memory, so a new container skips ~20k file
 # reads of the imports and the safetensors parse, then moves the weights to the GPU and warms up.
 # GPU state (CUDA graphs) cannot be in a CPU snapshot, so warm-up runs after every restore.
+# Off (``--no-snapshot``): the classes' load step is a plain enter method, run before warm-up.
 SNAPSHOT = os.environ.get("JMOSHI_MODAL_SNAPSHOT", "1") == "1"
-# moshi torch.compile's a few small kernels; compiling costs ~30-60 s on every container start (it is
-# not in a CPU snapshot) and CUDA graphs already remove the launch overhead, so it is off by default.
-TORCH_COMPILE = os.environ.get("JMOSHI_MODAL_TORCH_COMPILE", "0") == "1"
+TORCH_COMPILE = torch_compile_enabled()  # JMOSHI_MODAL_TORCH_COMPILE=1: see pins.torch_compile_enabled
 # Modal's proxy auth (Modal-Key/Modal-Secret headers) in front of the kit's own token. Off by default:
 # the kit's client and browsers' WebSocket API cannot send those headers.
 PROXY_AUTH = os.environ.get("JMOSHI_MODAL_PROXY_AUTH", "0") == "1"
@@ -427,6 +428,7 @@ SERVER_OPTIONS: dict[str, Any] = dict(
     startup_timeout=STARTUP_TIMEOUT_S,
     max_containers=MAX_CONTAINERS,
     memory=MEMORY_MIB,
+    cpu=GPU_CPU_CORES,
     enable_memory_snapshot=SNAPSHOT,
 )
 
@@ -436,9 +438,10 @@ SERVER_OPTIONS: dict[str, Any] = dict(
 class JMoshiServer:
     """One engine per container, loaded once, served over the kit's protocol."""
 
-    @modal.enter(snap=True)
+    @modal.enter(snap=SNAPSHOT)
     def load(self) -> None:
-        # Runs before the memory snapshot (deployed apps) or first thing (ephemeral runs): no GPU yet.
+        # Runs before the memory snapshot (deployed apps) or first thing (ephemeral runs, --no-snapshot,
+        # where Modal runs both enter methods in the order declared here): no GPU yet.
         container_token()  # fail early, before minutes of loading, if the secret is missing
         with no_cuda_probe():
             self.loaded: LoadedModel | None = load_to_cpu(MODEL, REVISION)
@@ -474,6 +477,7 @@ SWEEP_OPTIONS: dict[str, Any] = dict(
     startup_timeout=STARTUP_TIMEOUT_S,
     max_containers=SWEEP_MAX_CONTAINERS,
     memory=MEMORY_MIB,
+    cpu=GPU_CPU_CORES,
     enable_memory_snapshot=SNAPSHOT,
 )
 
@@ -482,7 +486,7 @@ SWEEP_OPTIONS: dict[str, Any] = dict(
 class SweepWorker:
     """Runs sweep jobs, one at a time per container, on an engine loaded once per container."""
 
-    @modal.enter(snap=True)
+    @modal.enter(snap=SNAPSHOT)  # as JMoshiServer.load: before the snapshot, or first without one
     def load(self) -> None:
         with no_cuda_probe():
             self.loaded: LoadedModel | None = load_to_cpu(MODEL, REVISION)

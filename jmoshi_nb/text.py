@@ -10,7 +10,7 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Protocol, runtime_checkable
 
 WORD_START = "\u2581"  # ▁
 PAD_TOKENS = (0, 3)  # moshi's end-of-padding and padding text tokens: frames without text
@@ -30,6 +30,20 @@ def is_cjk(ch: str) -> bool:
     )
 
 
+@runtime_checkable
+class TextTokenizer(Protocol):
+    """What the kit asks of a text tokenizer: SentencePiece's piece lookups (``SentencePieceProcessor``
+    has them all; a stand-in for random weights must have them too)."""
+
+    def id_to_piece(self, id: int) -> str: ...  # noqa: A002 (SentencePiece's name)
+
+    def is_byte(self, id: int) -> bool: ...  # noqa: A002
+
+    def is_control(self, id: int) -> bool: ...  # noqa: A002
+
+    def is_unknown(self, id: int) -> bool: ...  # noqa: A002
+
+
 class PieceDecoder:
     """Stateful: whether a ``▁`` becomes a space depends on the previous character emitted.
 
@@ -37,7 +51,10 @@ class PieceDecoder:
     back into the characters they spell, so rare characters are not lost.
     """
 
-    def __init__(self, tokenizer: Any = None) -> None:
+    def __init__(self, tokenizer: TextTokenizer | None = None) -> None:
+        if tokenizer is not None and not isinstance(tokenizer, TextTokenizer):
+            missing = [m for m in ("id_to_piece", "is_byte", "is_control", "is_unknown") if not hasattr(tokenizer, m)]
+            raise TypeError(f"{type(tokenizer).__name__} is not a text tokenizer: it lacks {', '.join(missing)}")
         self._last = ""
         self._sp = tokenizer
         self._bytes = bytearray()

@@ -63,3 +63,25 @@ def test_random_7b_setup_is_described_without_building_it(bench: ModuleType) -> 
     assert bench.NumberedPieces().id_to_piece(7) == "\u2581t7"
     frames = bench.input_frames(3)
     assert len(frames) == 3 and all(f.shape == (bench.FRAME_SIZE,) for f in frames)
+
+
+def test_engine_path_runs_with_the_stand_in_tokenizer_of_the_random_weight_model(
+    bench: ModuleType, tiny_path: Path
+) -> None:
+    """The random-7B path's engine, on CPU: the tiny LM with the stand-in tokenizer the 7B path gets.
+
+    The stand-in must give the engine every text token's display text, as a SentencePiece would."""
+    import dataclasses
+
+    from jmoshi_nb.text import PAD_TOKENS
+
+    setup = bench.build("cpu", tiny=True, dtype_name="float32")
+    setup = dataclasses.replace(setup, tokenizer=bench.NumberedPieces())
+    engine = bench.make_engine(setup)
+    results = [engine.step(frame) for frame in bench.input_frames(12, seed=3)]
+    texts = [(r.text_token, r.text) for r in results if r.text_token is not None and r.text_token not in PAD_TOKENS]
+    assert texts, "the tiny LM produced no text token: the check would not reach the tokenizer"
+    for token, text in texts:
+        assert text == f"t{token}" or text == f" t{token}"
+    wall, own = bench.engine_loop(engine, bench.input_frames(3))
+    assert len(wall) == len(own) == 3

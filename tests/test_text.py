@@ -1,6 +1,6 @@
 import pytest
 
-from jmoshi_nb.text import PieceDecoder, pieces_to_text
+from jmoshi_nb.text import PieceDecoder, TextTokenizer, pieces_to_text
 
 
 def test_japanese_gets_no_stray_spaces() -> None:
@@ -37,20 +37,17 @@ def test_byte_fallback_pieces_become_characters(tmp_path) -> None:  # type: igno
         num_threads=1,
     )
     sp = spm.SentencePieceProcessor(model_proto=model.getvalue())
+    assert isinstance(sp, TextTokenizer)  # the interface the kit asks of a tokenizer is SentencePiece's
     ids = sp.encode("鰻です")  # 鰻 is not in the training text: it becomes three byte pieces
     assert any(sp.is_byte(i) for i in ids)
     dec = PieceDecoder(sp)
     assert "".join(dec.decode_id(i) for i in ids) == "鰻です"
 
 
-def test_pieces_merge_into_phrases_at_pauses_and_length() -> None:
-    from jmoshi_nb.text import Phrase, merge_pieces
+def test_a_tokenizer_lacking_the_piece_lookups_is_refused_by_name() -> None:
+    class PiecesOnly:
+        def id_to_piece(self, id: int) -> str:  # noqa: A002
+            return f"t{id}"
 
-    pieces = [(10, "こん"), (11, "にち"), (13, "は"), (14, ""), (30, " 元気"), (31, "？")]
-    assert merge_pieces(pieces) == [Phrase(10, 13, "こんにちは"), Phrase(30, 31, "元気？")]
-    split = [Phrase(10, 11, "こんにち"), Phrase(13, 13, "は"), Phrase(30, 31, "元気？")]
-    assert merge_pieces(pieces, gap_frames=1) == split
-    long = [(i, "あ") for i in range(40)]
-    assert [len(p.text) for p in merge_pieces(long, max_chars=16)] == [16, 16, 8]
-    with pytest.raises(ValueError, match="gap_frames"):
-        merge_pieces(pieces, gap_frames=0)
+    with pytest.raises(TypeError, match="PiecesOnly is not a text tokenizer: it lacks is_byte, is_control, is_unknown"):
+        PieceDecoder(PiecesOnly())  # type: ignore[arg-type]

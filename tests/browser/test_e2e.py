@@ -4,7 +4,10 @@ The test opens a notebook it writes, starts a tiny session and shows the panel, 
 button and checks, from both ends: the kernel received the speech (frames, energy), the model's
 audio played in the page (the widget's played-sample counter), the model's text appeared in the
 panel, and a slider moved in the page changed the parameters the server used (recording.params and
-the per-frame metrics). A screenshot of the panel goes to ``test-output/browser/``.
+the per-frame metrics). The panel's End button ends the session; the next cell's ``finish()`` gets
+the recording and its static figure shows as a picture in JupyterLab. A second tab, whose page has no
+microphone API (as VS Code's notebook view), shows the panel's fallback: it says why and takes a WAV
+path instead. Screenshots go to ``test-output/browser/``.
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ FINISH = """\
 import json
 from pathlib import Path
 import numpy as np
-rec = session.stop()
+rec = session.finish()  # End was pressed on the panel: the recording
+display(jmoshi_nb.plot_recording(rec))
 change = rec.params[-1] if rec.params else {"from_frame": 10**9}
 result = {
     "stats": session.stats(),
@@ -45,6 +49,20 @@ result = {
 rec.save("recording")
 Path("result.json").write_text(json.dumps(result, ensure_ascii=False))
 print("saved")"""
+
+NO_MIC_START = """\
+import jmoshi_nb
+session = jmoshi_nb.start("tiny", update_hz=10)
+session.talk()"""
+
+NO_MIC_FINISH = """\
+import json
+from pathlib import Path
+rec = session.finish()  # the WAV chosen in the panel: waits for it, then stops
+Path("no_mic.json").write_text(json.dumps({"frames": len(rec.metrics), "input": session.input}))
+print("saved")"""
+
+NO_MIC_API = "Object.defineProperty(Navigator.prototype, 'mediaDevices', {get: () => undefined, configurable: true});"
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +87,7 @@ def test_talk_panel_in_jupyterlab(chromium_exe: str, tiny_path: Path, tmp_path: 
     root = tmp_path / "root"
     root.mkdir()
     H.write_notebook(root / "talk.ipynb", [START, FINISH])
+    H.write_notebook(root / "no_mic.ipynb", [NO_MIC_START, NO_MIC_FINISH])
     wav = H.fake_microphone_wav(tmp_path / "mic.wav")
 
     with H.jupyter_lab(root, tmp_path / "lab") as lab, sync_playwright() as pw:
@@ -112,8 +131,34 @@ def test_talk_panel_in_jupyterlab(chromium_exe: str, tiny_path: Path, tmp_path: 
             page.screenshot(path=str(OUT / "page.png"), full_page=True)
             data = H.widget_data(page)
 
+            page.click(".jmoshi-end")  # the user ends the conversation on the panel
+            H.wait_for(lambda: H.widget_data(page).get("active") == "false", timeout=60, what="End to stop the session")
             H.run_cell(page, 1)
             H.wait_for(lambda: (root / "result.json").exists(), timeout=90, what="the FINISH cell's result.json")
+            figure = page.locator(".jp-Notebook .jp-Cell").nth(1).locator(".jp-OutputArea-output img")
+            H.wait_for(lambda: figure.count() > 0, timeout=30, what="the static figure as a picture")
+            figure.first.screenshot(path=str(OUT / "figure.png"))
+            figure_box = figure.first.bounding_box()
+            outputs_text = page.locator(".jp-Notebook .jp-Cell").nth(1).locator(".jp-OutputArea").inner_text()
+
+            # A page without a microphone API: the panel says so and takes a WAV path.
+            no_mic = context.new_page()
+            no_mic.add_init_script(NO_MIC_API)
+            H.open_notebook(no_mic, lab, "no_mic.ipynb")
+            H.run_cell(no_mic, 0)
+            no_mic.wait_for_selector(".jmoshi-fallback:not([hidden])", timeout=120_000)
+            reason = no_mic.locator(".jmoshi-fallback-reason").inner_text()
+            assert no_mic.locator(".jmoshi-mic").is_disabled()
+            no_mic.fill(".jmoshi-wav-path", str(wav.with_suffix(".24k.wav")))
+            no_mic.click(".jmoshi-wav-play")
+            H.wait_for(
+                lambda: _number(H.widget_data(no_mic), "framesDone") >= 10,
+                timeout=60,
+                what="the WAV to reach the model",
+            )
+            no_mic.locator(".jmoshi-panel").screenshot(path=str(OUT / "no-mic-panel.png"))
+            H.run_cell(no_mic, 1)
+            H.wait_for(lambda: (root / "no_mic.json").exists(), timeout=120, what="the no-mic FINISH cell")
         except BaseException:
             page.screenshot(path=str(OUT / "failure.png"), full_page=True)
             (OUT / "console.log").write_text("\n".join(console), encoding="utf-8")
@@ -136,3 +181,9 @@ def test_talk_panel_in_jupyterlab(chromium_exe: str, tiny_path: Path, tmp_path: 
     # The kit's Jupyter config was active: the kernel websocket had TCP_NODELAY.
     assert "websocket opened with TCP_NODELAY=True" in log
     assert (root / "recording" / "audio.wav").exists()
+    # The static figure is a picture in JupyterLab, not "<Figure size ...>" text.
+    assert figure_box and figure_box["width"] > 400 and "Figure size" not in outputs_text
+    # Without a microphone the panel said why, and the WAV given by path was the input.
+    assert "マイクが使えません / No microphone" in reason and "VS Code" in reason
+    no_mic_result = json.loads((root / "no_mic.json").read_text(encoding="utf-8"))
+    assert no_mic_result["frames"] >= 25 and no_mic_result["input"].endswith(".24k.wav")

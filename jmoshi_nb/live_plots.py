@@ -28,14 +28,15 @@ import numpy as np
 
 from .audio import FRAME_SIZE, SAMPLE_RATE
 from .recording import Recording
-from .text import PhraseBuilder, display_width
+from .text import PhraseBuilder, display_width, lay_out_labels
 
 FRAME_S = FRAME_SIZE / SAMPLE_RATE
 BUDGET_MS = 1000.0 * FRAME_S
 ENVELOPE_BLOCK = 960  # 40 ms at 24 kHz: 25 points a second per waveform
 TEXT_ROWS = 3
 TEXT_PX = 14  # label font size
-PLOT_PX = 850.0  # a typical plot area width in a notebook: how much time a label covers
+EM_PX = 15.0  # drawn width of a full-width character at that size (measured in Chromium: ~14.9 px)
+PLOT_PX = 750.0  # the plot area of a panel in a JupyterLab notebook (measured: ~754 px): time per label
 TITLE_PX = 13  # title font size, made smaller (down to TITLE_MIN_PX) when a narrow plot needs it
 TITLE_MIN_PX = 9
 COLORS = {"encode": "#1f77b4", "lm": "#ff7f0e", "decode": "#2ca02c", "total": "#444444"}
@@ -102,8 +103,6 @@ class LivePlots:
         self._frames: list[int] = []
         self._ms: dict[str, list[float]] = {k: [] for k in COLORS}
         self._phrases = PhraseBuilder()
-        self._phrase_rows: list[int] = []  # row of each phrase (-1: no room at this zoom, tick mark only)
-        self._row_end = [-math.inf] * TEXT_ROWS
         self._params: list[tuple[int, str]] = []
         self._last_params: dict[str, Any] | None = None
         self._drawn: dict[str, Any] = {}
@@ -229,7 +228,7 @@ class LivePlots:
                 self._ms[key].append(float(m.get(f"{key}_ms", math.nan)))
         c.metrics = len(rec.metrics)
         for ev in rec.text[c.text :]:
-            self._add_piece(ev.frame, ev.text)
+            self._phrases.add(ev.frame, ev.text)
         c.text = len(rec.text)
         for p in rec.params[c.params :]:
             self._params.append((int(p["from_frame"]), describe_params(p, self._last_params)))
@@ -238,20 +237,7 @@ class LivePlots:
 
     def _label_s(self, text: str) -> float:
         """Seconds of the time axis a label covers (plus a little room after it)."""
-        return (display_width(text) + 0.6) * TEXT_PX / self.plot_px * self.window_s
-
-    def _add_piece(self, frame: int, piece: str) -> None:
-        """Grow the latest phrase or start one, on a row where it fits (stable as the window scrolls)."""
-        phrases = self._phrases.phrases
-        if self._phrases.add(frame, piece):
-            x = frame * FRAME_S
-            row = next((r for r, end in enumerate(self._row_end) if x >= end), -1)
-            self._phrase_rows.append(row)
-        else:
-            row = self._phrase_rows[-1] if phrases else -1
-        if row >= 0:  # the latest phrase is the last one on its row: its label may grow to the right
-            last = phrases[-1]
-            self._row_end[row] = last.first_frame * FRAME_S + self._label_s(last.text)
+        return (display_width(text) + 1.0) * EM_PX / self.plot_px * self.window_s
 
     def now(self) -> float:
         """The latest time (s) anything was plotted at."""
@@ -294,8 +280,9 @@ class LivePlots:
         first = next((i for i, p in enumerate(phrases) if p.last_frame * FRAME_S >= start - 2.0), len(phrases))
         if not self._changed("text", (first, len(phrases), len(phrases[-1].text) if phrases else 0)):
             return
-        rows = self._phrase_rows[first:]
-        visible = [(p.first_frame * FRAME_S, p.text, row) for p, row in zip(phrases[first:], rows, strict=True)]
+        # Rows from the first phrase on, so a phrase keeps its row as the window scrolls.
+        rows = lay_out_labels(((p.first_frame * FRAME_S, self._label_s(p.text)) for p in phrases), TEXT_ROWS)
+        visible = [(p.first_frame * FRAME_S, p.text, row) for p, row in zip(phrases, rows, strict=True)][first:]
         placed = [(x, text, row) for x, text, row in visible if row >= 0]
         with self.text_mark.hold_sync():
             if placed:

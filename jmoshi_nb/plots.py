@@ -26,6 +26,7 @@ from matplotlib.patches import Patch
 from .analysis import FRAME_S, TurnTaking
 from .figures import KitFigure, japanese_text, new_figure
 from .recording import Recording
+from .text import display_width, lay_out_labels, merge_pieces
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -37,7 +38,8 @@ SPEAKER_COLORS = {"model": "#1f77b4", "user": "#ff7f0e"}
 STAGE_COLORS = {"encode": "#8da0cb", "lm": "#fc8d62", "decode": "#66c2a5"}
 SHADES = {"gap": ("#7f7f7f", 0.25), "pause": ("#bcbd22", 0.25), "overlap": ("#d62728", 0.30)}
 TEXT_LANES = 3
-PIECES_PER_INCH = 8  # above this density the text view marks times only
+TEXT_PT = 10  # text labels' font size (points)
+AXES_MARGIN_IN = 1.1  # figure width taken by the y labels and margins (inches)
 MAX_WAVE_POINTS = 4000
 
 
@@ -45,33 +47,36 @@ def _time_axis(ax: Axes, time_range: tuple[float, float] | None, duration: float
     ax.set_xlim(*(time_range or (0.0, max(duration, FRAME_S))))
 
 
-def _visible_text(rec: Recording, time_range: tuple[float, float] | None) -> list[tuple[float, str]]:
-    pieces = [(e.time, e.text.strip()) for e in rec.text if e.text.strip()]
-    if time_range is not None:
-        pieces = [(t, s) for t, s in pieces if time_range[0] <= t <= time_range[1]]
-    return pieces
+def _phrase_labels(
+    rec: Recording, time_range: tuple[float, float] | None, axes_in: float, lanes: int, fontsize: float
+) -> list[tuple[float, str, int]]:
+    """The model's text as phrases (pieces merged at pauses) with a lane each, -1 where a phrase
+    would overlap the ones before it on every lane (drawn as a tick mark only: thinned)."""
+    lo, hi = time_range or (0.0, max(rec.duration, FRAME_S))
+    s_per_in = (hi - lo) / max(axes_in, 0.5)
+    phrases = [p for p in merge_pieces((e.frame, e.text) for e in rec.text) if lo <= p.first_frame * FRAME_S <= hi]
+    spans = [(p.first_frame * FRAME_S, (display_width(p.text) + 1.0) * fontsize / 72 * s_per_in) for p in phrases]
+    lanes_of = lay_out_labels(spans, lanes)
+    return [(t, p.text, lane) for (t, _), p, lane in zip(spans, phrases, lanes_of, strict=True)]
 
 
 # ---- plot_recording views ------------------------------------------------------------------------
-def _draw_text(ax: Axes, rec: Recording, time_range: tuple[float, float] | None, max_pieces: int) -> None:
-    """Each text piece at the start of the frame that produced it, staggered over a few lanes.
-
-    With more than ``max_pieces`` in view the pieces would pile up unreadably: only their times are
-    marked, with a note to zoom in.
-    """
-    pieces = _visible_text(rec, time_range)
-    readable = len(pieces) <= max_pieces
-    for i, (t, piece) in enumerate(pieces):
-        lane = TEXT_LANES - 1 - i % TEXT_LANES
-        ax.plot([t, t], [-0.5, lane - 0.25 if readable else TEXT_LANES - 0.5], color="0.75", lw=0.5)
-        if readable:
-            ax.text(t, lane, piece, fontsize=10, va="center", ha="left", clip_on=True)
+def _draw_text(ax: Axes, rec: Recording, time_range: tuple[float, float] | None, axes_in: float) -> None:
+    """The model's text merged into phrases at pauses, each at the start of its first frame, over a
+    few lanes; phrases with no room at this zoom are tick marks only (zoom in with ``time_range``)."""
+    labels = _phrase_labels(rec, time_range, axes_in, TEXT_LANES, TEXT_PT)
+    for t, phrase, lane in labels:
+        top = TEXT_LANES - 1 - lane if lane >= 0 else -0.25
+        ax.plot([t, t], [-0.5, top - 0.25 if lane >= 0 else top], color="0.6", lw=0.6)
+        if lane >= 0:
+            ax.text(t, top, phrase, fontsize=TEXT_PT, va="center", ha="left", clip_on=True)
     ax.set_ylim(-0.6, TEXT_LANES - 0.4)
     ax.set_yticks([])
     ax.set_ylabel("text")
-    note = "(no text)" if not pieces else None if readable else f"{len(pieces)} pieces: zoom in with time_range"
+    hidden = sum(lane < 0 for _, _, lane in labels)
+    note = "(no text)" if not labels else f"{hidden} of {len(labels)} phrases as ticks: zoom in" if hidden else None
     if note:
-        ax.text(0.5, 0.5, note, transform=ax.transAxes, ha="center", va="center", color="0.3",
+        ax.text(0.995, 0.04, note, transform=ax.transAxes, ha="right", va="bottom", color="0.3", fontsize=8,
                 bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8})  # fmt: skip
 
 
@@ -205,7 +210,7 @@ def plot_recording(
     pcm = {"model": rec.model_pcm, "user": rec.user_pcm}
     for ax, (view, speaker) in zip(axes, rows, strict=True):
         if view == "text":
-            _draw_text(ax, rec, time_range, int(PIECES_PER_INCH * width))
+            _draw_text(ax, rec, time_range, width - AXES_MARGIN_IN)
         elif view == "timing":
             _draw_timing(ax, rec)
         elif view == "waveform" and speaker:
@@ -257,12 +262,13 @@ def plot_timeline(
         ax.broken_barh(
             [(iv.start, iv.duration)], (row - 0.3, 0.6), facecolors=color, alpha=0.55, edgecolor="white", hatch=hatch
         )
-    pieces = _visible_text(rec, time_range) if rec is not None else []
-    readable = len(pieces) <= PIECES_PER_INCH * ax.bbox.width / fig.dpi  # pieces per inch of the axes
-    if readable:
-        model_y = rows[_model_row(tt)]
-        for i, (t, piece) in enumerate(pieces):
-            ax.text(t, model_y + (0.12 if i % 2 else -0.12), piece, fontsize=9, va="center", ha="left", clip_on=True)
+    axes_in = ax.get_position().width * fig.get_figwidth()
+    labels = _phrase_labels(rec, time_range, axes_in, 2, 9) if rec is not None else []
+    model_y = rows[_model_row(tt)]
+    for t, phrase, lane in labels:
+        if lane >= 0:
+            ax.text(t, model_y + (0.12 if lane else -0.12), phrase, fontsize=9, va="center", ha="left", clip_on=True)
+    hidden = sum(lane < 0 for _, _, lane in labels)
     ax.set_yticks(list(rows.values()), list(rows.keys()))
     ax.set_ylim(-0.6, len(tt.speakers) - 0.4)
     _time_axis(ax, time_range, tt.duration)
@@ -271,7 +277,7 @@ def plot_timeline(
     handles.append(Patch(facecolor="0.6", alpha=0.55, hatch="////", edgecolor="white", label="backchannel-like"))
     ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.35), ncols=4, frameon=False, fontsize=8)
     counts = " · ".join(f"{kind}s: {len(tt.intervals(kind))}" for kind in ("ipu", "gap", "pause", "overlap"))
-    note = "" if readable else " · text hidden: zoom in with time_range"
+    note = f" · {hidden} phrases hidden: zoom in with time_range" if hidden else ""
     ax.set_title(f"{counts} · backchannel-like: {len(tt.backchannels)}{note}", fontsize=9, loc="left")
     return fig
 

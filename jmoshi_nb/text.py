@@ -152,3 +152,19 @@ def merge_pieces(
 def display_width(text: str) -> float:
     """Width of ``text`` in ems, roughly as a sans-serif font draws it: CJK 1, other characters 0.6."""
     return sum(1.0 if is_cjk(ch) else 0.6 for ch in text)
+
+
+def lay_out_labels(spans: Iterable[tuple[float, float]], rows: int) -> list[int]:
+    """Rows for labels ``(start, width)`` in time order so that none overlaps another on its row.
+
+    Each label takes the first row free at its start; a label with no free row gets -1 (drawn as a
+    tick mark only: thinned). Deterministic, so a growing sequence keeps its earlier rows.
+    """
+    ends = [float("-inf")] * rows
+    out = []
+    for start, width in spans:
+        row = next((r for r, end in enumerate(ends) if start >= end), -1)
+        if row >= 0:
+            ends[row] = start + width
+        out.append(row)
+    return out

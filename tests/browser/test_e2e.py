@@ -149,6 +149,7 @@ def test_talk_panel_in_jupyterlab(chromium_exe: str, tiny_path: Path, tmp_path: 
             no_mic.wait_for_selector(".jmoshi-fallback:not([hidden])", timeout=120_000)
             reason = no_mic.locator(".jmoshi-fallback-reason").inner_text()
             assert no_mic.locator(".jmoshi-mic").is_disabled()
+            no_mic.locator(".jmoshi-talk").screenshot(path=str(OUT / "no-mic-fallback.png"))
             no_mic.fill(".jmoshi-wav-path", str(wav.with_suffix(".24k.wav")))
             no_mic.click(".jmoshi-wav-play")
             H.wait_for(

@@ -8,7 +8,11 @@ characters, so Japanese reads naturally and English keeps its spaces.
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
+
+from .audio import FRAME_SIZE, SAMPLE_RATE
 
 WORD_START = "\u2581"  # ▁
 PAD_TOKENS = (0, 3)  # moshi's end-of-padding and padding text tokens: frames without text
@@ -74,3 +78,40 @@ class PieceDecoder:
 def pieces_to_text(pieces: list[str]) -> str:
     dec = PieceDecoder()
     return "".join(dec.decode(p) for p in pieces)
+
+
+@dataclass(frozen=True)
+class TextSpan:
+    """Consecutive text pieces joined into a word or phrase: ``start``/``end`` in seconds."""
+
+    start: float
+    end: float
+    text: str
+
+
+def merge_pieces(
+    pieces: Iterable[tuple[float, str]], max_pause: float = 0.4, piece_s: float = FRAME_SIZE / SAMPLE_RATE
+) -> list[TextSpan]:
+    """Join text pieces ``(time_s, text)`` into spans, splitting where the text pauses.
+
+    A piece lasts ``piece_s`` (one frame). A new span starts when more than ``max_pause`` seconds
+    pass between the end of one piece and the start of the next; a span ends at its last piece's
+    end (never after the next span's start). Spans with only whitespace are left out; the text of a
+    span keeps the pieces' own spacing (``PieceDecoder`` output), stripped at both ends.
+    """
+    ordered = sorted(pieces, key=lambda p: p[0])
+    groups: list[list[tuple[float, str]]] = []
+    for t, text in ordered:
+        if groups and t - (groups[-1][-1][0] + piece_s) <= max_pause + 1e-9:
+            groups[-1].append((t, text))
+        else:
+            groups.append([(t, text)])
+    spans: list[TextSpan] = []
+    for g in groups:
+        text = "".join(p for _, p in g).strip()
+        if text:
+            spans.append(TextSpan(g[0][0], g[-1][0] + piece_s, text))
+    for i in range(len(spans) - 1):
+        if spans[i].end > spans[i + 1].start:
+            spans[i] = TextSpan(spans[i].start, spans[i + 1].start, spans[i].text)
+    return spans

@@ -39,3 +39,15 @@ def test_byte_fallback_pieces_become_characters(tmp_path) -> None:  # type: igno
     assert any(sp.is_byte(i) for i in ids)
     dec = PieceDecoder(sp)
     assert "".join(dec.decode_id(i) for i in ids) == "鰻です"
+
+
+def test_merge_pieces_splits_at_pauses_only() -> None:
+    from jmoshi_nb.text import TextSpan, merge_pieces
+
+    pieces = [(0.0, "こん"), (0.08, "にち"), (0.16, "は"), (0.96, " hello"), (1.04, " world"), (1.2, " ")]
+    want = [TextSpan(0.0, 0.24, "こんにちは"), TextSpan(0.96, 1.28, "hello world")]
+    assert merge_pieces(pieces, max_pause=0.4) == want
+    # a pause exactly max_pause long still joins; a longer one splits
+    assert len(merge_pieces([(0.0, "a"), (0.48, "b")], max_pause=0.4)) == 1
+    assert len(merge_pieces([(0.0, "a"), (0.56, "b")], max_pause=0.4)) == 2
+    assert merge_pieces([(0.0, " "), (1.0, "  ")]) == []

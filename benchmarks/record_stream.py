@@ -7,6 +7,12 @@ queue + writer thread). Printed: the whole frame (p50/p99) and the recording cal
 
     .venv/bin/python benchmarks/record_stream.py                 # tiny model, CPU
     .venv/bin/python benchmarks/record_stream.py --model j-moshi-ext --device cuda
+    .venv/bin/python benchmarks/record_stream.py --synthetic 30   # no model: a 30 ms GIL-free "step"
+
+``--synthetic MS`` replaces ``Engine.step`` by a stand-in that sleeps MS milliseconds (releasing the
+GIL, as torch does while it computes) and returns a frame result of the engine's shape (1920 samples
+of audio, the per-frame metrics, a text piece every 4th frame): the recording's own cost and the
+writer thread's interference with the frame loop, without the model's noise.
 """
 
 from __future__ import annotations
@@ -37,6 +43,36 @@ def input_audio(n_frames: int) -> np.ndarray:
     return np.tile(pcm, reps)[: n_frames * FRAME_SIZE]
 
 
+class SyntheticEngine:
+    """Sleeps like a GIL-free model step and returns what ``Engine.step`` returns, in shape."""
+
+    def __init__(self, step_ms: float) -> None:
+        from jmoshi_nb.config import Sampling
+
+        self.step_s = step_ms / 1e3
+        self.sampling = Sampling()
+        self.index = 0
+        self.rng = np.random.default_rng(0)
+
+    def reset(self, seed: int | None = None) -> None:
+        self.index = 0
+
+    def describe(self) -> dict[str, str]:
+        return {"model": f"synthetic ({self.step_s * 1e3:.0f} ms sleep)", "device": "-", "dtype": "-"}
+
+    def step(self, frame: np.ndarray):  # type: ignore[no-untyped-def]
+        from types import SimpleNamespace
+
+        time.sleep(self.step_s)
+        i, self.index = self.index, self.index + 1
+        text = "は" if i % 4 == 0 else ""
+        metrics = {"frame": i, "encode_ms": 5.1, "lm_ms": 13.8, "decode_ms": 4.3, "total_ms": 23.2,
+                   "text_token": 120 if text else 3, "text": text, "params": self.sampling.model_dump(),
+                   "seed": 1, "audio": True}  # fmt: skip
+        pcm = (self.rng.standard_normal(FRAME_SIZE) * 0.1).astype(np.float32)
+        return SimpleNamespace(pcm=pcm, text=text, text_token=metrics["text_token"], index=i, metrics=lambda: metrics)
+
+
 def record(rec: Recording, frame: np.ndarray, result) -> None:  # type: ignore[no-untyped-def]
     rec.add_user(frame)
     if result.pcm is None:
@@ -54,10 +90,13 @@ def main() -> None:
     ap.add_argument("--device", default=None)
     ap.add_argument("--frames", type=int, default=150, help="frames per block")
     ap.add_argument("--blocks", type=int, default=3)
+    ap.add_argument("--synthetic", type=float, default=None, metavar="MS", help="no model: a MS-ms sleep per step")
     ap.add_argument("--dir", default=None, help="where the streamed recordings go (default: a temp folder)")
     args = ap.parse_args()
 
-    engine = Engine.load(args.model, device=args.device, seed=1)
+    engine = SyntheticEngine(args.synthetic) if args.synthetic is not None else Engine.load(
+        args.model, device=args.device, seed=1
+    )
     chunks = list(frames(input_audio(args.frames)))
     frame_ms: dict[str, list[float]] = {"memory only": [], "streamed to disk": []}
     record_us: dict[str, list[float]] = {"memory only": [], "streamed to disk": []}

@@ -41,7 +41,7 @@ STATE_COMPLETE = "complete"
 PART_FILES = {"user": "user.part.wav", "model": "model.part.wav"}
 WAV_HEADER_BYTES = 44
 # Files of the kit's layout that a new stream replaces (a folder holds one recording).
-LAYOUT_FILES = ("audio.wav", "events.jsonl", "session.json", *PART_FILES.values())
+LAYOUT_FILES = ("audio.wav", "events.jsonl", "session.json", "recording.TextGrid", *PART_FILES.values())
 
 
 def wav_header(n_samples: int, sample_rate: int, channels: int = 1) -> bytes:

@@ -283,8 +283,8 @@ class Recording:
         rec.meta = meta
         if cut:
             rec.meta["cut_short"] = (
-                f"the session was cut short (the process ended before saving): {len(rec.metrics)} frames, "
-                f"{rec.duration:.2f} s recorded"
+                f"the session did not finish (the process ended before saving, or it is still running): "
+                f"{len(rec.metrics)} frames, {rec.duration:.2f} s recorded"
             )
             rec.meta["frames"] = len(rec.metrics)
             rec.meta["duration_s"] = round(rec.duration, 3)

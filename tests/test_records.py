@@ -73,7 +73,7 @@ def test_a_folder_cut_mid_stream_loads_what_was_flushed(tmp_path: Path) -> None:
     with (out / "events.jsonl").open("a") as fh:
         fh.write('{"type": "metrics", "fra')
     back = Recording.load(out)
-    assert back.cut_short and "cut short" in back.meta["cut_short"]
+    assert back.cut_short and "did not finish" in back.meta["cut_short"]
     assert len(back.metrics) == 25 and [e.frame for e in back.text] == [0, 5, 10, 15, 20]
     assert len(back.user_pcm) == 25 * FRAME_SIZE and len(back.model_pcm) == 25 * FRAME_SIZE
     np.testing.assert_allclose(back.user_pcm[-FRAME_SIZE:], 0.025, atol=1e-4)

@@ -82,8 +82,10 @@ class ListeningView {
       const b = h("button", { class: "jmoshi-btn", "data-value": String(v) }, [String(v)]);
       if (state[key] === v) b.classList.add("jmoshi-on");
       b.addEventListener("click", () => {
+        // No re-render: the clip keeps playing while the rater chooses.
         state[key] = v;
-        this.renderTrial(state);
+        for (const x of row.children) x.classList.toggle("jmoshi-on", x === b);
+        if (this.submit) this.submit.disabled = !(this.clipsFor === state.trial && state.naturalness && state.meaningfulness);
       });
       row.append(b);
     }
@@ -108,6 +110,7 @@ class ListeningView {
     const trial = this.model.get("trial") || {};
     const body = this.body;
     body.replaceChildren();
+    this.submit = null;
     if (this.model.get("finished")) {
       body.append(h("div", { class: "jmoshi-listen-done" }, [this.L("done")]));
       return;
@@ -121,6 +124,8 @@ class ListeningView {
       body.append(this.scale("naturalness", state), this.scale("meaningfulness", state));
       body.append(h("div", { class: "jmoshi-listen-hint" }, [this.L("scale")]));
       const submit = h("button", { class: "jmoshi-btn jmoshi-listen-submit" }, [this.L("submit")]);
+      state.trial = trial.id;
+      this.submit = submit;
       submit.disabled = !(ready && state.naturalness && state.meaningfulness);
       submit.addEventListener("click", () => {
         submit.disabled = true;

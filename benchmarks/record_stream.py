@@ -94,8 +94,10 @@ def main() -> None:
     ap.add_argument("--dir", default=None, help="where the streamed recordings go (default: a temp folder)")
     args = ap.parse_args()
 
-    engine = SyntheticEngine(args.synthetic) if args.synthetic is not None else Engine.load(
-        args.model, device=args.device, seed=1
+    engine = (
+        SyntheticEngine(args.synthetic)
+        if args.synthetic is not None
+        else Engine.load(args.model, device=args.device, seed=1)
     )
     chunks = list(frames(input_audio(args.frames)))
     frame_ms: dict[str, list[float]] = {"memory only": [], "streamed to disk": []}
@@ -103,8 +105,10 @@ def main() -> None:
     batches = 0
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         for b in range(args.blocks):
-            recs = {"memory only": Recording(config=SessionConfig(model=args.model)),
-                    "streamed to disk": Recording(config=SessionConfig(model=args.model))}
+            recs = {
+                "memory only": Recording(config=SessionConfig(model=args.model)),
+                "streamed to disk": Recording(config=SessionConfig(model=args.model)),
+            }
             folder = Path(tmp) / f"block{b}"
             writer = recs["streamed to disk"].stream_to(folder)
             engine.reset(seed=1)
@@ -123,9 +127,11 @@ def main() -> None:
             batches += writer.batches
             assert Recording.load(folder).metrics, "the streamed folder did not load"
     d = engine.describe()
-    print(f"model {d['model']} on {d['device']} ({d['dtype']}), torch threads {torch.get_num_threads()}, "
-          f"{args.blocks} x {args.frames} frames each (both sessions step the same engine in turn)")
-    head = ('recording', 'frame p50 ms', 'frame p99 ms', 'record p50 µs', 'record p99 µs')
+    print(
+        f"model {d['model']} on {d['device']} ({d['dtype']}), torch threads {torch.get_num_threads()}, "
+        f"{args.blocks} x {args.frames} frames each (both sessions step the same engine in turn)"
+    )
+    head = ("recording", "frame p50 ms", "frame p99 ms", "record p50 µs", "record p99 µs")
     print(f"{head[0]:18s} {head[1]:>12s} {head[2]:>12s} {head[3]:>14s} {head[4]:>14s}")
     for name in frame_ms:
         f50, f99 = np.percentile(frame_ms[name], [50, 99])

@@ -117,7 +117,7 @@ def test_sweeps_stream_each_job_into_its_folder(engine, speech_pcm, tmp_path: Pa
     from jmoshi_nb.sweeps import run_on_engine
 
     out = tmp_path / "job"
-    rec = run_on_engine(engine, speech_pcm[: SAMPLE_RATE], SessionConfig(model="tiny", seed=1), out=out)
+    rec = run_on_engine(engine, speech_pcm[:SAMPLE_RATE], SessionConfig(model="tiny", seed=1), out=out)
     assert rec.streaming_to == out
     _wait_flushed(out, len(rec.metrics))
     assert Recording.load(out).cut_short  # not saved yet: the folder says the run has not finished

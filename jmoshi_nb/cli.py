@@ -65,6 +65,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_textgrid(args: argparse.Namespace) -> int:
+    from .recording import Recording
+    from .textgrid import TEXTGRID_NAME, export_textgrids, save_textgrid
+
+    folder = Path(args.recording)
+    if (folder / "session.json").exists() or args.out is not None:
+        out = save_textgrid(Recording.load(folder), args.out or folder / TEXTGRID_NAME)
+        print(f"TextGrid: {out}")
+        return 0
+    for out in export_textgrids(folder).values():  # a sweep or benchmark run: every recording below
+        print(f"TextGrid: {out}")
+    return 0
+
+
 def cmd_make_tiny(args: argparse.Namespace) -> int:
     from .tiny import make_tiny
 
@@ -136,6 +150,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, help="model for the local server (default tiny)")
     _add_sampling_args(p)
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("textgrid", help="write a Praat TextGrid of a recording (or of every recording below DIR)")
+    p.add_argument("recording", type=Path, help="recording folder, or a folder of them (a sweep, a benchmark run)")
+    p.add_argument("--out", type=Path, help="TextGrid file (default RECORDING/recording.TextGrid)")
+    p.set_defaults(func=cmd_textgrid)
 
     p = sub.add_parser("make-tiny", help="write the tiny offline checkpoint (moshi format) into DIR")
     p.add_argument("directory", type=Path)

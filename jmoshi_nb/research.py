@@ -206,8 +206,9 @@ def continue_dialogue(
     prompt_s: float = 10.0,
     continuation_s: float = 20.0,
     user_after_prompt: Literal["silence", "continue"] = "silence",
+    out: str | Path | None = None,
 ) -> Recording:
-    """One prompted continuation on ``engine``; see ``prompted_continuation``."""
+    """One prompted continuation on ``engine``; see ``prompted_continuation`` (``out``: stream it there)."""
     if prompt_s <= 0 or continuation_s <= 0:
         raise ValueError(f"prompt_s and continuation_s must be > 0, got {prompt_s} and {continuation_s}")
     n_prompt = int(round(prompt_s * SAMPLE_RATE / FRAME_SIZE))
@@ -225,6 +226,8 @@ def continue_dialogue(
     engine.reset(config.sampling, config.seed)
     rec = Recording(config=config)
     rec.session = engine.describe()
+    if out is not None:
+        rec.stream_to(out)
     rec.add_params(0, config.sampling.model_dump(), config.seed)
     for i in range(n_total):
         frame = user[i * FRAME_SIZE : (i + 1) * FRAME_SIZE]
@@ -279,11 +282,12 @@ def prompted_continuation(
     engine = engine or Engine.load(config.model, revision=config.revision, sampling=config.sampling, seed=config.seed)
     recordings = []
     for path in files:
+        out = Path(out_dir) / path.stem if out_dir is not None else None
         rec = continue_dialogue(
-            engine, read_dialogue(path, model_channel), config, prompt_s, continuation_s, user_after_prompt
+            engine, read_dialogue(path, model_channel), config, prompt_s, continuation_s, user_after_prompt, out
         )
-        if out_dir is not None:
-            rec.save(Path(out_dir) / path.stem)
+        if out is not None:
+            rec.save(out)
         recordings.append(rec)
     return recordings
 

@@ -25,6 +25,7 @@ async def run_pcm_async(
     config: SessionConfig | None = None,
     realtime: bool = True,
     holder: list[Recording] | None = None,
+    out: str | Path | None = None,
 ) -> Recording:
     """Stream mono 24 kHz float32 audio through the server at ``url``; return the recording.
 
@@ -32,12 +33,15 @@ async def run_pcm_async(
     save what was recorded even if the run is interrupted (Ctrl-C, a lost connection).
 
     The session runs with the config's sampling and seed; ``seed=None`` draws a fresh seed, which
-    the recording keeps (``meta["seed"]``) so the run can be repeated.
+    the recording keeps (``meta["seed"]``) so the run can be repeated. With ``out`` the recording
+    streams into that folder as it runs (``Recording.save(out)`` completes it).
     """
     config = config or SessionConfig()
     seed = config.seed if config.seed is not None else secrets.randbits(63)
     async with connect(url, token=token, config=config) as s:
         s.recording.meta["seed"] = seed
+        if out is not None:
+            s.recording.stream_to(out)
         if holder is not None:
             holder.append(s.recording)
         try:
@@ -61,9 +65,11 @@ def run_wav(
     realtime: bool = False,
     out: str | Path | None = None,
 ) -> Recording:
-    """Run a WAV (path, or 24 kHz mono array) through a session and return (and optionally save) it.
+    """Run a WAV (path, or 24 kHz mono array) through a session and return it.
 
-    Blocking; works from a script, a thread or a notebook cell (see ``jmoshi_nb.blocking``).
+    With ``out`` the recording streams into that folder while it runs (a killed run leaves a folder
+    that ``Recording.load`` reads, marked ``cut_short``) and is completed there at the end. Blocking;
+    works from a script, a thread or a notebook cell (see ``jmoshi_nb.blocking``).
     """
     from .backends import LocalServer
 
@@ -73,12 +79,12 @@ def run_wav(
     try:
         if url is None:
             with LocalServer(model=config.model, revision=config.revision, config=config) as server:
-                rec = run_blocking(run_pcm_async(pcm, server.url, server.token, config, realtime, holder))
+                rec = run_blocking(run_pcm_async(pcm, server.url, server.token, config, realtime, holder, out))
         else:
-            rec = run_blocking(run_pcm_async(pcm, url, token, config, realtime, holder))
+            rec = run_blocking(run_pcm_async(pcm, url, token, config, realtime, holder, out))
     except BaseException as exc:
         # Nothing recorded is lost: save the partial session next to where the full one would go.
-        if holder and holder[0].user_chunks and out is not None:
+        if holder and out is not None:
             holder[0].meta.setdefault("incomplete", f"{type(exc).__name__}: {exc}")
             holder[0].save(out)
             exc.add_note(f"the partial recording was saved to {out}")

@@ -57,6 +57,15 @@ def check_ogg_page(payload: bytes) -> None:
         pos = end
 
 
+def client_gone(exc: BaseException | None) -> bool:
+    """The error is the client's socket going away (a disconnect), not a failure of the engine.
+
+    aiohttp raises ``ClientConnectionResetError`` ("Cannot write to closing transport"), a
+    ``ConnectionResetError``, when a send meets a connection the client closed or dropped.
+    """
+    return isinstance(exc, ConnectionError)
+
+
 @dataclass
 class _Session:
     ws: web.WebSocketResponse
@@ -159,19 +168,30 @@ class ChatServer:
             # The engine failed (or the socket broke while sending): tell the client, end the session.
             receiver.cancel()
             exc = worker.exception()
-            if exc is not None and not ws.closed:
+            gone = client_gone(exc)
+            if exc is not None and not gone and not ws.closed:
                 await ws.send_bytes(P.pack_error(f"engine error, session ended: {exc}"))
             await ws.close()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, ConnectionError):
                 await receiver
-            if exc is not None:
+            if gone:
+                log.info("client disconnected while results were being sent (%s)", exc)
+            elif exc is not None:
                 log.error("engine failed: %s", exc)
             return
         # The client is gone or closed: drop what it queued (nobody will hear it), stop the worker.
+        rexc = receiver.exception()
+        if client_gone(rexc):
+            log.info("client disconnected (%s)", rexc)
+        elif rexc is not None:
+            log.error("session input failed: %s", rexc)
         while not session.frames.empty():
             session.frames.get_nowait()
         await session.frames.put(None)
-        await worker
+        try:
+            await worker
+        except ConnectionError as exc:  # a result was on its way when the socket closed
+            log.info("client disconnected while results were being sent (%s)", exc)
 
     async def _receive(self, s: _Session) -> None:
         async for msg in s.ws:

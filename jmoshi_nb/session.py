@@ -104,6 +104,7 @@ class NotebookSession:
         connect_timeout: float = 600.0,
         model: str | None = None,
         revision: str | None = None,
+        out: str | Path | None = None,
         **server_kwargs: Any,
     ) -> None:
         if isinstance(config, str | Path):
@@ -114,6 +115,7 @@ class NotebookSession:
             data.update({k: v for k, v in {"model": model, "revision": revision}.items() if v is not None})
             config = SessionConfig.from_dict(data)
         self._initial = config
+        self.out = Path(out) if out is not None else None  # the recording streams there; stop() completes it
         self.backend = backend if url is None else "url"
         self.lang, self.update_hz, self.window_s = lang, update_hz, window_s
         self.panel: TalkPanel | None = None  # once talk() is called
@@ -156,6 +158,8 @@ class NotebookSession:
         try:
             async with connect(self.url, self._token, self._initial, **self._connect_kwargs) as client:
                 self._client, self._recording = client, client.recording
+                if self.out is not None:
+                    client.recording.stream_to(self.out)
                 self._queue: asyncio.Queue[tuple[int, np.ndarray]] = asyncio.Queue()
                 self._closing = asyncio.Event()
                 await self._apply_initial(client)
@@ -541,6 +545,8 @@ class NotebookSession:
         }
         if error is not None or self._error is not None:
             rec.meta["notebook"]["error"] = repr(error or self._error)
+        if self.out is not None:
+            rec.save(self.out)
         return rec
 
     def _shutdown_threads(self) -> None:
@@ -572,7 +578,8 @@ def start(
     """Start a server for ``backend`` (``tiny`` | ``local`` | ``modal``) and open a session on it.
 
     ``config``: a SessionConfig or a YAML/JSON file. Keyword arguments: ``url``/``token`` (and
-    ``headers``) to use a running server instead, ``lang`` ("ja", "en", "both") for labels, ``update_hz`` for the plots,
+    ``headers``) to use a running server instead, ``out`` (a folder: the recording streams there while
+    the session runs, completed by ``stop()``), ``lang`` ("ja", "en", "both") for labels, ``update_hz`` for the plots,
     and anything the backend accepts. Use as ``with jmoshi_nb.start() as session:`` to stop at the end.
     """
     running = [s for s in _LIVE if s.running]

@@ -97,8 +97,11 @@ def run_on_engine(
     config: SessionConfig,
     name: str = "",
     meta: dict[str, Any] | None = None,
+    out: str | Path | None = None,
 ) -> Recording:
     """One session on ``engine``, frames fed directly; returns what a client would have recorded.
+
+    With ``out`` the recording streams into that folder while it runs (``save(out)`` completes it).
 
     The engine is reset to the config's sampling and seed first. ``seed=None`` draws a random seed,
     which the recording keeps (``meta["seed"]`` and the params event), so the run can be repeated.
@@ -108,6 +111,9 @@ def run_on_engine(
     engine.reset(config.sampling, seed)
     rec = Recording(config=config)
     rec.session = engine.describe()
+    rec.meta["seed"] = seed
+    if out is not None:
+        rec.stream_to(out)
     rec.add_params(0, config.sampling.model_dump(), seed)
     for frame in frames(pcm):
         rec.add_user(frame)
@@ -267,7 +273,9 @@ def _finish(
     return [r for r in recs if r is not None]
 
 
-def _run_local(jobs: list[Job], progress: bool, device: str | None, pool: EnginePool | None) -> list[Recording]:
+def _run_local(
+    jobs: list[Job], progress: bool, device: str | None, pool: EnginePool | None, out_dir: str | Path | None = None
+) -> list[Recording]:
     pool = pool or EnginePool(device=device, max_models=1)
     # Jobs of one model run together so that each model loads once even with max_models=1.
     order = sorted(range(len(jobs)), key=lambda i: (jobs[i].config.model, jobs[i].config.revision or ""))
@@ -277,7 +285,8 @@ def _run_local(jobs: list[Job], progress: bool, device: str | None, pool: Engine
         pcm = job.pcm()
         engine = pool.get(job.config.model, job.config.revision)
         t0 = time.perf_counter()
-        rec = run_on_engine(engine, pcm, job.config, name=job.name, meta={"executor": "local"})
+        out = Path(out_dir) / job.name if out_dir is not None else None
+        rec = run_on_engine(engine, pcm, job.config, name=job.name, meta={"executor": "local"}, out=out)
         rec.meta["wall_s"] = round(time.perf_counter() - t0, 3)
         if job.describe_input():
             rec.meta["input"] = job.describe_input()
@@ -329,7 +338,7 @@ def run_jobs(
     if not named:
         return []
     if executor == "local":
-        return _finish(named, _run_local(named, progress, device, pool), {}, out_dir)  # type: ignore[arg-type]
+        return _finish(named, _run_local(named, progress, device, pool, out_dir), {}, out_dir)  # type: ignore[arg-type]
     if worker is not None:
         recs, errors = _run_modal(named, progress, worker)
     else:

@@ -12,6 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from .audio import FRAME_SIZE, SAMPLE_RATE
+
 WORD_START = "\u2581"  # ▁
 PAD_TOKENS = (0, 3)  # moshi's end-of-padding and padding text tokens: frames without text
 
@@ -108,6 +110,16 @@ class Phrase:
     last_frame: int
     text: str
 
+    @property
+    def start(self) -> float:
+        """Seconds: the start of the first piece's frame."""
+        return self.first_frame * FRAME_SIZE / SAMPLE_RATE
+
+    @property
+    def end(self) -> float:
+        """Seconds: the end of the last piece's frame."""
+        return (self.last_frame + 1) * FRAME_SIZE / SAMPLE_RATE
+
 
 class PhraseBuilder:
     """Merges text pieces (in frame order) into phrases as they arrive.
@@ -116,8 +128,8 @@ class PhraseBuilder:
     last piece and the phrase stays within ``max_chars``; otherwise it starts a new phrase.
     """
 
-    def __init__(self, gap_frames: int = PHRASE_GAP_FRAMES, max_chars: int = PHRASE_MAX_CHARS) -> None:
-        if gap_frames < 1 or max_chars < 1:
+    def __init__(self, gap_frames: int = PHRASE_GAP_FRAMES, max_chars: int | None = PHRASE_MAX_CHARS) -> None:
+        if gap_frames < 1 or (max_chars is not None and max_chars < 1):
             raise ValueError(f"gap_frames and max_chars must be >= 1, got {gap_frames} and {max_chars}")
         self.gap_frames, self.max_chars = gap_frames, max_chars
         self.phrases: list[Phrase] = []
@@ -130,7 +142,7 @@ class PhraseBuilder:
         if (
             last is not None
             and frame - last.last_frame <= self.gap_frames
-            and len(last.text) + len(piece) <= self.max_chars
+            and (self.max_chars is None or len(last.text) + len(piece) <= self.max_chars)
         ):
             last.text += piece
             last.last_frame = frame
@@ -140,7 +152,7 @@ class PhraseBuilder:
 
 
 def merge_pieces(
-    pieces: Iterable[tuple[int, str]], gap_frames: int = PHRASE_GAP_FRAMES, max_chars: int = PHRASE_MAX_CHARS
+    pieces: Iterable[tuple[int, str]], gap_frames: int = PHRASE_GAP_FRAMES, max_chars: int | None = PHRASE_MAX_CHARS
 ) -> list[Phrase]:
     """``(frame, piece)`` pairs in frame order as phrases (see :class:`PhraseBuilder`)."""
     builder = PhraseBuilder(gap_frames, max_chars)

@@ -51,3 +51,10 @@ def test_a_tokenizer_lacking_the_piece_lookups_is_refused_by_name() -> None:
 
     with pytest.raises(TypeError, match="PiecesOnly is not a text tokenizer: it lacks is_byte, is_control, is_unknown"):
         PieceDecoder(PiecesOnly())  # type: ignore[arg-type]
+
+
+def test_phrase_times_and_no_length_cap() -> None:
+    from jmoshi_nb.text import merge_pieces
+
+    (phrase,) = merge_pieces([(i, "あ") for i in range(10, 40)], max_chars=None)
+    assert (phrase.start, phrase.end, len(phrase.text)) == (0.8, 3.2, 30)

@@ -1,6 +1,8 @@
-"""Notebook widgets: ``TalkWidget`` (mic / speaker / text, anywidget) and ``TalkPanel`` (the whole panel)."""
+"""Notebook widgets: ``TalkWidget`` (mic / speaker / text, anywidget), ``TalkPanel`` (the whole panel),
+``ListeningWidget`` (a listening test's rater side)."""
 
 from .audio import TalkWidget
+from .listening import ListeningWidget
 from .panel import TalkPanel
 
-__all__ = ["TalkPanel", "TalkWidget"]
+__all__ = ["ListeningWidget", "TalkPanel", "TalkWidget"]

@@ -1,0 +1,185 @@
+// jmoshi-nb listening test: a rater's name, then one blind trial at a time.
+//
+// Kernel -> browser (custom message + binary buffers):
+//   {type: "clips", trial, n}       + n WAV files (24 kHz, 16-bit) of the trial: [clip] or [A, B]
+// Browser -> kernel:
+//   {type: "ready"}                 this view opened: (re)send the current trial's clips
+//   {type: "rate", trial, naturalness, meaningfulness}   a MOS answer (1-5 each)
+//   {type: "prefer", trial, choice}                      an A/B answer: "A" | "B" | "same"
+// Synced traits: rater (set here), trial {id, kind, index, total}, finished, answered, error, lang.
+
+const LABELS = {
+  rater: ["評価者名", "Rater name"],
+  start: ["開始", "Start"],
+  clip: ["音声", "Clip"],
+  naturalness: ["自然さ（人間同士の対話らしさ）", "Naturalness (sounds like a human conversation)"],
+  meaningfulness: ["有意味さ（内容が意味をなすか）", "Meaningfulness (the content makes sense)"],
+  scale: ["1 = 非常に悪い … 5 = 非常に良い", "1 = very poor … 5 = excellent"],
+  submit: ["回答して次へ", "Submit and next"],
+  which: ["どちらの対話がより自然ですか", "Which dialogue sounds more natural?"],
+  a: ["A が良い", "A is better"],
+  b: ["B が良い", "B is better"],
+  same: ["同じくらい", "About the same"],
+  done: ["すべての試行が終わりました。ありがとうございました。", "All trials are done. Thank you!"],
+  loading: ["音声を読み込み中…", "loading audio…"],
+};
+
+function label(lang, key) {
+  const [ja, en] = LABELS[key];
+  if (lang === "ja") return ja;
+  if (lang === "en") return en;
+  return `${ja} / ${en}`;
+}
+
+function h(tag, attrs = {}, children = []) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "class") e.className = v;
+    else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+    else e.setAttribute(k, v);
+  }
+  for (const c of children) e.append(c);
+  return e;
+}
+
+class ListeningView {
+  constructor(model, el) {
+    this.model = model;
+    this.el = el;
+    this.urls = [];
+    this.clipsFor = null; // trial id whose audio is loaded
+    this.root = h("div", { class: "jmoshi-listen" });
+    el.append(this.root);
+    this.onMsg = (msg, buffers) => this.message(msg, buffers);
+    this.onChange = () => this.render();
+    model.on("msg:custom", this.onMsg);
+    model.on("change:trial change:finished change:error change:lang change:rater change:answered", this.onChange);
+    this.render();
+    model.send({ type: "ready" });
+  }
+
+  L(key) {
+    return label(this.model.get("lang"), key);
+  }
+
+  message(msg, buffers) {
+    if (msg.type !== "clips") return;
+    for (const u of this.urls) URL.revokeObjectURL(u);
+    this.urls = buffers.slice(0, msg.n).map((b) => URL.createObjectURL(new Blob([b], { type: "audio/wav" })));
+    this.clipsFor = msg.trial;
+    this.render();
+  }
+
+  player(i, name) {
+    const audio = h("audio", { controls: "", preload: "auto", "data-clip": name });
+    if (this.urls[i]) audio.src = this.urls[i];
+    return h("div", { class: "jmoshi-listen-clip" }, [h("span", { class: "jmoshi-listen-name" }, [name]), audio]);
+  }
+
+  scale(key, state) {
+    const row = h("div", { class: "jmoshi-listen-scale", "data-criterion": key });
+    for (let v = 1; v <= 5; v++) {
+      const b = h("button", { class: "jmoshi-btn", "data-value": String(v) }, [String(v)]);
+      if (state[key] === v) b.classList.add("jmoshi-on");
+      b.addEventListener("click", () => {
+        // No re-render: the clip keeps playing while the rater chooses.
+        state[key] = v;
+        for (const x of row.children) x.classList.toggle("jmoshi-on", x === b);
+        if (this.submit) this.submit.disabled = !(this.clipsFor === state.trial && state.naturalness && state.meaningfulness);
+      });
+      row.append(b);
+    }
+    return h("div", {}, [h("div", { class: "jmoshi-listen-q" }, [this.L(key)]), row]);
+  }
+
+  renderRater() {
+    const input = h("input", { type: "text", class: "jmoshi-listen-rater", value: this.model.get("rater") });
+    const go = () => {
+      this.model.set("rater", input.value.trim());
+      this.model.save_changes();
+    };
+    input.addEventListener("keydown", (e) => e.key === "Enter" && go());
+    return h("div", { class: "jmoshi-bar" }, [
+      h("label", {}, [this.L("rater") + ": "]),
+      input,
+      h("button", { class: "jmoshi-btn jmoshi-listen-start", onclick: go }, [this.L("start")]),
+    ]);
+  }
+
+  renderTrial(state) {
+    const trial = this.model.get("trial") || {};
+    const body = this.body;
+    body.replaceChildren();
+    this.submit = null;
+    if (this.model.get("finished")) {
+      body.append(h("div", { class: "jmoshi-listen-done" }, [this.L("done")]));
+      return;
+    }
+    if (!trial.id) return;
+    body.append(h("div", { class: "jmoshi-listen-progress" }, [`${trial.index} / ${trial.total}`]));
+    const ready = this.clipsFor === trial.id;
+    if (!ready) body.append(h("div", {}, [this.L("loading")]));
+    if (trial.kind === "mos") {
+      body.append(this.player(0, `${this.L("clip")} ${trial.index}`));
+      body.append(this.scale("naturalness", state), this.scale("meaningfulness", state));
+      body.append(h("div", { class: "jmoshi-listen-hint" }, [this.L("scale")]));
+      const submit = h("button", { class: "jmoshi-btn jmoshi-listen-submit" }, [this.L("submit")]);
+      state.trial = trial.id;
+      this.submit = submit;
+      submit.disabled = !(ready && state.naturalness && state.meaningfulness);
+      submit.addEventListener("click", () => {
+        submit.disabled = true;
+        this.model.send({
+          type: "rate",
+          trial: trial.id,
+          naturalness: state.naturalness,
+          meaningfulness: state.meaningfulness,
+        });
+      });
+      body.append(submit);
+    } else {
+      body.append(this.player(0, "A"), this.player(1, "B"));
+      body.append(h("div", { class: "jmoshi-listen-q" }, [this.L("which")]));
+      const row = h("div", { class: "jmoshi-bar" });
+      for (const [choice, key] of [["A", "a"], ["same", "same"], ["B", "b"]]) {
+        const b = h("button", { class: "jmoshi-btn jmoshi-listen-choice", "data-choice": choice }, [this.L(key)]);
+        b.disabled = !ready;
+        b.addEventListener("click", () => {
+          for (const x of row.querySelectorAll("button")) x.disabled = true;
+          this.model.send({ type: "prefer", trial: trial.id, choice });
+        });
+        row.append(b);
+      }
+      body.append(row);
+    }
+  }
+
+  render() {
+    const trialId = (this.model.get("trial") || {}).id;
+    if (trialId !== this.stateFor) {
+      this.state = {};
+      this.stateFor = trialId;
+    }
+    this.root.replaceChildren();
+    this.root.append(this.renderRater());
+    this.body = h("div", { class: "jmoshi-listen-body" });
+    this.root.append(this.body);
+    const err = h("div", { class: "jmoshi-listen-error" }, [this.model.get("error")]);
+    err.hidden = !this.model.get("error");
+    this.root.append(err);
+    if (this.model.get("rater")) this.renderTrial(this.state);
+  }
+
+  destroy() {
+    this.model.off("msg:custom", this.onMsg);
+    this.model.off(null, this.onChange);
+    for (const u of this.urls) URL.revokeObjectURL(u);
+  }
+}
+
+function render({ model, el }) {
+  const view = new ListeningView(model, el);
+  return () => view.destroy();
+}
+
+export default { render };

@@ -1,0 +1,83 @@
+"""A client that goes away is an everyday event: the server logs it at INFO, never as an engine failure."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+import numpy as np
+import pytest
+from aiohttp import web
+from aiohttp.client_exceptions import ClientConnectionResetError
+
+from conftest import free_port
+from jmoshi_nb.audio import FRAME_SIZE
+from jmoshi_nb.client import connect
+from jmoshi_nb.config import Sampling
+from jmoshi_nb.engine import Engine
+from jmoshi_nb.server import ChatServer
+
+
+@pytest.fixture
+async def server(engine: Engine) -> AsyncIterator[tuple[str, ChatServer]]:
+    engine.reset(Sampling(), 42)
+    chat = ChatServer(engine)
+    runner = web.AppRunner(chat.make_app())
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    yield f"ws://127.0.0.1:{port}", chat
+    await runner.cleanup()
+
+
+def server_records(caplog: pytest.LogCaptureFixture, level: int) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == "jmoshi_nb.server" and r.levelno == level]
+
+
+async def test_a_send_to_a_closing_transport_is_logged_as_a_disconnect(
+    server: tuple[str, ChatServer], caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, chat = server
+    real_send = ChatServer._send_result
+    sent = 0
+
+    async def send_then_lose_the_client(self, s, r):  # type: ignore[no-untyped-def]
+        nonlocal sent
+        sent += 1
+        if sent == 2:  # what aiohttp raises when the client closed the socket mid-send
+            raise ClientConnectionResetError("Cannot write to closing transport")
+        await real_send(self, s, r)
+
+    monkeypatch.setattr(ChatServer, "_send_result", send_then_lose_the_client)
+    caplog.set_level(logging.INFO, logger="jmoshi_nb.server")
+    async with connect(url) as s:
+        for _ in range(4):
+            await s.send_frame(np.zeros(FRAME_SIZE, np.float32))
+        await asyncio.wait_for(s._receiver, 15)  # type: ignore[arg-type]
+        assert s.errors == []  # nobody is told "engine error": the client is the one who left
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+    infos = [r.getMessage() for r in server_records(caplog, logging.INFO)]
+    assert any("client disconnected" in m and "Cannot write to closing transport" in m for m in infos)
+    monkeypatch.setattr(ChatServer, "_send_result", real_send)
+    async with connect(url) as s:  # the server goes on serving
+        await s.send_frame(np.zeros(FRAME_SIZE, np.float32))
+        await s.drain()
+        assert len(s.recording.metrics) == 1
+
+
+async def test_clients_closing_mid_stream_leave_no_error_in_the_log(
+    server: tuple[str, ChatServer], caplog: pytest.LogCaptureFixture
+) -> None:
+    url, chat = server
+    caplog.set_level(logging.INFO, logger="jmoshi_nb.server")
+    for _ in range(3):
+        async with connect(url) as s:
+            for _ in range(12):  # results are still being sent when the client closes
+                await s.send_frame(np.zeros(FRAME_SIZE, np.float32))
+            await s.wait_frames(1)
+        for _ in range(100):  # the server finishes the session
+            if not chat._busy.locked():
+                break
+            await asyncio.sleep(0.05)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text

@@ -25,9 +25,8 @@ from .modal_backend import (
     token_file,
     translate_error,
 )
-
-VOLUME_NAME = "jmoshi-nb-cache"
-DEFAULT_MODEL = "j-moshi-ext"
+from .modal_settings import MODEL as DEFAULT_MODEL
+from .modal_settings import VOLUME_NAME
 
 
 class ModalCli(RealModal):

@@ -26,7 +26,7 @@ import sphn
 
 from . import protocol as P
 from .audio import FRAME_SIZE, SAMPLE_RATE, frames, sha256_of
-from .config import ConfigError, Sampling, SessionConfig
+from .config import Sampling, SessionConfig, check_seed
 from .recording import Recording
 
 
@@ -133,8 +133,7 @@ class Session:
         new = current.updated(**changes)
         if self.info.get("card"):
             new.check_cards(self.info["card"], self.info["text_card"])
-        if seed is not None and not 0 <= seed < 2**63:
-            raise ConfigError(f"seed={seed} is out of range: allowed 0..2**63-1")
+        check_seed(seed)
         msg: dict[str, Any] = {"type": "set_params", **changes}
         if seed is not None:
             msg["seed"] = seed

@@ -25,6 +25,7 @@ MODEL_CARDS: dict[str, tuple[int, int]] = {
     "tiny": (256, 256),
 }
 MAX_TEMP = 5.0
+SEED_MAX = 2**63 - 1  # seeds are 63-bit: what torch's generators take from Python ints
 GPU_DEFAULT = "j-moshi-ext"  # the model a GPU backend serves unless told otherwise
 
 
@@ -91,6 +92,25 @@ def _explain(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
+def check_seed(seed: Any) -> int | None:
+    """``seed`` if it is None or an integer in ``0..SEED_MAX``; a ConfigError naming it otherwise."""
+    if seed is None:
+        return None
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= SEED_MAX:
+        raise ConfigError(f"seed={seed!r} is out of range: allowed integers 0..2**63-1")
+    return seed
+
+
+def describe_params(params: dict[str, Any], seed: int | None = None, previous: dict[str, Any] | None = None) -> str:
+    """``"temp=0.3 seed=7"``: sampling parameters (and seed) as ``key=value``, floats short.
+
+    With ``previous`` (the same keys, ``seed`` included) only what differs from it: "" if nothing.
+    """
+    values = {**params, **({"seed": seed} if seed is not None else {})}
+    changed = {k: v for k, v in values.items() if previous is None or previous.get(k) != v}
+    return " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in changed.items())
+
+
 def package_versions() -> dict[str, str]:
     out = {}
     for name in ("jmoshi-nb", "moshi", "torch", "sphn", "numpy", "sentencepiece"):
@@ -122,7 +142,7 @@ class SessionConfig(BaseModel):
     model: str = "tiny"
     revision: str | None = None
     sampling: Sampling = Field(default_factory=Sampling)
-    seed: int | None = Field(42, ge=0, le=2**63 - 1)
+    seed: int | None = Field(42, ge=0, le=SEED_MAX)
     input: InputOptions = Field(default_factory=InputOptions)
     versions: dict[str, str] = Field(default_factory=package_versions)
     notes: str = ""

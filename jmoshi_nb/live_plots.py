@@ -26,6 +26,7 @@ import bqplot as bq
 import ipywidgets as widgets
 import numpy as np
 
+from . import config
 from .audio import FRAME_SIZE, SAMPLE_RATE
 from .recording import Recording
 from .text import PhraseBuilder, display_width, lay_out_labels
@@ -339,13 +340,9 @@ class LivePlots:
 
 
 def describe_params(entry: dict[str, Any], previous: dict[str, Any] | None = None) -> str:
-    """``"temp=0.3 seed=7"``: what one ``recording.params`` entry changed (everything if no ``previous``)."""
-    p = entry.get("params", {})
-    old = (previous or {}).get("params", {})
-    parts = [f"{k}={p[k]:g}" if isinstance(p[k], float) else f"{k}={p[k]}" for k in p if old.get(k) != p[k]]
-    if entry.get("seed") is not None and (previous is None or previous.get("seed") != entry["seed"]):
-        parts.append(f"seed={entry['seed']}")
-    return " ".join(parts) or "(same)"
+    """What one ``recording.params`` entry changed since ``previous`` (everything if None), or "(same)"."""
+    before = {**previous.get("params", {}), "seed": previous.get("seed")} if previous is not None else None
+    return config.describe_params(entry.get("params", {}), entry.get("seed"), before) or "(same)"
 
 
 def title_font_px(title: str, plot_px: float) -> int:

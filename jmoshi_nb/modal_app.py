@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import modal
 
+from . import modal_settings as names
 from .pins import MOSHI_VERSION, PYTHON_VERSION, TORCH_INDEX_URL, TORCH_VERSION, torch_compile_enabled
 
 if TYPE_CHECKING:
@@ -49,9 +50,9 @@ if TYPE_CHECKING:
 #
 # Read at deploy time; each has a ``JMOSHI_MODAL_<NAME>`` environment variable.
 
-APP_NAME = os.environ.get("JMOSHI_MODAL_APP", "jmoshi-nb")
-GPU = os.environ.get("JMOSHI_MODAL_GPU", "A10G")  # 24 GB: the 7B bf16 weights (15.4 GB) + KV cache + Mimi
-MODEL = os.environ.get("JMOSHI_MODAL_MODEL", "j-moshi-ext")
+APP_NAME = os.environ.get("JMOSHI_MODAL_APP", names.APP_NAME)
+GPU = os.environ.get("JMOSHI_MODAL_GPU", names.GPU)
+MODEL = os.environ.get("JMOSHI_MODAL_MODEL", names.MODEL)
 REVISION = os.environ.get("JMOSHI_MODAL_REVISION") or None
 
 # Pinned versions of the image: torch and moshi are those the tests run (jmoshi_nb/pins.py, which
@@ -79,11 +80,11 @@ DEVICE = "cuda"  # the tests run the classes' methods with "cpu"
 CACHE_PATH = "/cache"  # the Volume's mount point
 HF_HOME = f"{CACHE_PATH}/huggingface"  # so the Hub cache (hub/, xet/) and the kit's cache persist
 KIT_CACHE = f"{CACHE_PATH}/jmoshi-nb"
-VOLUME_NAME = os.environ.get("JMOSHI_MODAL_VOLUME", "jmoshi-nb-cache")
-TOKEN_SECRET_NAME = os.environ.get("JMOSHI_MODAL_TOKEN_SECRET", "jmoshi-nb-token")  # holds JMOSHI_NB_TOKEN
-HF_SECRET_NAME = os.environ.get("JMOSHI_MODAL_HF_SECRET", "huggingface")  # holds HF_TOKEN; "" = no secret
-TOKEN_ENV = "JMOSHI_NB_TOKEN"
-MIN_TOKEN_CHARS = 16
+VOLUME_NAME = os.environ.get("JMOSHI_MODAL_VOLUME", names.VOLUME_NAME)
+TOKEN_SECRET_NAME = os.environ.get("JMOSHI_MODAL_TOKEN_SECRET", names.TOKEN_SECRET_NAME)
+HF_SECRET_NAME = os.environ.get("JMOSHI_MODAL_HF_SECRET", names.HF_SECRET_NAME)  # "" = no secret
+TOKEN_ENV = names.TOKEN_ENV
+MIN_TOKEN_CHARS = names.MIN_TOKEN_CHARS
 
 # An idle container keeps its GPU (and its loaded, warmed-up engine) this long after the last request.
 # A research session is bursts: talk, listen back, change a parameter, talk again a few minutes later.

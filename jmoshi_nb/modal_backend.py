@@ -32,15 +32,18 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
-from .config import SessionConfig
-
-DEFAULT_APP_NAME = "jmoshi-nb"
-DEFAULT_GPU = "A10G"
-TOKEN_SECRET_NAME = "jmoshi-nb-token"
-HF_SECRET_NAME = "huggingface"
-TOKEN_ENV = "JMOSHI_NB_TOKEN"
-SERVER_CLASS = "JMoshiServer"
-SWEEP_CLASS = "SweepWorker"
+from .config import GPU_DEFAULT, SessionConfig
+from .modal_settings import APP_NAME as DEFAULT_APP_NAME
+from .modal_settings import GPU as DEFAULT_GPU
+from .modal_settings import (
+    HF_SECRET_NAME,
+    MIN_TOKEN_CHARS,
+    SERVER_CLASS,
+    SWEEP_CLASS,
+    TOKEN_ENV,
+    TOKEN_SECRET_NAME,
+    StarmapFunction,
+)
 
 
 class ModalError(RuntimeError):
@@ -71,10 +74,6 @@ def hf_access_message(detail: str = "") -> str:
 
 
 # ---- what ModalServer needs from Modal -----------------------------------------------------------
-
-
-class StarmapFunction(Protocol):
-    def starmap(self, input_iterator: Any, *, order_outputs: bool = True, return_exceptions: bool = False) -> Any: ...
 
 
 class Deployment(Protocol):
@@ -333,8 +332,10 @@ def ensure_token(api: ModalAPI, secret_name: str = TOKEN_SECRET_NAME, token: str
         token, source = read_saved_token(), str(token_file())
     exists = api.secret_exists(secret_name)
     if token is not None:
-        if len(token) < 16:
-            raise ModalSetupError(f"the token from {source} is shorter than 16 characters; use a long random one")
+        if len(token) < MIN_TOKEN_CHARS:
+            raise ModalSetupError(
+                f"the token from {source} is shorter than {MIN_TOKEN_CHARS} characters; use a long random one"
+            )
         if not exists:
             api.create_secret(secret_name, {TOKEN_ENV: token})
         return token, source
@@ -397,7 +398,7 @@ class ModalServer:
     ) -> None:
         if deployed not in (True, False, "auto"):
             raise ValueError("deployed must be True, False or 'auto'")
-        self.config = config or SessionConfig(model="j-moshi-ext")
+        self.config = config or SessionConfig(model=GPU_DEFAULT)
         self.app_name, self.gpu, self.timeout = app_name, gpu, timeout
         self.deployed = deployed
         self.poll_interval = poll_interval
@@ -571,7 +572,7 @@ def sweep_worker(
     """``SweepWorker.run`` of the deployed app, or of an ephemeral run for the ``with`` block."""
     api = _modal if _modal is not None else RealModal()
     app_name = app_name or DEFAULT_APP_NAME
-    models = models or ["j-moshi-ext"]
+    models = models or [GPU_DEFAULT]
     say = print if progress else (lambda *_: None)
     try:
         api.check_credentials()

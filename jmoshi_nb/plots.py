@@ -24,6 +24,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from .analysis import FRAME_S, TurnTaking
+from .config import describe_params
 from .figures import KitFigure, japanese_text, new_figure
 from .recording import Recording
 from .text import display_width, lay_out_labels, merge_pieces
@@ -150,19 +151,12 @@ def _draw_spectrogram(ax: Axes, pcm: np.ndarray, rate: int, name: str, max_freq:
     ax.set_ylabel(f"{name}\nkHz")
 
 
-def _param_label(params: dict[str, Any], seed: Any, previous: dict[str, Any] | None) -> str:
-    """``key=value`` of what changed since ``previous`` (everything for the first entry)."""
-    values = {**params, "seed": seed}
-    changed = {k: v for k, v in values.items() if previous is None or previous.get(k) != v}
-    return " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in changed.items())
-
-
 def _mark_params(axes: Sequence[Axes], rec: Recording) -> None:
     """A dotted vertical line on every axis where parameters changed, labelled on the top one."""
     previous: dict[str, Any] | None = None
     for entry in rec.params:
         t = float(entry.get("from_frame", 0)) * FRAME_S
-        label = _param_label(entry.get("params") or {}, entry.get("seed"), previous)
+        label = describe_params(entry.get("params") or {}, entry.get("seed"), previous)
         previous = {**(entry.get("params") or {}), "seed": entry.get("seed")}
         for ax in axes:
             ax.axvline(t, color="#2ca02c", ls=":", lw=1.2)

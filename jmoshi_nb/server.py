@@ -23,7 +23,7 @@ import torch
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from . import protocol as P
-from .config import ConfigError, Sampling
+from .config import ConfigError, Sampling, check_seed
 from .engine import FRAME_SIZE, SAMPLE_RATE, Engine, FrameResult
 
 log = logging.getLogger("jmoshi_nb.server")
@@ -249,8 +249,7 @@ class ChatServer:
                 + ", ".join(sorted(_SAMPLING_KEYS | {"seed"}))
             )
         seed = changes.pop("seed", None)
-        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63):
-            raise ConfigError(f"seed={seed!r} is out of range: allowed integers 0..2**63-1")
+        check_seed(seed)
         self.engine.set_params(seed=seed, **changes)
 
     async def _run_frames(self, s: _Session) -> None:

@@ -33,7 +33,7 @@ import numpy as np
 from .audio import FRAME_SIZE, SAMPLE_RATE, AudioFileError, decode_audio, frames, read_wav, sha256_of
 from .backends import ServerHandle, start_server
 from .client import Event, Session, connect
-from .config import GPU_DEFAULT, ConfigError, Sampling, SessionConfig, load_config
+from .config import GPU_DEFAULT, Sampling, SessionConfig, check_seed, describe_params, load_config
 from .recording import Recording
 
 if TYPE_CHECKING:
@@ -404,8 +404,7 @@ class NotebookSession:
         new = self._sampling.updated(**changes)
         if client.info.get("card"):
             new.check_cards(client.info["card"], client.info["text_card"])
-        if seed is not None and not 0 <= seed < 2**63:
-            raise ConfigError(f"seed={seed} is out of range: allowed 0..2**63-1")
+        check_seed(seed)
         future = self._lt.submit(client.set_params(seed=seed, **changes))
         if not self._lt.here():
             future.result(timeout=30)
@@ -480,7 +479,7 @@ class NotebookSession:
             hint = " · 下のセルを実行してください / run the cells below" if self.ended_by_panel else ""
             return f"{head} · 終了 / stopped · {st['frames_done'] * FRAME_S:.1f} s{hint}"
         p = st["params"] or self._sampling.model_dump()
-        params = " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in p.items())
+        params = describe_params(p)
         since = f" (frame {st['from_frame']}~)" if st["from_frame"] is not None else ""
         server = f" · サーバー往復 / server RT {st['frame_latency_ms']:.0f} ms" if st["frame_latency_ms"] else ""
         return f"{head} · {st['frames_done'] * FRAME_S:.1f} s · {params} seed={st['seed']}{since}{server}"

@@ -29,12 +29,13 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .audio import FRAME_SIZE, decode_audio, encode_audio, frames, read_wav, sha256_of
 from .config import SessionConfig
+from .modal_settings import StarmapFunction
 from .recording import Recording, TextEvent
 
 if TYPE_CHECKING:
@@ -237,14 +238,6 @@ def run_job_payload(pool: EnginePool, config: dict[str, Any], audio: bytes, name
 
 
 # ---- executors -----------------------------------------------------------------------------------
-
-
-class StarmapFunction(Protocol):
-    """What the Modal executor needs: ``modal.Function.starmap``'s shape."""
-
-    def starmap(
-        self, input_iterator: Iterable[Sequence[Any]], *, order_outputs: bool = True, return_exceptions: bool = False
-    ) -> Iterable[Any]: ...
 
 
 def _progress(iterable: Iterable[Any], total: int, enabled: bool, desc: str) -> Iterator[Any]:

@@ -23,6 +23,7 @@ from typing import Any
 from praatio import textgrid as tgio
 
 from .audio import FRAME_SIZE, SAMPLE_RATE
+from .config import describe_params
 from .recording import Recording
 from .text import PHRASE_GAP_FRAMES, merge_pieces
 
@@ -39,13 +40,6 @@ def _clip(entries: list[tuple[float, float, str]], duration: float) -> list[tupl
         if end - start > 1e-6:
             out.append((start, end, label))
     return out
-
-
-def _params_label(event: dict[str, Any]) -> str:
-    items = [f"{k}={v}" for k, v in (event.get("params") or {}).items()]
-    if event.get("seed") is not None:
-        items.append(f"seed={event['seed']}")
-    return " ".join(items) or "params"
 
 
 def recording_textgrid(
@@ -69,7 +63,7 @@ def recording_textgrid(
     for p in rec.params:
         t = round(int(p.get("from_frame", 0)) * FRAME_S, 4)
         if t <= duration:
-            points.append((t, _params_label(p)))
+            points.append((t, describe_params(p.get("params") or {}, p.get("seed")) or "params"))
     grid.addTier(tgio.PointTier("params", points, 0.0, duration))
     return grid
 

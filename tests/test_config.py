@@ -93,3 +93,15 @@ def test_config_from_json_written_by_hand(tmp_path: Path) -> None:
     path.write_text(json.dumps({"model": "nu-dialogue/j-moshi", "sampling": {"temp": 0.7}}))
     cfg = load_config(path)
     assert cfg.model == "nu-dialogue/j-moshi" and cfg.sampling.temp == 0.7 and cfg.sampling.top_k == 250
+
+
+def test_seed_check_and_params_text_have_one_home() -> None:
+    from jmoshi_nb.config import SEED_MAX, check_seed, describe_params
+
+    assert check_seed(None) is None and check_seed(0) == 0 and check_seed(SEED_MAX) == SEED_MAX
+    for bad in (-1, SEED_MAX + 1, 1.5, True, "3"):
+        with pytest.raises(ConfigError, match="seed=.* is out of range"):
+            check_seed(bad)
+    assert describe_params({"temp": 0.30000, "top_k": 250}, 7) == "temp=0.3 top_k=250 seed=7"
+    assert describe_params({"temp": 0.3, "top_k": 250}, 7, {"temp": 0.8, "top_k": 250, "seed": 7}) == "temp=0.3"
+    assert describe_params({"temp": 0.3}, None, {"temp": 0.3}) == ""

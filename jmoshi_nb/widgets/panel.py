@@ -14,7 +14,7 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from ..config import MAX_TEMP, ConfigError, Sampling
+from ..config import MAX_TEMP, SEED_MAX, ConfigError, Sampling
 from ..live_plots import LivePlots
 from ..recording import Recording
 from .audio import TalkWidget
@@ -90,7 +90,7 @@ class TalkPanel(widgets.VBox):
             "top_k_text": widgets.IntSlider(
                 value=s.top_k_text, min=1, max=max(s.top_k_text, min(text_card, 500)), **common
             ),
-            "seed": widgets.BoundedIntText(value=seed if seed is not None else 0, min=0, max=2**63 - 1, **common),
+            "seed": widgets.BoundedIntText(value=seed if seed is not None else 0, min=0, max=SEED_MAX, **common),
         }
         for name, w in sliders.items():
             w.description = slider_label(name, lang)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import secrets
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -124,6 +125,19 @@ class Session:
         self.frames_sent += len(pcm) / FRAME_SIZE
         if opus:
             await self._ws.send_bytes(P.pack(P.Kind.AUDIO, opus))
+
+    async def apply_config(self, config: SessionConfig) -> int:
+        """Make the server's sampling and seed those of ``config`` (before the first frame); returns the seed.
+
+        ``seed=None`` draws a fresh seed, kept in ``recording.meta["seed"]`` so the run can be repeated.
+        """
+        seed = config.seed if config.seed is not None else secrets.randbits(63)
+        self.recording.meta["seed"] = seed
+        wanted = config.sampling.model_dump()
+        changes = wanted if self.info.get("sampling") and self.info["sampling"] != wanted else {}
+        if changes or self.info.get("seed") != seed:
+            await self.set_params(seed=seed, **changes)
+        return seed
 
     async def set_params(self, seed: int | None = None, **changes: Any) -> Sampling:
         """Change sampling parameters from the next frame on; validated here first (ConfigError)."""
@@ -307,18 +321,30 @@ async def connect(
             await session.close()
 
 
+IN_FLIGHT_FRAMES = 8  # faster than real time: at most this many frames sent ahead of the server
+
+
+async def paced_frames(
+    session: Session, pcm: np.ndarray, realtime: bool = True, timeout: float = 60.0
+) -> AsyncIterator[np.ndarray]:
+    """The frames of mono 24 kHz ``pcm``, each yielded when it is due: every 80 ms if ``realtime``,
+    else as soon as the server is at most ``IN_FLIGHT_FRAMES`` behind what ``session`` has sent."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    for i, frame in enumerate(frames(pcm)):
+        if realtime:
+            delay = start + i * FRAME_SIZE / SAMPLE_RATE - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        else:  # so the receive side never falls far behind
+            await session.wait_frames(int(session.frames_sent) - IN_FLIGHT_FRAMES, timeout=timeout)
+        yield frame
+
+
 async def stream_pcm(session: Session, pcm: np.ndarray, realtime: bool = True, tail_timeout: float = 60.0) -> Recording:
     """Send mono 24 kHz audio frame by frame (paced at 80 ms if ``realtime``) and wait for the end."""
     session.recording.meta["input_sha256"] = sha256_of(pcm)
-    start = time.monotonic()
-    for i, frame in enumerate(frames(pcm)):
-        if realtime:
-            delay = start + i * FRAME_SIZE / SAMPLE_RATE - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-        else:
-            # Keep at most a few frames in flight so the receive side never falls far behind.
-            await session.wait_frames(i - 8, timeout=tail_timeout)
+    async for frame in paced_frames(session, pcm, realtime, tail_timeout):
         await session.send_frame(frame)
     await session.drain(timeout=tail_timeout)
     return session.recording

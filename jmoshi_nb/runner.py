@@ -6,7 +6,6 @@ client, into a Recording. With no URL a local server is started for the config's
 
 from __future__ import annotations
 
-import secrets
 from pathlib import Path
 
 import numpy as np
@@ -37,19 +36,13 @@ async def run_pcm_async(
     streams into that folder as it runs (``Recording.save(out)`` completes it).
     """
     config = config or SessionConfig()
-    seed = config.seed if config.seed is not None else secrets.randbits(63)
     async with connect(url, token=token, config=config) as s:
-        s.recording.meta["seed"] = seed
         if out is not None:
             s.recording.stream_to(out)
         if holder is not None:
             holder.append(s.recording)
         try:
-            changes = {}
-            if s.info.get("sampling") and s.info["sampling"] != config.sampling.model_dump():
-                changes = config.sampling.model_dump()
-            if changes or s.info.get("seed") != seed:
-                await s.set_params(seed=seed, **changes)
+            await s.apply_config(config)
             rec = await stream_pcm(s, pcm, realtime=realtime)
         except BaseException as exc:
             s.recording.meta["incomplete"] = f"{type(exc).__name__}: {exc}"

@@ -19,7 +19,6 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
-import secrets
 import threading
 import time
 import warnings
@@ -30,9 +29,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from .audio import FRAME_SIZE, SAMPLE_RATE, AudioFileError, decode_audio, frames, read_wav, sha256_of
+from .audio import FRAME_SIZE, SAMPLE_RATE, AudioFileError, decode_audio, read_wav, sha256_of
 from .backends import ServerHandle, start_server
-from .client import Event, Session, connect
+from .client import Event, Session, connect, paced_frames
 from .config import GPU_DEFAULT, Sampling, SessionConfig, check_seed, describe_params, load_config
 from .recording import Recording
 
@@ -162,7 +161,7 @@ class NotebookSession:
                     client.recording.stream_to(self.out)
                 self._queue: asyncio.Queue[tuple[int, np.ndarray]] = asyncio.Queue()
                 self._closing = asyncio.Event()
-                await self._apply_initial(client)
+                self._seed = await client.apply_config(self._initial)
                 tasks = [
                     asyncio.create_task(self._send_loop(client)),
                     asyncio.create_task(self._pump(client.subscribe())),
@@ -177,22 +176,6 @@ class NotebookSession:
                 return
             self._error = exc
             raise
-
-    async def _apply_initial(self, client: Session) -> None:
-        """Make the server's sampling and seed those of the config (as ``runner`` does for WAVs).
-
-        ``seed=None`` draws a fresh seed, kept in ``recording.meta["seed"]`` and ``session.config``
-        so the conversation's sampling can be repeated.
-        """
-        cfg = self._initial
-        seed = cfg.seed if cfg.seed is not None else secrets.randbits(63)
-        self._seed = seed
-        client.recording.meta["seed"] = seed
-        changes = {}
-        if client.info.get("sampling") and client.info["sampling"] != cfg.sampling.model_dump():
-            changes = cfg.sampling.model_dump()
-        if changes or client.info.get("seed") != seed:
-            await client.set_params(seed=seed, **changes)
 
     async def _send_loop(self, client: Session) -> None:
         while True:
@@ -302,15 +285,7 @@ class NotebookSession:
     async def _play(self, pcm: np.ndarray, realtime: bool) -> Recording:
         client = self._client
         assert client is not None
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-        for i, frame in enumerate(frames(pcm)):
-            if realtime:
-                delay = start + i * FRAME_S - loop.time()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-            else:  # as fast as the server goes, a few frames in flight
-                await client.wait_frames(int(client.frames_sent) - 8, timeout=120)
+        async for frame in paced_frames(client, pcm, realtime, timeout=120):
             await self._queue.put((-1, frame))
         await self._queue.join()
         await client.drain(timeout=120)

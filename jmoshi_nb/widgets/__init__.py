@@ -1,7 +1,7 @@
 """Notebook widgets: ``TalkWidget`` (mic / speaker / text, anywidget), ``TalkPanel`` (the whole panel),
 ``ListeningWidget`` (a listening test's rater side)."""
 
-from .audio import TalkWidget
+from .talk_widget import TalkWidget
 from .listening import ListeningWidget
 from .panel import TalkPanel
 

@@ -17,7 +17,7 @@ import ipywidgets as widgets
 from ..config import MAX_TEMP, ConfigError, Sampling
 from ..live_plots import LivePlots
 from ..recording import Recording
-from .audio import TalkWidget
+from .talk_widget import TalkWidget
 
 log = logging.getLogger("jmoshi_nb.widgets")
 

@@ -28,7 +28,7 @@ function micApiProblem() {
   return md && typeof md.getUserMedia === "function" ? "" : "no_mic_api";
 }
 
-/** The label key for a getUserMedia failure (its text comes from the `labels` trait), or null. */
+/** getUserMedia failures by name -> the label key of their reason (the text is in the `labels` trait). */
 const MIC_ERRORS = {
   NotAllowedError: "mic_denied",
   SecurityError: "mic_denied",

@@ -27,12 +27,12 @@ import ipywidgets as widgets
 import numpy as np
 
 from . import config
-from .audio import FRAME_SIZE, SAMPLE_RATE
+from .audio import FRAME_BUDGET_MS as BUDGET_MS  # the 80 ms real-time budget
+from .audio import FRAME_S, SAMPLE_RATE
+from .labels import bilingual
 from .recording import Recording
 from .text import PhraseBuilder, display_width, lay_out_labels
 
-FRAME_S = FRAME_SIZE / SAMPLE_RATE
-BUDGET_MS = 1000.0 * FRAME_S
 ENVELOPE_BLOCK = 960  # 40 ms at 24 kHz: 25 points a second per waveform
 TEXT_ROWS = 3
 TEXT_PX = 14  # label font size
@@ -49,12 +49,6 @@ TITLES = {
     "wave": ("波形 ユーザー↑ モデル↓", "Waves user↑ model↓"),
     "time": ("時間 [s]", "time [s]"),
 }
-
-
-def bilingual(key: str, lang: str = "both") -> str:
-    """A label in Japanese, English or both (``"日本語 / English"``)."""
-    ja, en = TITLES[key]
-    return ja if lang == "ja" else en if lang == "en" else f"{ja} / {en}"
 
 
 class _Envelope:
@@ -111,9 +105,9 @@ class LivePlots:
 
     # ---- figures -------------------------------------------------------------------------------
     def _figure(self, key: str, marks: list[bq.Mark], y_scale: bq.Scale, height: int, **axis: Any) -> bq.Figure:
-        x_axis = bq.Axis(scale=self.x_scale, label=bilingual("time", self.lang), num_ticks=8)
+        x_axis = bq.Axis(scale=self.x_scale, label=bilingual(*TITLES["time"], self.lang), num_ticks=8)
         y_axis = bq.Axis(scale=y_scale, side="left", **axis)
-        title = bilingual(key, self.lang)
+        title = bilingual(*TITLES[key], self.lang)
         return bq.Figure(
             marks=marks,
             axes=[x_axis, y_axis],

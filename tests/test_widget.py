@@ -1,25 +1,31 @@
 """The talk widget, live plots and the kit's Jupyter config, without a browser.
 
-The AudioWorklet code (microphone framing/resampling, speaker jitter buffer) runs under Node when it
+The AudioWorklet files (microphone framing/resampling, speaker jitter buffer) run under Node when it
 is installed, with the few AudioWorklet globals stubbed.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from jmoshi_nb.audio import FRAME_SIZE
+from jmoshi_nb.audio import FRAME_SIZE, SAMPLE_RATE
+from jmoshi_nb.labels import bilingual, label_texts
+from jmoshi_nb.listening import ListeningTest
 from jmoshi_nb.live_plots import TITLE_MIN_PX, LivePlots, describe_params
 from jmoshi_nb.recording import Recording
 from jmoshi_nb.text import display_width
-from jmoshi_nb.widgets import TalkPanel, TalkWidget
+from jmoshi_nb.widgets import ListeningWidget, TalkPanel, TalkWidget
+from jmoshi_nb.widgets.listening import LISTENING_LABELS
+from jmoshi_nb.widgets.talk_widget import TALK_LABELS
 
 WIDGETS = Path(__file__).resolve().parents[1] / "jmoshi_nb" / "widgets"
 
@@ -27,11 +33,47 @@ WIDGETS = Path(__file__).resolve().parents[1] / "jmoshi_nb" / "widgets"
 # ---- the Python side of the widget ---------------------------------------------------------------
 def test_widget_assets_and_defaults() -> None:
     w = TalkWidget()
-    assert "registerProcessor" in w._esm and "createObjectURL" in w._esm and ".jmoshi-talk" in w._css
+    assert "createObjectURL" in w._esm and ".jmoshi-talk" in w._css
+    # The worklets travel as sources (the page makes Blob URLs of them), the audio format as numbers.
+    assert 'registerProcessor("jmoshi-capture"' in w.worklets["capture"]
+    assert 'registerProcessor("jmoshi-player"' in w.worklets["player"]
+    assert (w.sample_rate, w.frame_size) == (SAMPLE_RATE, FRAME_SIZE)
+    assert not re.search(r"\b(24000|1920|0\.08)\b", w._esm)  # the JS repeats none of them
     # Research defaults: the browser's voice processing is off unless asked for.
     assert (w.echo_cancellation, w.noise_suppression, w.auto_gain_control) == (False, False, False)
     synced = {name for name in w.trait_names() if w.trait_metadata(name, "sync")}
     assert {"muted", "volume", "tokens", "stats", "browser_stats", "mic_on", "active"} <= synced
+    assert {"sample_rate", "frame_size", "worklets", "labels"} <= synced
+
+
+def test_one_label_picker() -> None:
+    assert [bilingual("開始", "Start", lang) for lang in ("ja", "en", "both")] == ["開始", "Start", "開始 / Start"]
+    assert label_texts({"a": ("音声", "Clip"), "b": ("はい", "yes")}, "en") == {"a": "Clip", "b": "yes"}
+
+
+def _listening_widget() -> ListeningWidget:
+    return ListeningWidget(ListeningTest.__new__(ListeningTest))  # no test loaded: the labels only
+
+
+@pytest.mark.parametrize(
+    ("make", "table", "js"),
+    [(TalkWidget, TALK_LABELS, "talk.js"), (_listening_widget, LISTENING_LABELS, "listening.js")],
+)
+def test_widgets_get_their_labels_from_python(
+    make: Callable[[], TalkWidget | ListeningWidget], table: dict[str, tuple[str, str]], js: str
+) -> None:
+    w = make()
+    assert w.lang == "both" and w.labels == label_texts(table, "both")
+    w.lang = "en"  # a new language: the browser gets the new texts (it re-renders on change:labels)
+    assert w.labels == label_texts(table, "en")
+    w.lang = "ja"
+    assert w.labels == label_texts(table, "ja")
+    source = (WIDGETS / js).read_text(encoding="utf-8")
+    # The JS looks up keys that have texts, has a use for every text, and holds no Japanese itself.
+    looked_up = set(re.findall(r'\bL\("(\w+)"\)', source))
+    assert looked_up and looked_up <= set(table)
+    assert all(f'"{key}"' in source for key in table), [k for k in table if f'"{k}"' not in source]
+    assert not re.search(r"[\u3040-\u30ff\u4e00-\u9fff]", source)
 
 
 def test_frames_from_the_browser_reach_handlers() -> None:
@@ -182,7 +224,9 @@ def test_describe_params_names_what_changed() -> None:
 
 # ---- the worklets, under Node --------------------------------------------------------------------
 NODE_HARNESS = r"""
-const mod = await import(process.argv[1]);
+// argv: the capture worklet, the player worklet (ES modules, as the page loads them), {rate, frame}.
+const [capturePath, playerPath, format] = process.argv.slice(1);
+const { rate, frame } = JSON.parse(format);
 const posted = [];
 globalThis.AudioWorkletProcessor = class {
   constructor() { this.port = { postMessage: (m) => posted.push(m) }; }
@@ -191,10 +235,10 @@ const procs = {};
 globalThis.registerProcessor = (name, cls) => { procs[name] = cls; };
 const out = {};
 
-// Microphone at 48 kHz -> 1920-sample frames at 24 kHz.
+// Microphone at 48 kHz -> frames at the model's rate.
 globalThis.sampleRate = 48000;
-new Function(mod.CAPTURE_WORKLET)();
-const cap = new procs["jmoshi-capture"]({ processorOptions: { frameSize: 1920, targetRate: 24000 } });
+await import(capturePath);
+const cap = new procs["jmoshi-capture"]({ processorOptions: { frameSize: frame, targetRate: rate } });
 let n = 0;
 for (let b = 0; b < 375; b++) {  // 1 s in 128-sample render quanta
   const x = new Float32Array(128);
@@ -206,12 +250,12 @@ out.frameSizes = [...new Set(posted.map((f) => f.length))];
 const all = posted.flatMap((f) => [...f]);
 let crossings = 0;
 for (let i = 1; i < all.length; i++) if (all[i - 1] < 0 && all[i] >= 0) crossings++;
-out.crossingsPerSecond = crossings * 24000 / all.length;
+out.crossingsPerSecond = crossings * rate / all.length;
 
-// Speaker: 24 kHz audio into a 48 kHz context, 160 ms jitter buffer.
+// Speaker: the model's audio into a 48 kHz context, 160 ms jitter buffer.
 posted.length = 0;
-new Function(mod.PLAYER_WORKLET)();
-const options = { processorOptions: { sourceRate: 24000, jitterMs: 160, maxJitterMs: 480, maxMs: 1500 } };
+await import(playerPath);
+const options = { processorOptions: { sourceRate: rate, jitterMs: 160, maxJitterMs: 480, maxMs: 1500 } };
 const player = new procs["jmoshi-player"](options);
 const render = (quanta) => {
   let s = 0;
@@ -222,10 +266,10 @@ const render = (quanta) => {
   }
   return s;
 };
-player.port.onmessage({ data: { type: "audio", pcm: new Float32Array(1920).fill(0.5) } });  // 80 ms: below the buffer
+player.port.onmessage({ data: { type: "audio", pcm: new Float32Array(frame).fill(0.5) } });  // 80 ms: below the buffer
 out.silentWhileBuffering = render(10) === 0;
 for (let k = 0; k < 2; k++) {  // 240 ms: over the buffer, plays
-  player.port.onmessage({ data: { type: "audio", pcm: new Float32Array(1920).fill(0.5) } });
+  player.port.onmessage({ data: { type: "audio", pcm: new Float32Array(frame).fill(0.5) } });
 }
 out.energyOnceBuffered = render(10) > 0;
 render(200);  // runs dry
@@ -238,20 +282,23 @@ console.log(JSON.stringify(out));
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed: worklet code not exercised")
 def test_worklets_frame_resample_and_buffer(tmp_path: Path) -> None:
-    esm = tmp_path / "talk.mjs"
-    esm.write_text((WIDGETS / "talk.js").read_text(encoding="utf-8"), encoding="utf-8")
+    modules = []
+    for name in ("capture-worklet", "player-worklet"):  # .mjs: node loads them as ES modules, like the page
+        modules.append(tmp_path / f"{name}.mjs")
+        modules[-1].write_text((WIDGETS / f"{name}.js").read_text(encoding="utf-8"), encoding="utf-8")
+    fmt = json.dumps({"rate": SAMPLE_RATE, "frame": FRAME_SIZE})
     result = subprocess.run(
-        ["node", "--input-type=module", "-e", NODE_HARNESS, str(esm)],
+        ["node", "--input-type=module", "-e", NODE_HARNESS, *map(str, modules), fmt],
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
-    assert out["frames"] == 12 and out["frameSizes"] == [1920]  # 1 s at 24 kHz = 12.5 frames
+    assert out["frames"] == 12 and out["frameSizes"] == [FRAME_SIZE]  # 1 s at 24 kHz = 12.5 frames
     assert out["crossingsPerSecond"] == pytest.approx(440, rel=0.01)  # pitch survives resampling
     assert out["silentWhileBuffering"] and out["energyOnceBuffered"]
-    assert out["received"] == 5760 and abs(out["played"] - 5760) <= 2 and out["underruns"] == 1
+    assert out["received"] == 3 * FRAME_SIZE and abs(out["played"] - 3 * FRAME_SIZE) <= 2 and out["underruns"] == 1
     assert out["jitterAfterUnderrun"] == pytest.approx(200)  # adaptive: +40 ms per underrun
 
 

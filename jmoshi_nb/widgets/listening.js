@@ -6,30 +6,8 @@
 //   {type: "ready"}                 this view opened: (re)send the current trial's clips
 //   {type: "rate", trial, naturalness, meaningfulness}   a MOS answer (1-5 each)
 //   {type: "prefer", trial, choice}                      an A/B answer: "A" | "B" | "same"
-// Synced traits: rater (set here), trial {id, kind, index, total}, finished, answered, error, lang.
-
-const LABELS = {
-  rater: ["評価者名", "Rater name"],
-  start: ["開始", "Start"],
-  clip: ["音声", "Clip"],
-  naturalness: ["自然さ（人間同士の対話らしさ）", "Naturalness (sounds like a human conversation)"],
-  meaningfulness: ["有意味さ（内容が意味をなすか）", "Meaningfulness (the content makes sense)"],
-  scale: ["1 = 非常に悪い … 5 = 非常に良い", "1 = very poor … 5 = excellent"],
-  submit: ["回答して次へ", "Submit and next"],
-  which: ["どちらの対話がより自然ですか", "Which dialogue sounds more natural?"],
-  a: ["A が良い", "A is better"],
-  b: ["B が良い", "B is better"],
-  same: ["同じくらい", "About the same"],
-  done: ["すべての試行が終わりました。ありがとうございました。", "All trials are done. Thank you!"],
-  loading: ["音声を読み込み中…", "loading audio…"],
-};
-
-function label(lang, key) {
-  const [ja, en] = LABELS[key];
-  if (lang === "ja") return ja;
-  if (lang === "en") return en;
-  return `${ja} / ${en}`;
-}
+// Synced traits: rater (set here), trial {id, kind, index, total}, finished, answered, error, and
+// labels {key: text}: every label, already in the widget's language (picked in Python, listening.py).
 
 function h(tag, attrs = {}, children = []) {
   const e = document.createElement(tag);
@@ -53,13 +31,14 @@ class ListeningView {
     this.onMsg = (msg, buffers) => this.message(msg, buffers);
     this.onChange = () => this.render();
     model.on("msg:custom", this.onMsg);
-    model.on("change:trial change:finished change:error change:lang change:rater change:answered", this.onChange);
+    model.on("change:trial change:finished change:error change:labels change:rater change:answered", this.onChange);
     this.render();
     model.send({ type: "ready" });
   }
 
+  /** The text of a label, in the widget's language (picked in Python). */
   L(key) {
-    return label(this.model.get("lang"), key);
+    return this.model.get("labels")[key] ?? key;
   }
 
   message(msg, buffers) {

@@ -18,22 +18,41 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import anywidget
 import traitlets as t
 
+from ..labels import Bilingual, bilingual
 from ..listening import CHOICES, ListeningTest, Trial
+from .labelled import LabelledWidget
 
 log = logging.getLogger("jmoshi_nb.widgets")
 
 
-class ListeningWidget(anywidget.AnyWidget):
+LISTENING_LABELS: dict[str, Bilingual] = {
+    "rater": ("評価者名", "Rater name"),
+    "start": ("開始", "Start"),
+    "clip": ("音声", "Clip"),
+    "naturalness": ("自然さ（人間同士の対話らしさ）", "Naturalness (sounds like a human conversation)"),
+    "meaningfulness": ("有意味さ（内容が意味をなすか）", "Meaningfulness (the content makes sense)"),
+    "scale": ("1 = 非常に悪い … 5 = 非常に良い", "1 = very poor … 5 = excellent"),
+    "submit": ("回答して次へ", "Submit and next"),
+    "which": ("どちらの対話がより自然ですか", "Which dialogue sounds more natural?"),
+    "a": ("A が良い", "A is better"),
+    "b": ("B が良い", "B is better"),
+    "same": ("同じくらい", "About the same"),
+    "done": ("すべての試行が終わりました。ありがとうございました。", "All trials are done. Thank you!"),
+    "loading": ("音声を読み込み中…", "loading audio…"),
+}
+ANSWERED = ("この試行は回答済みです", "that trial was already answered")
+
+
+class ListeningWidget(LabelledWidget):
     """One rater at a time; ``test`` holds the clips and the ratings file."""
 
     _esm = Path(__file__).with_name("listening.js")
     _css = Path(__file__).with_name("listening.css")
+    LABELS = LISTENING_LABELS
 
     rater = t.Unicode("", help="the rater's name (typed in the browser, or set from Python)").tag(sync=True)
-    lang = t.Unicode("both", help="labels: 'ja', 'en' or 'both'").tag(sync=True)
     trial = t.Dict(help="the trial shown: id, kind, index (1-based), total; empty when none").tag(sync=True)
     finished = t.Bool(False, help="the rater has answered every trial").tag(sync=True)
     answered = t.Int(0, help="trials answered by this rater (including earlier sessions)").tag(sync=True)
@@ -97,7 +116,7 @@ class ListeningWidget(anywidget.AnyWidget):
     def _answer(self, trial_id: Any, **answer: Any) -> None:
         trial = self.current
         if trial is None or trial_id != trial.id:
-            self.error = "この試行は回答済みです / that trial was already answered"
+            self.error = bilingual(*ANSWERED, self.lang)
             return
         try:
             for key in ("naturalness", "meaningfulness"):

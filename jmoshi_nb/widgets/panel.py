@@ -15,9 +15,10 @@ from typing import Any
 import ipywidgets as widgets
 
 from ..config import MAX_TEMP, SEED_MAX, ConfigError, Sampling
+from ..labels import bilingual
 from ..live_plots import LivePlots
 from ..recording import Recording
-from .audio import TalkWidget
+from .talk_widget import TalkWidget
 
 log = logging.getLogger("jmoshi_nb.widgets")
 
@@ -32,11 +33,6 @@ SLIDER_LABELS = {
 }
 TEXT_TAIL = 200  # text pieces kept in the panel's text box
 COUNTERS_PERIOD_S = 0.25  # each counter update repaints the page: 4 Hz is plenty to read
-
-
-def slider_label(name: str, lang: str) -> str:
-    ja, en = SLIDER_LABELS[name]
-    return ja if lang == "ja" else en if lang == "en" else f"{ja} / {en}"
 
 
 class TalkPanel(widgets.VBox):
@@ -93,7 +89,7 @@ class TalkPanel(widgets.VBox):
             "seed": widgets.BoundedIntText(value=seed if seed is not None else 0, min=0, max=SEED_MAX, **common),
         }
         for name, w in sliders.items():
-            w.description = slider_label(name, lang)
+            w.description = bilingual(*SLIDER_LABELS[name], lang)
             w.description_allow_html = False
             w.add_class(f"jmoshi-slider-{name.replace('_', '-')}")
             w.observe(self._slider_changed, names="value")

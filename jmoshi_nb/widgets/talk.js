@@ -1,180 +1,20 @@
 // jmoshi-nb talk widget: microphone -> kernel, kernel -> speaker, the model's text, counters.
 //
 // Browser -> kernel (custom messages with binary buffers):
-//   {type: "frame", seq}            + Float32Array(1920) of 24 kHz mono audio (zeros while muted)
+//   {type: "frame", seq}            + Float32Array(frame_size) at sample_rate, mono (zeros while muted)
 //   {type: "ping", id, t}           round-trip probe, answered with "pong"
 // Kernel -> browser:
-//   {type: "audio"}                 + Float32Array of 24 kHz model audio (any length)
+//   {type: "audio"}                 + Float32Array of model audio at sample_rate (any length)
 //   {type: "pong", id, t}           answer to a ping
 //   {type: "done", seq}             the server finished the frame sent as `seq` (latency probe)
 //   {type: "stop_mic"}              the session ended: release the microphone
 //
-// AudioWorklet modules must come from a URL: they are built from the strings below as Blob URLs.
-
-const RATE = 24000;
-const FRAME = 1920;
-
-const CAPTURE_WORKLET = `
-class JmoshiCapture extends AudioWorkletProcessor {
-  constructor(options) {
-    super();
-    const o = options.processorOptions;
-    this.frame = o.frameSize;
-    this.step = sampleRate / o.targetRate;  // input samples per output sample
-    this.buf = new Float32Array(this.frame);
-    this.n = 0;
-    this.t = 0;       // next output position, in input samples from the block start
-    this.last = 0;    // last input sample of the previous block
-  }
-  push(v) {
-    this.buf[this.n++] = v;
-    if (this.n === this.frame) {
-      this.port.postMessage(this.buf, [this.buf.buffer]);
-      this.buf = new Float32Array(this.frame);
-      this.n = 0;
-    }
-  }
-  process(inputs) {
-    const x = inputs[0] && inputs[0][0];
-    if (!x) return true;
-    if (this.step === 1) {
-      for (let i = 0; i < x.length; i++) this.push(x[i]);
-      return true;
-    }
-    const n = x.length;
-    while (this.t < n - 1) {
-      const i = Math.floor(this.t), f = this.t - i;
-      const a = i < 0 ? this.last : x[i];
-      this.push(a + (x[i + 1] - a) * f);
-      this.t += this.step;
-    }
-    this.t -= n;
-    this.last = x[n - 1];
-    return true;
-  }
-}
-registerProcessor("jmoshi-capture", JmoshiCapture);
-`;
-
-const PLAYER_WORKLET = `
-class JmoshiPlayer extends AudioWorkletProcessor {
-  constructor(options) {
-    super();
-    const o = options.processorOptions;
-    this.ratio = o.sourceRate / sampleRate;        // source samples per output sample
-    this.size = Math.ceil(sampleRate * 20);
-    this.ring = new Float32Array(this.size);
-    this.r = 0; this.w = 0; this.avail = 0;
-    this.prebuffer = Math.round(sampleRate * o.jitterMs / 1000);
-    // Adaptive: every underrun grows the buffer by 40 ms, up to maxJitterMs (latency for smoothness).
-    this.grow = Math.round(sampleRate * 0.04);
-    this.maxPrebuffer = Math.round(sampleRate * (o.maxJitterMs ?? o.jitterMs) / 1000);
-    this.maxBuffer = Math.round(sampleRate * o.maxMs / 1000);
-    this.playing = false;
-    this.played = 0;        // in source (24 kHz) samples
-    this.received = 0;      // in source samples
-    this.underruns = 0; this.dropped = 0;
-    this.t = 0; this.last = 0;  // resampler state
-    this.sinceReport = 0;
-    this.port.onmessage = (e) => {
-      const m = e.data;
-      if (m.type === "audio") this.write(m.pcm);
-      else if (m.type === "jitter") {
-        this.prebuffer = Math.round(sampleRate * m.ms / 1000);
-        this.maxPrebuffer = Math.max(this.maxPrebuffer, this.prebuffer);
-      }
-      else if (m.type === "reset") { this.r = this.w = this.avail = 0; this.playing = false; }
-    };
-  }
-  put(v) {
-    if (this.avail >= this.size) return;
-    this.ring[this.w] = v; this.w = (this.w + 1) % this.size; this.avail++;
-  }
-  write(x) {
-    this.received += x.length;
-    if (this.ratio === 1) { for (let i = 0; i < x.length; i++) this.put(x[i]); }
-    else {
-      const n = x.length;
-      while (this.t < n - 1) {
-        const i = Math.floor(this.t), f = this.t - i;
-        const a = i < 0 ? this.last : x[i];
-        this.put(a + (x[i + 1] - a) * f);
-        this.t += this.ratio;
-      }
-      this.t -= n; this.last = x[n - 1];
-    }
-    if (this.avail > this.maxBuffer) {  // far behind: drop the oldest audio to keep latency bounded
-      const drop = this.avail - this.prebuffer;
-      this.r = (this.r + drop) % this.size; this.avail -= drop; this.dropped += drop;
-    }
-  }
-  process(_inputs, outputs) {
-    const out = outputs[0][0];
-    const n = out.length;
-    if (!this.playing && this.avail >= this.prebuffer && this.avail > 0) this.playing = true;
-    let k = 0;
-    if (this.playing) {
-      k = Math.min(n, this.avail);
-      for (let i = 0; i < k; i++) { out[i] = this.ring[this.r]; this.r = (this.r + 1) % this.size; }
-      this.avail -= k;
-      if (k < n) {
-        this.playing = false;
-        this.underruns++;
-        this.prebuffer = Math.min(this.maxPrebuffer, this.prebuffer + this.grow);
-      }
-    }
-    for (let i = k; i < n; i++) out[i] = 0;
-    for (let c = 1; c < outputs[0].length; c++) outputs[0][c].set(out);
-    this.played += k * this.ratio;
-    this.sinceReport += n;
-    if (this.sinceReport >= sampleRate / 5) {
-      this.sinceReport = 0;
-      this.port.postMessage({
-        played: Math.round(this.played), received: this.received, underruns: this.underruns,
-        buffered_ms: 1000 * this.avail / sampleRate, dropped: this.dropped, playing: this.playing,
-        jitter_ms: 1000 * this.prebuffer / sampleRate,
-      });
-    }
-    return true;
-  }
-}
-registerProcessor("jmoshi-player", JmoshiPlayer);
-`;
-
-const LABELS = {
-  mic_on: ["● マイク開始", "Start mic"],
-  mic_off: ["■ マイク停止", "Stop mic"],
-  mute: ["マイクをミュート", "Mute mic"],
-  unmute: ["ミュート解除", "Unmute mic"],
-  speaker: ["▶ スピーカー開始", "Start speaker"],
-  volume: ["音量", "Volume"],
-  aec: ["エコー除去", "Echo cancel"],
-  ns: ["ノイズ抑制", "Noise supp."],
-  agc: ["自動ゲイン", "Auto gain"],
-  wav_input: ["入力: WAV", "Input: WAV"],
-  end: ["■ 終了", "End"],
-  no_mic: ["マイクが使えません", "No microphone"],
-  no_mic_api: [
-    "この表示ではブラウザのマイクを使えません（VS Code のノートブック、http の非 localhost ページなど）",
-    "this view offers no browser microphone (VS Code's notebook view, a non-localhost http page...)",
-  ],
-  use_wav: ["代わりに WAV ファイルを入力にできます", "Use a WAV file as the input instead"],
-  wav_path: ["またはカーネル側のファイルパス", "or a file path on the kernel's machine"],
-  play: ["▶ 再生", "Play"],
-  text: ["モデルの発話テキスト", "Model text"],
-  sent: ["送信", "sent"],
-  played: ["再生", "played"],
-  buffer: ["バッファ", "buffer"],
-  latency: ["遅延", "latency"],
-  underruns: ["途切れ", "underruns"],
-};
-
-function label(lang, key) {
-  const [ja, en] = LABELS[key];
-  if (lang === "ja") return ja;
-  if (lang === "en") return en;
-  return `${ja} / ${en}`;
-}
+//
+// Set by Python (jmoshi_nb/widgets/talk_widget.py), never repeated here:
+//   sample_rate, frame_size         the audio format (jmoshi_nb/audio.py)
+//   worklets {capture, player}      the sources of capture-worklet.js and player-worklet.js: AudioWorklet
+//                                   modules must come from a URL, so they are loaded as Blob URLs
+//   labels {key: text}              every label, already in the widget's language
 
 function median(xs) {
   if (!xs.length) return null;
@@ -188,18 +28,14 @@ function micApiProblem() {
   return md && typeof md.getUserMedia === "function" ? "" : "no_mic_api";
 }
 
-/** A short readable reason from a getUserMedia failure. */
-function micErrorText(err) {
-  const name = err?.name || "Error";
-  const reasons = {
-    NotAllowedError: "許可されていません / permission denied",
-    SecurityError: "許可されていません / permission denied",
-    NotFoundError: "入力デバイスがありません / no input device",
-    OverconstrainedError: "この設定に合うデバイスがありません / no device fits the settings",
-    NotReadableError: "デバイスを開けません / the device cannot be opened",
-  };
-  return `${reasons[name] || name}: ${err?.message || err}`;
-}
+/** getUserMedia failures by name -> the label key of their reason (the text is in the `labels` trait). */
+const MIC_ERRORS = {
+  NotAllowedError: "mic_denied",
+  SecurityError: "mic_denied",
+  NotFoundError: "mic_missing",
+  OverconstrainedError: "mic_unfit",
+  NotReadableError: "mic_unreadable",
+};
 
 function workletUrl(code) {
   return URL.createObjectURL(new Blob([code], { type: "application/javascript" }));
@@ -236,7 +72,7 @@ class Audio {
     }
     let ctx;
     try {
-      ctx = new AudioContext({ sampleRate: RATE, latencyHint: "interactive" });
+      ctx = new AudioContext({ sampleRate: this.model.get("sample_rate"), latencyHint: "interactive" });
     } catch (_err) {
       ctx = new AudioContext({ latencyHint: "interactive" }); // the worklets resample
     }
@@ -244,13 +80,14 @@ class Audio {
   }
 
   async load(ctx) {
-    await ctx.audioWorklet.addModule(workletUrl(CAPTURE_WORKLET));
-    await ctx.audioWorklet.addModule(workletUrl(PLAYER_WORKLET));
+    const sources = this.model.get("worklets");
+    await ctx.audioWorklet.addModule(workletUrl(sources.capture));
+    await ctx.audioWorklet.addModule(workletUrl(sources.player));
     const player = new AudioWorkletNode(ctx, "jmoshi-player", {
       numberOfInputs: 0,
       outputChannelCount: [1],
       processorOptions: {
-        sourceRate: RATE,
+        sourceRate: this.model.get("sample_rate"),
         jitterMs: this.model.get("jitter_ms"),
         maxJitterMs: this.model.get("max_jitter_ms"),
         maxMs: 1500,
@@ -297,7 +134,7 @@ class Audio {
     }
     const capture = new AudioWorkletNode(this.ctx, "jmoshi-capture", {
       numberOfOutputs: 1,
-      processorOptions: { frameSize: FRAME, targetRate: RATE },
+      processorOptions: { frameSize: m.get("frame_size"), targetRate: m.get("sample_rate") },
     });
     capture.port.onmessage = (e) => onFrame(e.data);
     const sink = this.ctx.createGain();
@@ -345,8 +182,16 @@ class TalkView {
     this.renderAll();
   }
 
+  /** The text of a label, in the widget's language (picked in Python). */
   L(key) {
-    return label(this.model.get("lang"), key);
+    return this.model.get("labels")[key] ?? key;
+  }
+
+  /** A short readable reason from a getUserMedia failure. */
+  micErrorText(err) {
+    const name = err?.name || "Error";
+    const key = MIC_ERRORS[name];
+    return `${key ? this.L(key) : name}: ${err?.message || err}`;
   }
 
   build() {
@@ -440,7 +285,7 @@ class TalkView {
     });
     this.handlers = {
       "change:volume change:speaker_muted": () => this.audio.setVolume(),
-      "change:muted change:mic_on change:input_mode change:lang change:echo_cancellation change:noise_suppression change:auto_gain_control change:mic_problem change:active":
+      "change:muted change:mic_on change:input_mode change:labels change:echo_cancellation change:noise_suppression change:auto_gain_control change:mic_problem change:active":
         () => this.renderAll(),
       "change:tokens": () => this.renderText(),
       "change:status change:stats": () => this.renderStatus(),
@@ -470,7 +315,7 @@ class TalkView {
       m.set("mic_problem", "");
       m.save_changes();
     } catch (err) {
-      m.set("mic_problem", micErrorText(err));
+      m.set("mic_problem", this.micErrorText(err));
       m.save_changes();
     } finally {
       this.renderAll();
@@ -539,7 +384,7 @@ class TalkView {
     const c = this.counters;
     const lat = st.latency_ms === null ? "–" : `${st.latency_ms.toFixed(0)} ms`;
     c.textContent =
-      `${this.L("sent")}: ${st.frames_sent} · ${this.L("played")}: ${(st.samples_played / RATE).toFixed(1)} s · ` +
+      `${this.L("sent")}: ${st.frames_sent} · ${this.L("played")}: ${(st.samples_played / this.model.get("sample_rate")).toFixed(1)} s · ` +
       `${this.L("buffer")}: ${st.buffered_ms}/${st.jitter_ms ?? this.model.get("jitter_ms")} ms · ` +
       `${this.L("underruns")}: ${st.underruns} · ${this.L("latency")}: ${lat}`;
     const now = performance.now();
@@ -616,10 +461,11 @@ class TalkView {
 
   renderText() {
     const tokens = this.model.get("tokens");
+    const frameS = this.model.get("frame_size") / this.model.get("sample_rate");
     const frag = document.createDocumentFragment();
     for (const [frame, piece, t] of tokens) {
       const s = h("span", "jmoshi-tok", piece);
-      s.title = `frame ${frame} · ${(frame * 0.08).toFixed(2)} s · recv ${t.toFixed(2)} s`;
+      s.title = `frame ${frame} · ${(frame * frameS).toFixed(2)} s · recv ${t.toFixed(2)} s`;
       frag.append(s);
     }
     this.text.replaceChildren(frag);
@@ -664,5 +510,3 @@ function render({ model, el }) {
 
 export default { render };
 
-// The worklet sources, for tests that run them outside a browser.
-export { CAPTURE_WORKLET, PLAYER_WORKLET };

@@ -1,9 +1,11 @@
 """``TalkWidget``: the browser half of a conversation (microphone, speaker, text), on anywidget.
 
-The ESM (``talk.js``) captures the microphone with an AudioWorklet, cuts it into 1920-sample frames
-at 24 kHz and sends each as a binary buffer of float32 on the widget's comm; model audio comes back
-the same way and plays through a second worklet with a small jitter buffer. This class only moves
-bytes: the session (``jmoshi_nb.session``) decides what to do with them.
+The ESM (``talk.js``) captures the microphone with an AudioWorklet (``capture-worklet.js``), cuts it
+into frames of ``FRAME_SIZE`` samples at ``SAMPLE_RATE`` and sends each as a binary buffer of float32
+on the widget's comm; model audio comes back the same way and plays through a second worklet
+(``player-worklet.js``) with a small jitter buffer. The audio format, the worklet sources and the
+label texts all come from here as synced traits. This class only moves bytes: the session
+(``jmoshi_nb.session``) decides what to do with them.
 
 Handlers registered with ``on_frame`` run on whichever kernel thread delivers comm messages (the
 shell thread, or a subshell thread with JupyterLab 4 + ipykernel 7): keep them short and hand the
@@ -17,11 +19,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import anywidget
 import numpy as np
 import traitlets as t
 
-FRAME_SIZE = 1920
+from ..audio import FRAME_SIZE, SAMPLE_RATE
+from ..labels import Bilingual
+from .labelled import LabelledWidget
+
+HERE = Path(__file__).parent
+WORKLETS = {"capture": HERE / "capture-worklet.js", "player": HERE / "player-worklet.js"}
 log = logging.getLogger("jmoshi_nb.widgets")
 
 FrameHandler = Callable[[int, np.ndarray], None]
@@ -30,16 +36,52 @@ WavHandler = Callable[[str, bytes | None], None]  # (file name or kernel-side pa
 MAX_WAV_BYTES = 64 * 1024 * 1024  # an uploaded input file: about 11 minutes of 48 kHz 16-bit stereo
 
 
-class TalkWidget(anywidget.AnyWidget):
+TALK_LABELS: dict[str, Bilingual] = {
+    "mic_on": ("● マイク開始", "Start mic"),
+    "mic_off": ("■ マイク停止", "Stop mic"),
+    "mute": ("マイクをミュート", "Mute mic"),
+    "unmute": ("ミュート解除", "Unmute mic"),
+    "speaker": ("▶ スピーカー開始", "Start speaker"),
+    "volume": ("音量", "Volume"),
+    "aec": ("エコー除去", "Echo cancel"),
+    "ns": ("ノイズ抑制", "Noise supp."),
+    "agc": ("自動ゲイン", "Auto gain"),
+    "wav_input": ("入力: WAV", "Input: WAV"),
+    "end": ("■ 終了", "End"),
+    "no_mic": ("マイクが使えません", "No microphone"),
+    "no_mic_api": (
+        "この表示ではブラウザのマイクを使えません（VS Code のノートブック、http の非 localhost ページなど）",
+        "this view offers no browser microphone (VS Code's notebook view, a non-localhost http page...)",
+    ),
+    "mic_denied": ("許可されていません", "permission denied"),
+    "mic_missing": ("入力デバイスがありません", "no input device"),
+    "mic_unfit": ("この設定に合うデバイスがありません", "no device fits the settings"),
+    "mic_unreadable": ("デバイスを開けません", "the device cannot be opened"),
+    "use_wav": ("代わりに WAV ファイルを入力にできます", "Use a WAV file as the input instead"),
+    "wav_path": ("またはカーネル側のファイルパス", "or a file path on the kernel's machine"),
+    "play": ("▶ 再生", "Play"),
+    "text": ("モデルの発話テキスト", "Model text"),
+    "sent": ("送信", "sent"),
+    "played": ("再生", "played"),
+    "buffer": ("バッファ", "buffer"),
+    "latency": ("遅延", "latency"),
+    "underruns": ("途切れ", "underruns"),
+}
+
+
+class TalkWidget(LabelledWidget):
     """Microphone on/off, mute, volume, the model's text and live counters, in one bar."""
 
-    _esm = Path(__file__).with_name("talk.js")
-    _css = Path(__file__).with_name("talk.css")
+    _esm = HERE / "talk.js"
+    _css = HERE / "talk.css"
+    LABELS = TALK_LABELS
 
     # kernel -> browser
+    sample_rate = t.Int(SAMPLE_RATE, read_only=True, help="Hz, of every buffer either way").tag(sync=True)
+    frame_size = t.Int(FRAME_SIZE, read_only=True, help="samples in each microphone frame").tag(sync=True)
+    worklets = t.Dict(help="{capture, player}: the AudioWorklet sources, loaded as Blob URLs").tag(sync=True)
     active = t.Bool(True, help="the session accepts input").tag(sync=True)
     input_mode = t.Unicode("mic", help="'mic' or 'wav' (the mic button is disabled for WAV input)").tag(sync=True)
-    lang = t.Unicode("both", help="labels: 'ja', 'en' or 'both'").tag(sync=True)
     tokens: t.List[Any] = t.List(help="[frame, text, t_received] of the latest text pieces").tag(sync=True)
     status = t.Unicode("").tag(sync=True)
     stats = t.Dict(help="kernel-side counters: frames_in, user_rms, frames_done, params, from_frame").tag(sync=True)
@@ -60,6 +102,10 @@ class TalkWidget(anywidget.AnyWidget):
     ).tag(sync=True)
     browser_stats = t.Dict(help="frames_sent, samples_played, underruns, buffered_ms, latency_ms").tag(sync=True)
 
+    @t.default("worklets")
+    def _read_worklets(self) -> dict[str, str]:
+        return {name: path.read_text(encoding="utf-8") for name, path in WORKLETS.items()}
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._frame_handlers: list[FrameHandler] = []
@@ -71,7 +117,7 @@ class TalkWidget(anywidget.AnyWidget):
 
     # ---- browser -> kernel -----------------------------------------------------------------------
     def on_frame(self, handler: FrameHandler) -> None:
-        """Call ``handler(seq, pcm)`` for every microphone frame (float32, 1920 samples at 24 kHz)."""
+        """Call ``handler(seq, pcm)`` for every microphone frame (float32, FRAME_SIZE samples at SAMPLE_RATE)."""
         self._frame_handlers.append(handler)
 
     def on_end(self, handler: EndHandler) -> None:
@@ -116,7 +162,7 @@ class TalkWidget(anywidget.AnyWidget):
 
     # ---- kernel -> browser -----------------------------------------------------------------------
     def send_audio(self, pcm: np.ndarray) -> None:
-        """Queue model audio (24 kHz mono) for playback in every open view."""
+        """Queue model audio (``SAMPLE_RATE`` mono) for playback in every open view."""
         data = np.ascontiguousarray(pcm, dtype=np.float32)
         if data.size:
             self.send({"type": "audio", "n": int(data.size)}, buffers=[data.tobytes()])

@@ -302,6 +302,7 @@ def score(
     vad: VadName | VadFunction = "webrtc",
     tasks: list[str] | tuple[str, ...] | None = None,
     rules: Rules | None = None,
+    limit: int | None = None,
     write: bool = True,
 ) -> dict[str, Any]:
     """Score every item under ``folder``; write ``folder/scores.json`` and return the same dict.
@@ -310,6 +311,7 @@ def score(
     cannot be scored appear as ``{"id", "folder", "error"}`` (the message names the item) and count in
     ``summary["errors"]``; the others are scored as usual. A folder without task folders raises
     :class:`BenchError`. ``vad``: ``"webrtc"`` (default), ``"silero"`` (FDB parity) or a function.
+    ``tasks``: score only these; ``limit``: only the first items of each task folder (by name).
     """
     rules = rules or Rules(vad=vad)
     folder = Path(folder)
@@ -324,7 +326,7 @@ def score(
                     "error": f"{tf.path}: no item folders (<id>/input.wav) in this task folder",
                 }
             )
-        for item in tf.items:
+        for item in tf.items[:limit]:
             try:
                 entry["items"].append(score_item(item, rules))
             except (BenchError, OSError, ValueError) as exc:

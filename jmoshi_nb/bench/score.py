@@ -262,14 +262,14 @@ def _stats(values: list[float], prefix: str) -> dict[str, float | None]:
     }
 
 
-def wilson_interval(k: int, n: int) -> tuple[float, float] | None:
+def wilson_interval(k: int, n: int) -> list[float] | None:
     """95 % Wilson interval of a proportion k/n (scipy.stats); None when n is 0."""
     if n == 0:
         return None
     from scipy.stats import binomtest
 
     ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
-    return round(float(ci.low), 4), round(float(ci.high), 4)
+    return [round(float(ci.low), 4), round(float(ci.high), 4)]
 
 
 def summarize(items: list[dict[str, Any]]) -> dict[str, Any]:

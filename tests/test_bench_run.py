@@ -100,3 +100,21 @@ def test_cli_bench_score(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert "pause_handling" in out and "turn_taking/000" in err
     assert json.loads((source / "scores.json").read_text(encoding="utf-8"))["backchannel"]["summary"]["n"] == 1
     assert main(["bench", "score", str(tmp_path / "nothing")]) == 2
+
+
+def test_sweep_with_the_benchmark_as_objective(tmp_path: Path, engine) -> None:  # type: ignore[no-untyped-def]
+    import jmoshi_nb
+    from jmoshi_nb.plots import plot_sweep_heatmap
+
+    source = _short_set(tmp_path / "set")
+    df = jmoshi_nb.sweep({"temp": [0.6, 1.0]}, [source], objective="bench", out_dir=tmp_path / "sweep",
+                         engine=engine, tasks=["turn_taking", "backchannel"], limit=1, progress=False)  # fmt: skip
+    assert list(df["temp"]) == [0.6, 1.0]
+    for setting, row in df.set_index("setting").iterrows():
+        scores = json.loads((tmp_path / "sweep" / str(setting) / "scores.json").read_text(encoding="utf-8"))
+        assert row["turn_taking_TOR"] == scores["turn_taking"]["summary"]["TOR"]
+        assert row["backchannel_backchannels_per_min"] == scores["backchannel"]["summary"]["backchannels_per_min"]
+        assert np.isnan(row["interruption_TOR"])  # not run
+    plot_sweep_heatmap(df, "turn_taking_TOR", x="temp", y="top_k")
+    with pytest.raises(ValueError, match="out_dir"):
+        jmoshi_nb.sweep({"temp": [0.6]}, [source], objective="bench")

@@ -10,7 +10,7 @@ from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
 
 from jmoshi_nb.bench.plots import plot_items, plot_latency_distributions, plot_task_bars
-from jmoshi_nb.bench.score import summarize
+from jmoshi_nb.bench.scoring import summarize
 
 
 def _item(i: int, takeover: bool, **values: float | None) -> dict:

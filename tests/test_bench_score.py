@@ -16,7 +16,7 @@ import pytest
 
 from jmoshi_nb.audio import SAMPLE_RATE, resample, write_wav
 from jmoshi_nb.bench import BenchError, score
-from jmoshi_nb.bench.score import Rules, classify, headline, is_aizuchi
+from jmoshi_nb.bench.scoring import Rules, classify, headline, is_aizuchi
 
 pytest.importorskip("pyopenjtalk")
 
@@ -229,3 +229,11 @@ def test_bad_items_are_named_and_the_others_scored(tmp_path: Path) -> None:
     assert saved["turn_taking"]["items"][0]["id"] == "broken"  # sorted by folder name, errors kept
     row = headline(got)
     assert row["turn_taking_TOR"] == 1.0 and np.isnan(row["pause_handling_TOR"])
+
+
+def test_package_names_stay_functions_after_submodule_imports() -> None:
+    import jmoshi_nb.bench.plots  # noqa: F401 - imports every submodule
+    import jmoshi_nb.bench.runner  # noqa: F401
+    from jmoshi_nb import bench
+
+    assert callable(bench.score) and callable(bench.run) and callable(bench.build)

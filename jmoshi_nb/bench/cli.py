@@ -38,7 +38,7 @@ def format_scores(scores: dict[str, Any]) -> str:
 
 
 def _report(scores: dict[str, Any], folder: Path) -> int:
-    from .score import errors
+    from .scoring import errors
 
     print(format_scores(scores))
     print(f"scores: {folder / SCORES_FILE}")
@@ -62,7 +62,7 @@ def cmd_bench_run(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_score(args: argparse.Namespace) -> int:
-    from .score import score
+    from .scoring import score
 
     scores = score(args.directory, vad=args.vad, tasks=args.tasks, limit=args.limit)
     return _report(scores, Path(args.directory))

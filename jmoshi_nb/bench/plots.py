@@ -20,7 +20,7 @@ from matplotlib.patches import Patch
 from ..fonts import use_japanese_font
 from ..plots import SPEAKER_COLORS
 from .layout import TASKS
-from .score import wilson_interval
+from .scoring import wilson_interval
 
 Scores = dict[str, Any]
 # (task, item field, label): the headline metric of each panel; "TOR" is the takeover rate of every task.

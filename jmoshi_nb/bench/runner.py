@@ -31,7 +31,7 @@ from ..audio import FRAME_SIZE, SAMPLE_RATE, read_wav, write_wav
 from ..config import SessionConfig, load_config
 from ..recording import Recording
 from .layout import TIMING_FILE, BenchError, Item, find_tasks
-from .score import score
+from .scoring import score
 from .tasks import DEFAULT_PER_TASK, MANIFEST, MODEL_FILE, build
 from .vad import VadName
 
@@ -235,7 +235,7 @@ def sweep(
     import pandas as pd
 
     from ..research import expand_grid
-    from .score import headline
+    from .scoring import headline
 
     out = Path(out)
     configs = expand_grid(grid, base)

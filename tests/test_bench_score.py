@@ -8,6 +8,7 @@ the test put it (clips are trimmed to their audible part first), then checks eve
 from __future__ import annotations
 
 import functools
+import importlib.util
 import json
 from pathlib import Path
 
@@ -21,7 +22,8 @@ from jmoshi_nb.bench.scoring import Rules, classify, headline, is_aizuchi
 pytest.importorskip("pyopenjtalk")
 
 TOL = 0.15
-VADS = ["webrtc", "silero"]
+NO_SILERO = pytest.mark.skipif(importlib.util.find_spec("silero_vad") is None, reason="pip install 'jmoshi-nb[bench]'")
+VADS = ["webrtc", pytest.param("silero", marks=NO_SILERO)]
 
 
 @functools.cache
@@ -111,7 +113,7 @@ SILERO_MISSES_SHORT_UN = pytest.mark.xfail(
 )
 
 
-@pytest.mark.parametrize("vad", ["webrtc", pytest.param("silero", marks=SILERO_MISSES_SHORT_UN)])
+@pytest.mark.parametrize("vad", ["webrtc", pytest.param("silero", marks=[NO_SILERO, SILERO_MISSES_SHORT_UN])])
 def test_two_aizuchi_in_the_users_pauses(tmp_path: Path, vad: str) -> None:
     s1, s2, s3 = clip(USER_A + "。"), clip(USER_B), clip("それで友達を誘って行ってみました。")
     un, hai = clip("うん", 0.7), clip("はい", 0.8)

@@ -14,7 +14,7 @@ item does not change when the set's size does.
 * **pause_handling**: an unfinished sentence ending in a filler (えーと, あの, ...), a 1-2.5 s pause,
   then the rest of the sentence. The model should not take the turn.
 * **turn_taking**: a question or statement, then silence. The model should take the turn, quickly.
-* **backchannel**: a story of 3-4 sentences with 0.5-1.2 s pauses. The model should give aizuchi
+* **backchannel**: a story of 3 sentences with 0.5-1.2 s pauses. The model should give aizuchi
   without taking the turn.
 * **interruption**: a request, the model's (forced) answer, and the user cutting in 1.2-2.5 s into it.
 """
@@ -138,7 +138,7 @@ def make_item(task: str, index: int, seed: int = 0) -> dict[str, Any]:
         timing.update(text=[text], user_segments=[a])
     elif task == "backchannel":
         start = int(rng.integers(len(STORY)))
-        lines = [STORY[(start + k) % len(STORY)] for k in range(int(rng.integers(3, 5)))]
+        lines = [STORY[(start + k) % len(STORY)] for k in range(3)]
         segs = [lay.say(_trimmed(line, **spk), then_s=round(float(rng.uniform(0.5, 1.2)), 2)) for line in lines]
         lay.t += 1.0
         pauses = [[a[1], b[0]] for a, b in zip(segs[:-1], segs[1:], strict=True)]

@@ -118,3 +118,48 @@ def test_sweep_with_the_benchmark_as_objective(tmp_path: Path, engine) -> None: 
     plot_sweep_heatmap(df, "turn_taking_TOR", x="temp", y="top_k")
     with pytest.raises(ValueError, match="out_dir"):
         jmoshi_nb.sweep({"temp": [0.6]}, [source], objective="bench")
+
+
+def test_a_failing_item_is_named_and_the_others_run(tmp_path: Path, engine) -> None:  # type: ignore[no-untyped-def]
+    source = _short_set(tmp_path / "set")
+    broken = source / "turn_taking" / "001"
+    broken.mkdir()
+    (broken / "input.wav").write_bytes(b"RIFF junk")
+    scores = run(tmp_path / "run", source=source, engine=engine, tasks=["turn_taking"], progress=False)
+    items = {it["id"]: it for it in scores["turn_taking"]["items"]}
+    assert "error" not in items["000"]
+    assert "turn_taking/001" in items["001"]["error"]
+    assert json.loads((tmp_path / "run" / "run.json").read_text(encoding="utf-8"))["failed"] == ["turn_taking/001"]
+
+
+def test_modal_executor_runs_the_items_as_sweep_jobs(tmp_path: Path, engine, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The Modal path goes through sweeps.run_jobs; here its stand-in runs the jobs locally on the same engine."""
+    import jmoshi_nb.sweeps as sweeps
+
+    calls = []
+    real = sweeps.run_jobs
+
+    def fake_run_jobs(jobs, executor="local", progress=True, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append((executor, [j.name for j in jobs]))
+        pool = sweeps.EnginePool()
+        pool.put("tiny", None, engine)
+        return real(jobs, executor="local", progress=False, pool=pool)
+
+    monkeypatch.setattr(sweeps, "run_jobs", fake_run_jobs)
+    source = _short_set(tmp_path / "set")
+    scores = run(tmp_path / "run", source=source, executor="modal", tasks=["turn_taking", "interruption"],
+                 progress=False)  # fmt: skip
+    assert calls == [("modal", ["interruption-000", "turn_taking-000"])]
+    session = json.loads((tmp_path / "run/interruption/000/recording/session.json").read_text(encoding="utf-8"))
+    assert session["meta"]["forced"] is False  # Modal's worker runs plain sessions
+    assert scores["interruption"]["summary"]["n"] == 1
+
+
+@pytest.mark.slow
+def test_run_through_a_server(tmp_path: Path, server_url: str) -> None:
+    source = _short_set(tmp_path / "set")
+    scores = run(tmp_path / "run", source=source, url=server_url, tasks=["turn_taking"], progress=False)
+    item = tmp_path / "run" / "turn_taking" / "000"
+    assert read_wav(item / "output.wav").shape == read_wav(item / "input.wav").shape
+    assert (item / "recording" / "events.jsonl").exists()
+    assert scores["turn_taking"]["summary"]["n"] == 1

@@ -75,33 +75,70 @@ def run_item(engine: Engine, item: Item, config: SessionConfig) -> Recording:
     return rec
 
 
-def run_items(engine: Engine, items: Sequence[Item], config: SessionConfig, progress: bool = False) -> list[Recording]:
-    """Every item on ``engine``, one at a time (the batched engine will run them together here)."""
+def _failed(item: Item, exc: BaseException) -> None:
+    log.error("bench: %s/%s failed: %s: %s", item.task, item.id, type(exc).__name__, exc)
+    item.output.unlink(missing_ok=True)  # a previous run's output must not be scored as this run's
+
+
+def run_items(
+    engine: Engine, items: Sequence[Item], config: SessionConfig, progress: bool = False
+) -> list[Recording | None]:
+    """Every item on ``engine``, one at a time (the batched engine will run them together here).
+
+    An item that fails is logged and gives None (the scorer then names it); the others still run.
+    """
     from ..sweeps import _progress
 
-    return [run_item(engine, item, config) for item in _progress(items, len(items), progress, "bench")]
+    recs: list[Recording | None] = []
+    for item in _progress(items, len(items), progress, "bench"):
+        try:
+            recs.append(run_item(engine, item, config))
+        except Exception as exc:  # one bad item must not lose the others
+            _failed(item, exc)
+            recs.append(None)
+    return recs
 
 
-def _run_url(items: Sequence[Item], config: SessionConfig, url: str, token: str | None) -> list[Recording]:
+def _run_url(items: Sequence[Item], config: SessionConfig, url: str, token: str | None) -> list[Recording | None]:
     import asyncio
 
     from ..runner import run_pcm_async
 
-    recs = []
+    recs: list[Recording | None] = []
     for item in items:
-        rec = asyncio.run(run_pcm_async(read_wav(item.input), url, token, config, realtime=False))
+        try:
+            rec = asyncio.run(run_pcm_async(read_wav(item.input), url, token, config, realtime=False))
+        except Exception as exc:
+            _failed(item, exc)
+            recs.append(None)
+            continue
         rec.meta["forced"] = False
         recs.append(rec)
     return recs
 
 
-def _run_modal(items: Sequence[Item], config: SessionConfig, progress: bool) -> list[Recording]:
-    from ..sweeps import Job, run_jobs
+def _run_modal(items: Sequence[Item], config: SessionConfig, progress: bool) -> list[Recording | None]:
+    from ..sweeps import Job, SweepError, run_jobs
 
-    jobs = [Job(config, read_wav(item.input), name=f"{item.task}-{item.id}") for item in items]
-    recs = run_jobs(jobs, executor="modal", progress=progress)
+    runnable, jobs = [], []
+    for item in items:
+        try:
+            jobs.append(Job(config, read_wav(item.input), name=f"{item.task}-{item.id}"))
+            runnable.append(item)
+        except Exception as exc:
+            _failed(item, exc)
+    try:
+        done: list[Recording | None] = list(run_jobs(jobs, executor="modal", progress=progress))
+    except SweepError as exc:
+        done = list(exc.recordings)
+        for item, rec in zip(runnable, done, strict=True):
+            if rec is None:
+                _failed(item, exc.errors.get(f"{item.task}-{item.id}", exc))
+    by_item = dict(zip((id(it) for it in runnable), done, strict=True))
+    recs = [by_item.get(id(item)) for item in items]
     for rec in recs:
-        rec.meta["forced"] = False
+        if rec is not None:
+            rec.meta["forced"] = False
     return recs
 
 
@@ -187,9 +224,12 @@ def run(
         recs = run_items(engine, items, cfg, progress)
     wall = time.perf_counter() - t0
     for item, rec in zip(items, recs, strict=True):
-        save_item(item, rec)
-    audio_s = sum(rec.duration for rec in recs)
+        if rec is not None:
+            save_item(item, rec)
+    audio_s = sum(rec.duration for rec in recs if rec is not None)
+    failed = [f"{it.task}/{it.id}" for it, rec in zip(items, recs, strict=True) if rec is None]
     info = {"config": cfg.model_dump(mode="json"), "executor": "url" if url else executor, "items": len(items),
+            "failed": failed,
             "audio_s": round(audio_s, 2), "wall_s": round(wall, 2),
             "real_time_factor": round(wall / audio_s, 4) if audio_s else None}  # fmt: skip
     (out / RUN_FILE).write_text(json.dumps(info, indent=1, ensure_ascii=False), encoding="utf-8")

@@ -329,7 +329,7 @@ def score(
         for item in tf.items[:limit]:
             try:
                 entry["items"].append(score_item(item, rules))
-            except (BenchError, OSError, ValueError) as exc:
+            except Exception as exc:  # one bad item must not stop the others from being scored
                 msg = str(exc) if isinstance(exc, BenchError) else f"{item.task}/{item.id}: {exc}"
                 entry["items"].append({"id": item.id, "folder": tf.path.name, "error": msg})
     for entry in result.values():

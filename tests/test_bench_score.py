@@ -239,3 +239,31 @@ def test_package_names_stay_functions_after_submodule_imports() -> None:
     from jmoshi_nb import bench
 
     assert callable(bench.score) and callable(bench.run) and callable(bench.build)
+
+
+def test_fdb_metadata_files_and_a_task_folder_scored_directly(tmp_path: Path) -> None:
+    """FDB's pause.json, interrupt.json (v1.0) and metadata.json (v1.5); a task folder given as the root."""
+    talk, barge = clip(LONG), clip("ちょっと待ってください。")
+    total = 0.5 + dur(talk) + 1.0
+    cut = 2.0
+    head = talk[: int((cut + 1.0 - 0.5) * SAMPLE_RATE)]
+    head = head[: np.flatnonzero(np.abs(head) > 0.01)[-1] + 1]  # ends where the audio falls silent
+    assert 0.5 + dur(head) > cut + 0.3
+    user = scene(total, [(cut, barge)])
+    model = scene(total, [(0.5, head)])
+    span = [cut, cut + dur(barge)]
+    for name, doc in (("interrupt.json", [{"interrupt": "x", "context": "y", "timestamp": span}]),
+                      ("metadata.json", {"current_turn_text": "x", "timestamps": span})):  # fmt: skip
+        folder = item(tmp_path, "synthetic_user_interruption", name.split(".")[0], user, model)
+        (folder / name).write_text(json.dumps(doc), encoding="utf-8")
+    user_a = scene(total, [(0.5, clip(USER_A))])
+    pause = item(tmp_path / "v1", "synthetic_pause_handling", "1", user_a, scene(total, []))
+    (pause / "pause.json").write_text(json.dumps([{"timestamp": [0.5 + dur(clip(USER_A)), total]}]), encoding="utf-8")
+    items = score(tmp_path)["interruption"]["items"]
+    for it in items:
+        assert it["timing_source"] in ("interrupt.json", "metadata.json")
+        assert it["stop_latency_s"] == pytest.approx(0.5 + len(head) / SAMPLE_RATE - cut, abs=TOL)
+    got = score(tmp_path / "v1" / "synthetic_pause_handling")  # the task folder itself
+    assert got["pause_handling"]["items"][0]["timing_source"] == "pause.json"
+    assert got["pause_handling"]["items"][0]["takeover"] is False
+    assert (tmp_path / "v1" / "synthetic_pause_handling" / "scores.json").exists()

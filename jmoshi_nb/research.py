@@ -109,6 +109,8 @@ def sweep(
         if out_dir is None:
             raise ValueError("sweep(objective='bench') needs out_dir: each setting's run is a folder")
         source = inputs[0] if inputs else None
+        if isinstance(source, np.ndarray):
+            raise ValueError("sweep(objective='bench'): inputs is a task set folder (or empty), not audio")
         return bench_sweep(grid, out_dir, source=source, base=base, executor=executor, progress=progress,
                            **turn_taking_kwargs)  # fmt: skip
     if not inputs:

@@ -163,3 +163,18 @@ def test_run_through_a_server(tmp_path: Path, server_url: str) -> None:
     assert read_wav(item / "output.wav").shape == read_wav(item / "input.wav").shape
     assert (item / "recording" / "events.jsonl").exists()
     assert scores["turn_taking"]["summary"]["n"] == 1
+
+
+def test_cli_bench_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from jmoshi_nb.cli import main
+
+    source = _short_set(tmp_path / "set")
+    out = tmp_path / "run"
+    code = main(["bench", "run", "--out", str(out), "--source", str(source), "--tasks", "turn_taking",
+                 "--temp", "0.7", "--seed", "3", "--quiet"])  # fmt: skip
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "ran 1 items" in printed and "turn_taking" in printed
+    config = json.loads((out / "run.json").read_text(encoding="utf-8"))["config"]
+    assert (config["model"], config["sampling"]["temp"], config["seed"]) == ("tiny", 0.7, 3)
+    assert (out / "turn_taking" / "000" / "output.wav").exists()

@@ -23,6 +23,7 @@ _EXPORTS = {
     "headline": "scoring",
     "build": "tasks",
     "run": "runner",
+    "sweep": "runner",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -168,6 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fast", action="store_true")
     p.set_defaults(func=cmd_quickstart)
 
+    from .bench.cli import add_bench_commands
+
+    add_bench_commands(sub)
+
     try:
         from .cli_modal import add_modal_commands
     except ImportError:

@@ -89,16 +89,30 @@ def sweep(
     executor: Literal["local", "modal"] = "local",
     out_dir: str | Path | None = None,
     progress: bool = True,
+    objective: Literal["turn_taking", "bench"] = "turn_taking",
     **turn_taking_kwargs: Any,
 ) -> pd.DataFrame:
     """Run ``grid`` (e.g. ``{"temp": [0.6, 0.8], "top_k": [50, 250]}``) over ``inputs``; one row per run.
 
     The recordings are kept in ``df.attrs["recordings"]`` (and saved under ``out_dir/<run>`` if given).
+    ``objective="bench"``: the benchmark instead (``jmoshi_nb.bench.runner.sweep``): ``inputs`` is a
+    task set folder (or empty: one is built in ``out_dir/_set``), one row per setting with each task's
+    headline metrics; the other keyword arguments (``limit``, ``tasks``, ``vad``...) go to it.
     """
     import pandas as pd
 
     from .sweeps import Job, run_jobs
 
+    if objective == "bench":
+        from .bench.runner import sweep as bench_sweep
+
+        if out_dir is None:
+            raise ValueError("sweep(objective='bench') needs out_dir: each setting's run is a folder")
+        source = inputs[0] if inputs else None
+        if isinstance(source, np.ndarray):
+            raise ValueError("sweep(objective='bench'): inputs is a task set folder (or empty), not audio")
+        return bench_sweep(grid, out_dir, source=source, base=base, executor=executor, progress=progress,
+                           **turn_taking_kwargs)  # fmt: skip
     if not inputs:
         raise ValueError("sweep: give at least one input (a WAV path or a 24 kHz mono array)")
     configs = expand_grid(grid, base)

@@ -24,7 +24,7 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   quiet "${PIP[@]}" install "$TORCH_SPEC"
 fi
 echo "installing jmoshi-nb and its requirements ..."
-quiet "${PIP[@]}" install -e ".[notebook,speech,modal,test]"
+quiet "${PIP[@]}" install -e ".[notebook,speech,modal,test,bench]"
 quiet "${PIP[@]}" install --no-deps "$MOSHI_SPEC"
 .venv/bin/python - <<'PY'
 import importlib.metadata as md

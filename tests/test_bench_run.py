@@ -1,0 +1,180 @@
+"""The benchmark's task set builder and runner, end to end on the tiny model (short items)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from jmoshi_nb.audio import FRAME_SIZE, SAMPLE_RATE, read_wav, write_wav
+from jmoshi_nb.bench import TASKS, BenchError, build, run
+from jmoshi_nb.bench.vad import speech_segments
+
+pytest.importorskip("pyopenjtalk")
+
+
+def test_build_is_deterministic_and_timed(tmp_path: Path) -> None:
+    tasks = ["pause_handling", "interruption"]
+    a = build(tmp_path / "a", per_task=2, seed=3, tasks=tasks)
+    b = build(tmp_path / "b", per_task=1, seed=3, tasks=tasks)
+    c = build(tmp_path / "c", per_task=1, seed=4, tasks=tasks)
+    for task in tasks:
+        assert sorted(p.name for p in (a / task).iterdir()) == ["000", "001"]
+        same = (a / task / "000" / "input.wav").read_bytes()
+        assert same == (b / task / "000" / "input.wav").read_bytes()  # the set's size does not change an item
+        assert same != (c / task / "000" / "input.wav").read_bytes()
+    for item in (a / "pause_handling").iterdir():
+        timing = json.loads((item / "timing.json").read_text(encoding="utf-8"))
+        pcm = read_wav(item / "input.wav")
+        assert len(pcm) % FRAME_SIZE == 0
+        assert 1.0 <= timing["pause"][1] - timing["pause"][0] <= 2.5
+        segs = speech_segments(pcm, SAMPLE_RATE)
+        assert segs[-1][1] == pytest.approx(timing["user_end"], abs=0.05)
+        assert segs[0][0] == pytest.approx(timing["user_segments"][0][0], abs=0.05)
+    item = a / "interruption" / "000"
+    timing = json.loads((item / "timing.json").read_text(encoding="utf-8"))
+    assert len(read_wav(item / "model.wav")) == timing["forced_frames"] * FRAME_SIZE
+    assert timing["forced_frames"] * FRAME_SIZE / SAMPLE_RATE <= timing["interrupt"][0]
+    assert timing["model_answer_start"] < timing["interrupt"][0]
+    with pytest.raises(BenchError, match="unknown task"):
+        build(tmp_path / "d", per_task=1, tasks=["smalltalk"])
+
+
+def _short_set(root: Path) -> Path:
+    """One short item per task (about 1.6 s each): the runner's path, not the model's quality."""
+    from jmoshi_nb.speech import synthesize
+
+    hai = synthesize("はい、そうです。")[: int(1.2 * SAMPLE_RATE)]
+    n = 20 * FRAME_SIZE
+    for task in TASKS:
+        folder = root / task / "000"
+        write_wav(folder / "input.wav", np.pad(hai, (0, n - len(hai))))
+        timing = {"task": task, "user_end": 1.2}
+        if task == "interruption":
+            write_wav(folder / "model.wav", np.resize(hai, 8 * FRAME_SIZE))
+            timing.update(forced_frames=8, interrupt=[0.64, 1.2])
+        (folder / "timing.json").write_text(json.dumps(timing), encoding="utf-8")
+    return root
+
+
+def test_run_on_the_tiny_model_writes_outputs_recordings_and_scores(tmp_path: Path, engine) -> None:  # type: ignore[no-untyped-def]
+    source = _short_set(tmp_path / "set")
+    out = tmp_path / "run"
+    scores = run(out, source=source, engine=engine, progress=False)
+    assert set(scores) == set(TASKS)
+    for task in TASKS:
+        item = out / task / "000"
+        assert read_wav(item / "output.wav").shape == read_wav(item / "input.wav").shape
+        events = [json.loads(line) for line in (item / "recording" / "events.jsonl").read_text().splitlines()]
+        metrics = [e for e in events if e["type"] == "metrics"]
+        assert len(metrics) == 20
+        session = json.loads((item / "recording" / "session.json").read_text(encoding="utf-8"))
+        assert session["meta"]["bench_task"] == task
+        assert session["meta"]["forced"] is (task == "interruption")
+        if task == "interruption":
+            assert [m["forced"] for m in metrics] == [True] * 8 + [False] * 12
+        summary = scores[task]["summary"]
+        assert (summary["n"], summary["errors"]) == (1, 0)
+        assert scores[task]["items"][0]["timing_source"] == "timing.json"
+    assert json.loads((out / "scores.json").read_text(encoding="utf-8")) == scores
+    info = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    assert info["items"] == 4 and info["audio_s"] == pytest.approx(4 * 20 * FRAME_SIZE / SAMPLE_RATE)
+    # Same engine, same config: the same tokens.
+    again = run(tmp_path / "again", source=source, engine=engine, tasks=["turn_taking"], progress=False)
+    assert set(again) == {"turn_taking"}
+    first, second = out / "turn_taking/000/output.wav", tmp_path / "again/turn_taking/000/output.wav"
+    assert first.read_bytes() == second.read_bytes()
+
+
+def test_cli_bench_score(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from jmoshi_nb.cli import main
+
+    source = _short_set(tmp_path / "set")
+    for item in source.glob("*/000"):
+        write_wav(item / "output.wav", np.zeros(20 * FRAME_SIZE, np.float32))
+    (source / "turn_taking" / "000" / "input.wav").write_bytes(b"junk")
+    assert main(["bench", "score", str(source)]) == 1  # an item failed: reported, the rest scored
+    out, err = capsys.readouterr()
+    assert "pause_handling" in out and "turn_taking/000" in err
+    assert json.loads((source / "scores.json").read_text(encoding="utf-8"))["backchannel"]["summary"]["n"] == 1
+    assert main(["bench", "score", str(tmp_path / "nothing")]) == 2
+
+
+def test_sweep_with_the_benchmark_as_objective(tmp_path: Path, engine) -> None:  # type: ignore[no-untyped-def]
+    import jmoshi_nb
+    from jmoshi_nb.plots import plot_sweep_heatmap
+
+    source = _short_set(tmp_path / "set")
+    df = jmoshi_nb.sweep({"temp": [0.6, 1.0]}, [source], objective="bench", out_dir=tmp_path / "sweep",
+                         engine=engine, tasks=["turn_taking", "backchannel"], limit=1, progress=False)  # fmt: skip
+    assert list(df["temp"]) == [0.6, 1.0]
+    for setting, row in df.set_index("setting").iterrows():
+        scores = json.loads((tmp_path / "sweep" / str(setting) / "scores.json").read_text(encoding="utf-8"))
+        assert row["turn_taking_TOR"] == scores["turn_taking"]["summary"]["TOR"]
+        assert row["backchannel_backchannels_per_min"] == scores["backchannel"]["summary"]["backchannels_per_min"]
+        assert np.isnan(row["interruption_TOR"])  # not run
+    plot_sweep_heatmap(df, "turn_taking_TOR", x="temp", y="top_k")
+    with pytest.raises(ValueError, match="out_dir"):
+        jmoshi_nb.sweep({"temp": [0.6]}, [source], objective="bench")
+
+
+def test_a_failing_item_is_named_and_the_others_run(tmp_path: Path, engine) -> None:  # type: ignore[no-untyped-def]
+    source = _short_set(tmp_path / "set")
+    broken = source / "turn_taking" / "001"
+    broken.mkdir()
+    (broken / "input.wav").write_bytes(b"RIFF junk")
+    scores = run(tmp_path / "run", source=source, engine=engine, tasks=["turn_taking"], progress=False)
+    items = {it["id"]: it for it in scores["turn_taking"]["items"]}
+    assert "error" not in items["000"]
+    assert "turn_taking/001" in items["001"]["error"]
+    assert json.loads((tmp_path / "run" / "run.json").read_text(encoding="utf-8"))["failed"] == ["turn_taking/001"]
+
+
+def test_modal_executor_runs_the_items_as_sweep_jobs(tmp_path: Path, engine, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The Modal path goes through sweeps.run_jobs; here its stand-in runs the jobs locally on the same engine."""
+    import jmoshi_nb.sweeps as sweeps
+
+    calls = []
+    real = sweeps.run_jobs
+
+    def fake_run_jobs(jobs, executor="local", progress=True, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append((executor, [j.name for j in jobs]))
+        pool = sweeps.EnginePool()
+        pool.put("tiny", None, engine)
+        return real(jobs, executor="local", progress=False, pool=pool)
+
+    monkeypatch.setattr(sweeps, "run_jobs", fake_run_jobs)
+    source = _short_set(tmp_path / "set")
+    scores = run(tmp_path / "run", source=source, executor="modal", tasks=["turn_taking", "interruption"],
+                 progress=False)  # fmt: skip
+    assert calls == [("modal", ["interruption-000", "turn_taking-000"])]
+    session = json.loads((tmp_path / "run/interruption/000/recording/session.json").read_text(encoding="utf-8"))
+    assert session["meta"]["forced"] is False  # Modal's worker runs plain sessions
+    assert scores["interruption"]["summary"]["n"] == 1
+
+
+@pytest.mark.slow
+def test_run_through_a_server(tmp_path: Path, server_url: str) -> None:
+    source = _short_set(tmp_path / "set")
+    scores = run(tmp_path / "run", source=source, url=server_url, tasks=["turn_taking"], progress=False)
+    item = tmp_path / "run" / "turn_taking" / "000"
+    assert read_wav(item / "output.wav").shape == read_wav(item / "input.wav").shape
+    assert (item / "recording" / "events.jsonl").exists()
+    assert scores["turn_taking"]["summary"]["n"] == 1
+
+
+def test_cli_bench_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from jmoshi_nb.cli import main
+
+    source = _short_set(tmp_path / "set")
+    out = tmp_path / "run"
+    code = main(["bench", "run", "--out", str(out), "--source", str(source), "--tasks", "turn_taking",
+                 "--temp", "0.7", "--seed", "3", "--quiet"])  # fmt: skip
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "ran 1 items" in printed and "turn_taking" in printed
+    config = json.loads((out / "run.json").read_text(encoding="utf-8"))["config"]
+    assert (config["model"], config["sampling"]["temp"], config["seed"]) == ("tiny", 0.7, 3)
+    assert (out / "turn_taking" / "000" / "output.wav").exists()

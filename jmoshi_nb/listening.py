@@ -38,11 +38,11 @@ import numpy as np
 import soundfile as sf
 
 from .audio import SAMPLE_RATE, resample
+from .figures import KitFigure, japanese_text, new_figure
 from .recording import Recording
 
 if TYPE_CHECKING:
     import pandas as pd
-    from matplotlib.figure import Figure
 
 CRITERIA = ("naturalness", "meaningfulness")
 CRITERIA_LABELS = {"naturalness": "自然さ / Naturalness", "meaningfulness": "有意味さ / Meaningfulness"}
@@ -294,16 +294,12 @@ def preference_table(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=cols)
 
 
-def plot_summary(df: pd.DataFrame, title: str = "") -> Figure:
+@japanese_text
+def plot_summary(df: pd.DataFrame, title: str = "") -> KitFigure:
     """MOS ± 95 % CI per system (both criteria), and the A/B preference rates if there are any."""
-    from matplotlib.figure import Figure
-
-    from .fonts import use_japanese_font
-
-    use_japanese_font()
     mos, pref = mos_table(df), preference_table(df)
     panels = 1 + (len(pref) > 0)
-    fig = Figure(figsize=(5 + 4 * (panels - 1), 3.6), layout="constrained")
+    fig = new_figure(figsize=(5 + 4 * (panels - 1), 3.6), layout="constrained")
     axes = fig.subplots(1, panels, squeeze=False)[0]
     ax = axes[0]
     x = np.arange(len(mos))

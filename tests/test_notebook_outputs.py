@@ -79,11 +79,29 @@ def check_04(nb: Any) -> None:
     assert len(p50) == 4 and all(0 < v < 10_000 for v in p50), f"frame_ms_p50 of each run: {out!r}"
 
 
+def check_05(nb: Any) -> None:
+    out = text_of(tagged(nb, "summary")[0].outputs)  # the re-scored table: one row per task
+    rows = {line.split()[0]: line.split()[1:] for line in out.splitlines()[1:] if line.strip()}
+    assert set(rows) == {"pause_handling", "turn_taking", "backchannel", "interruption"}, out
+    for task, cells in rows.items():
+        n, tor, errors = int(cells[0]), float(cells[1]), int(cells[-1])
+        assert n >= 1 and 0.0 <= tor <= 1.0 and errors == 0, f"{task}: {cells}"
+
+
+def check_06(nb: Any) -> None:
+    out = text_of(tagged(nb, "summary")[0].outputs)  # MOS per system, then preferences
+    assert "no ratings yet" not in out, out
+    means = [float(v) for v in re.findall(r"\b([1-5]\.\d{1,2})\b", out)]
+    assert means and all(1.0 <= v <= 5.0 for v in means), out
+
+
 CHECKS: dict[str, Callable[[Any], None]] = {
     "01_quickstart": check_01,
     "02_tuning": check_02,
     "03_recordings": check_03,
     "04_sweeps_and_turn_taking": check_04,
+    "05_benchmark": check_05,
+    "06_listening_test": check_06,
 }
 
 

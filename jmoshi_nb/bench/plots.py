@@ -1,7 +1,7 @@
 """Figures of benchmark scores: per-task bars with 95 % intervals, latency distributions, item timelines.
 
 Every function takes scores (the dict ``score`` returns or a scores.json path) or several of them by
-setting name, and returns a :class:`matplotlib.figure.Figure` built like those of
+setting name, and returns a :class:`jmoshi_nb.figures.KitFigure` (shows as a picture in Jupyter) built like those of
 :mod:`jmoshi_nb.plots` (no pyplot; Japanese labels through its font).
 """
 
@@ -14,10 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from ..fonts import use_japanese_font
+from ..figures import KitFigure, japanese_text, new_figure
 from ..plots import SPEAKER_COLORS
 from .layout import TASKS
 from .scoring import wilson_interval
@@ -83,15 +82,17 @@ def _panel_values(scores: Scores, task: str, field: str) -> tuple[float, float, 
     return _mean_ci(values)
 
 
-def plot_task_bars(scores: Scores | str | Path | Mapping[str, Scores | str | Path], *, width: float = 12.0) -> Figure:
+@japanese_text
+def plot_task_bars(
+    scores: Scores | str | Path | Mapping[str, Scores | str | Path], *, width: float = 12.0
+) -> KitFigure:
     """Headline metrics as bars (one colour per setting) with 95 % intervals.
 
     TOR per task (Wilson interval), the latencies and backchannels per minute (mean, t interval).
     ``scores``: one run's scores (dict, scores.json or run folder) or ``{setting name: scores}``.
     """
-    use_japanese_font()
     settings = _by_setting(scores)
-    fig = Figure(figsize=(width, 3.2), layout="constrained")
+    fig = new_figure(figsize=(width, 3.2), layout="constrained")
     axes = fig.subplots(1, len(PANELS), gridspec_kw={"width_ratios": [4, 1, 1, 1, 1]})
     n = len(settings)
     bar = 0.8 / n
@@ -115,13 +116,13 @@ def plot_task_bars(scores: Scores | str | Path | Mapping[str, Scores | str | Pat
     return fig
 
 
+@japanese_text
 def plot_latency_distributions(
     scores: Scores | str | Path | Mapping[str, Scores | str | Path], *, width: float = 10.0
-) -> Figure:
+) -> KitFigure:
     """Every item's latencies as points over box plots, per kind and setting (seconds)."""
-    use_japanese_font()
     settings = _by_setting(scores)
-    fig = Figure(figsize=(width, 3.0), layout="constrained")
+    fig = new_figure(figsize=(width, 3.0), layout="constrained")
     axes = fig.subplots(1, len(LATENCIES), sharey=True)
     rng = np.random.default_rng(0)  # jitter only
     for ax, (task, field, label) in zip(axes, LATENCIES, strict=True):
@@ -140,21 +141,21 @@ def plot_latency_distributions(
     return fig
 
 
+@japanese_text
 def plot_items(
     scores: Scores | str | Path,
     ids: Mapping[str, str] | None = None,
     *,
     width: float = 11.0,
-) -> Figure:
+) -> KitFigure:
     """One item per task as a two-speaker timeline: user speech, model turns and backchannels.
 
     The user's end (turn-taking, pause handling) and the interruption's span are marked. ``ids``
     picks the item per task (default: each task's first scored item).
     """
-    use_japanese_font()
     sc = load_scores(scores)
     tasks = [t for t in TASKS if _ok(sc, t)]
-    fig = Figure(figsize=(width, 1.35 * max(len(tasks), 1) + 0.6), layout="constrained")
+    fig = new_figure(figsize=(width, 1.35 * max(len(tasks), 1) + 0.6), layout="constrained")
     if not tasks:
         ax = fig.add_subplot()
         ax.text(0.5, 0.5, "no scored items", ha="center", va="center", transform=ax.transAxes)

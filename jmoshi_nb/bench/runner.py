@@ -100,14 +100,13 @@ def run_items(
 
 
 def _run_url(items: Sequence[Item], config: SessionConfig, url: str, token: str | None) -> list[Recording | None]:
-    import asyncio
-
+    from ..blocking import run_blocking
     from ..runner import run_pcm_async
 
     recs: list[Recording | None] = []
     for item in items:
         try:
-            rec = asyncio.run(run_pcm_async(read_wav(item.input), url, token, config, realtime=False))
+            rec = run_blocking(run_pcm_async(read_wav(item.input), url, token, config, realtime=False))
         except Exception as exc:
             _failed(item, exc)
             recs.append(None)

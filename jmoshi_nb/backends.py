@@ -7,13 +7,13 @@ same whichever backend serves it.
 
 from __future__ import annotations
 
-import asyncio
-import threading
-from typing import Protocol
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 
 from aiohttp import web
 
 from .config import SessionConfig
+from .loop_thread import AppThread
 
 
 class ServerHandle(Protocol):
@@ -23,50 +23,24 @@ class ServerHandle(Protocol):
     def stop(self) -> None: ...
 
 
-class AppThread:
-    """An aiohttp app on a background thread with its own event loop (``port=0``: any free port)."""
+def serve_engine(
+    engine: Any,
+    token: str | None,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    name: str = "jmoshi-nb-server",
+    routes: dict[str, Callable[[web.Request], Awaitable[web.StreamResponse]]] | None = None,
+) -> AppThread:
+    """The kit's ChatServer for ``engine`` on a background thread, plus extra GET ``routes``; started.
 
-    def __init__(self, app: web.Application, host: str = "127.0.0.1", port: int = 0, name: str = "jmoshi-nb-server"):
-        self.app, self.host, self.port, self.name = app, host, port, name
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+    The local backends and the Modal container's web server both start their server this way.
+    """
+    from .server import ChatServer
 
-    def start(self) -> AppThread:
-        ready = threading.Event()
-        errors: list[BaseException] = []
-
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            asyncio.set_event_loop(loop)
-            runner = web.AppRunner(self.app, shutdown_timeout=5.0)
-            try:
-                loop.run_until_complete(runner.setup())
-                site = web.TCPSite(runner, self.host, self.port)
-                loop.run_until_complete(site.start())
-                self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-            except BaseException as exc:  # surfaced to start()'s caller
-                errors.append(exc)
-                ready.set()
-                return
-            ready.set()
-            loop.run_forever()
-            loop.run_until_complete(runner.cleanup())
-            loop.close()
-
-        self._thread = threading.Thread(target=run, name=self.name, daemon=True)
-        self._thread.start()
-        ready.wait()
-        if errors:
-            raise errors[0]
-        return self
-
-    def stop(self) -> None:
-        if self._loop is not None and self._loop.is_running():
-            self._loop.call_soon_threadsafe(self._loop.stop)
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        self._thread = None
+    app = ChatServer(engine, token=token).make_app()
+    for path, handler in (routes or {}).items():
+        app.router.add_get(path, handler)
+    return AppThread(app, host, port, name=name).start()
 
 
 class LocalServer:
@@ -93,7 +67,6 @@ class LocalServer:
 
     def start(self) -> LocalServer:
         from .engine import Engine
-        from .server import ChatServer
 
         if self.engine is None:
             cfg = self.config
@@ -104,8 +77,7 @@ class LocalServer:
                 sampling=cfg.sampling if cfg else None,
                 seed=cfg.seed if cfg else 42,
             )
-        app = ChatServer(self.engine, token=self.token).make_app()  # type: ignore[arg-type]
-        self._thread = AppThread(app, self.host, self.port).start()
+        self._thread = serve_engine(self.engine, self.token, self.host, self.port)
         self.port = self._thread.port
         self.url = f"ws://{self.host}:{self.port}"
         return self

@@ -28,7 +28,6 @@ network: Modal objects are only declared here, and resolved when an app is run o
 from __future__ import annotations
 
 import contextlib
-import hmac
 import os
 import time
 from collections.abc import Iterator
@@ -41,9 +40,9 @@ from . import modal_settings as names
 from .pins import MOSHI_VERSION, PYTHON_VERSION, TORCH_INDEX_URL, TORCH_VERSION, torch_compile_enabled
 
 if TYPE_CHECKING:
-    from .backends import AppThread
     from .checkpoints import ResolvedModel
     from .engine import Engine
+    from .loop_thread import AppThread
     from .sweeps import EnginePool
 
 # ## Settings
@@ -262,14 +261,6 @@ def container_token() -> str:
     return token
 
 
-def _token_ok(request: Any, token: str) -> bool:
-    given = request.query.get("token", "")
-    auth = request.headers.get("Authorization", "")
-    if auth.startswith("Bearer "):
-        given = auth.removeprefix("Bearer ")
-    return hmac.compare_digest(given.encode(), token.encode())
-
-
 class ChatServerThread:
     """The kit's ChatServer on a background thread (the web server Modal routes to).
 
@@ -294,19 +285,17 @@ class ChatServerThread:
     def start(self) -> ChatServerThread:
         from aiohttp import web
 
-        from .backends import AppThread
-        from .server import ChatServer
-
-        chat = ChatServer(self.engine, token=self.token)
-        web_app = chat.make_app()
+        from .backends import serve_engine
+        from .server import token_ok
 
         async def modal_info(request: web.Request) -> web.Response:
-            if self.token and not _token_ok(request, self.token):
+            if not token_ok(request, self.token):
                 return web.json_response({"error": "missing or wrong token"}, status=401)
             return web.json_response(self.info())
 
-        web_app.router.add_get("/api/modal", modal_info)
-        self._thread = AppThread(web_app, self.host, self.port, name="jmoshi-nb-modal-server").start()
+        self._thread = serve_engine(
+            self.engine, self.token, self.host, self.port, "jmoshi-nb-modal-server", {"/api/modal": modal_info}
+        )
         self.port = self._thread.port
         self.url = f"http://{self.host}:{self.port}"
         return self

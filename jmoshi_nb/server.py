@@ -76,6 +76,17 @@ class _Session:
     received: int = 0  # whole frames received from the client (queued or dropped)
 
 
+def token_ok(request: web.Request, token: str | None) -> bool:
+    """Whether ``request`` presents ``token`` (``?token=`` or ``Authorization: Bearer``); True without one."""
+    if not token:
+        return True
+    given = request.query.get("token", "")
+    auth = request.headers.get("Authorization", "")
+    if auth.startswith("Bearer "):
+        given = auth.removeprefix("Bearer ")
+    return hmac.compare_digest(given.encode(), token.encode())
+
+
 class ChatServer:
     """Serves one engine. ``token``: if set, clients must present it (``?token=`` or Bearer header)."""
 
@@ -111,18 +122,9 @@ class ChatServer:
             | {"model": self.engine.model.model_id, "device": str(self.engine.device)}
         )
 
-    def _authorized(self, request: web.Request) -> bool:
-        if not self.token:
-            return True
-        given = request.query.get("token", "")
-        auth = request.headers.get("Authorization", "")
-        if auth.startswith("Bearer "):
-            given = auth.removeprefix("Bearer ")
-        return hmac.compare_digest(given.encode(), self.token.encode())
-
     # ---- a conversation ------------------------------------------------------------------------
     async def handle_chat(self, request: web.Request) -> web.StreamResponse:
-        if not self._authorized(request):
+        if not token_ok(request, self.token):
             return web.json_response(
                 {"error": "missing or wrong token: pass ?token=... or 'Authorization: Bearer ...'"}, status=401
             )

@@ -23,7 +23,6 @@ import threading
 import time
 import warnings
 import weakref
-from collections.abc import Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -33,6 +32,7 @@ from .audio import FRAME_SIZE, SAMPLE_RATE, AudioFileError, decode_audio, read_w
 from .backends import ServerHandle, start_server
 from .client import Event, Session, connect, paced_frames
 from .config import GPU_DEFAULT, Sampling, SessionConfig, check_seed, describe_params, load_config
+from .loop_thread import LoopThread
 from .recording import Recording
 
 if TYPE_CHECKING:
@@ -50,37 +50,6 @@ LATENCY_PROBE_EVERY = 4  # tell the browser every 4th frame is done (its latency
 
 
 _LIVE: weakref.WeakSet[NotebookSession] = weakref.WeakSet()  # sessions not stopped yet
-
-
-class _LoopThread:
-    """An asyncio event loop running forever on a daemon thread."""
-
-    def __init__(self, name: str) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.loop.run_forever()
-
-    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop)
-
-    def call(self, fn: Any, *args: Any) -> None:
-        if not self.loop.is_closed():
-            self.loop.call_soon_threadsafe(fn, *args)
-
-    def here(self) -> bool:
-        return threading.current_thread() is self.thread
-
-    def stop(self) -> None:
-        if self.loop.is_closed():
-            return
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=10)
-        if not self.thread.is_alive():
-            self.loop.close()
 
 
 class NotebookSession:
@@ -142,7 +111,7 @@ class NotebookSession:
             headers = getattr(self._server, "headers", None)  # e.g. proxy-auth keys of a remote backend
         self.url, self._token = url, token
         self._connect_kwargs: dict[str, Any] = {"headers": headers} if headers else {}
-        self._lt = _LoopThread("jmoshi-nb-session")
+        self._lt = LoopThread("jmoshi-nb-session")
         ready: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._main = self._lt.submit(self._run(ready))
         try:

@@ -50,14 +50,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from .audio import FRAME_SIZE, SAMPLE_RATE, AudioFileError, read_wav, resample
+from .audio import FRAME_S, SAMPLE_RATE, AudioFileError, read_wav, resample
 from .recording import Recording
 from .text import PAD_TOKENS
 
 if TYPE_CHECKING:
     import pandas as pd
 
-FRAME_S = FRAME_SIZE / SAMPLE_RATE  # 0.08 s: one LM step
 KINDS = ("ipu", "pause", "gap", "overlap", "backchannel")
 DEFAULT_SPEAKERS = ("model", "user")
 

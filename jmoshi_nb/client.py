@@ -26,7 +26,7 @@ import numpy as np
 import sphn
 
 from . import protocol as P
-from .audio import FRAME_SIZE, SAMPLE_RATE, frames, sha256_of
+from .audio import FRAME_S, FRAME_SIZE, SAMPLE_RATE, frames, sha256_of
 from .config import Sampling, SessionConfig, check_seed
 from .recording import Recording
 
@@ -333,7 +333,7 @@ async def paced_frames(
     start = loop.time()
     for i, frame in enumerate(frames(pcm)):
         if realtime:
-            delay = start + i * FRAME_SIZE / SAMPLE_RATE - loop.time()
+            delay = start + i * FRAME_S - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
         else:  # so the receive side never falls far behind

@@ -22,13 +22,10 @@ import numpy as np
 import torch
 
 from ._moshi import LMGen, LMModel, MimiModel
+from .audio import FRAME_SIZE, SAMPLE_RATE
 from .checkpoints import ResolvedModel, resolve
 from .config import Sampling, parse_sampling
 from .text import PAD_TOKENS, PieceDecoder
-
-SAMPLE_RATE = 24000
-FRAME_SIZE = 1920  # 80 ms at 24 kHz: one Mimi frame, one LM step
-FRAME_MS = 1000.0 * FRAME_SIZE / SAMPLE_RATE
 
 
 @dataclass

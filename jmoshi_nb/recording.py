@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from .audio import FRAME_SIZE, SAMPLE_RATE, sha256_of, write_wav
+from .audio import FRAME_S, SAMPLE_RATE, sha256_of, write_wav
 from .config import SessionConfig, package_versions
 from .record_writer import PART_FILES, STATE_COMPLETE, STATE_RECORDING, RecordWriter, read_part
 
@@ -46,7 +46,7 @@ class TextEvent:
     @property
     def time(self) -> float:
         """Position in the audio (seconds): the start of the frame that produced it."""
-        return self.frame * FRAME_SIZE / SAMPLE_RATE
+        return self.frame * FRAME_S
 
 
 @dataclass

@@ -23,8 +23,9 @@ import torch
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from . import protocol as P
+from .audio import FRAME_SIZE, SAMPLE_RATE
 from .config import ConfigError, Sampling, check_seed
-from .engine import FRAME_SIZE, SAMPLE_RATE, Engine, FrameResult
+from .engine import Engine, FrameResult
 
 log = logging.getLogger("jmoshi_nb.server")
 

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from .audio import FRAME_SIZE, SAMPLE_RATE, AudioFileError, decode_audio, read_wav, sha256_of
+from .audio import FRAME_S, FRAME_SIZE, AudioFileError, decode_audio, read_wav, sha256_of
 from .backends import ServerHandle, start_server
 from .client import Event, Session, connect, paced_frames
 from .config import GPU_DEFAULT, Sampling, SessionConfig, check_seed, describe_params, load_config
@@ -40,7 +40,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("jmoshi_nb.session")
 T = TypeVar("T")
-FRAME_S = FRAME_SIZE / SAMPLE_RATE
 MIC_LIVE_NOTICE = (
     "会話中です。パネルで話し、終わったら「■ 終了 / End」を押してから、このセルと以降のセルを実行し直してください。\n"
     "The conversation is live: talk on the panel, press 「■ 終了 / End」 when you are done, "
@@ -108,7 +107,6 @@ class NotebookSession:
         if url is None:
             self._server = start_server(backend, self._initial, **server_kwargs)
             url, token = self._server.url, self._server.token
-            headers = getattr(self._server, "headers", None)  # e.g. proxy-auth keys of a remote backend
         self.url, self._token = url, token
         self._connect_kwargs: dict[str, Any] = {"headers": headers} if headers else {}
         self._lt = LoopThread("jmoshi-nb-session")

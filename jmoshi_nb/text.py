@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from .audio import FRAME_SIZE, SAMPLE_RATE
+from .audio import FRAME_S
 
 WORD_START = "\u2581"  # ▁
 PAD_TOKENS = (0, 3)  # moshi's end-of-padding and padding text tokens: frames without text
@@ -113,12 +113,12 @@ class Phrase:
     @property
     def start(self) -> float:
         """Seconds: the start of the first piece's frame."""
-        return self.first_frame * FRAME_SIZE / SAMPLE_RATE
+        return self.first_frame * FRAME_S
 
     @property
     def end(self) -> float:
         """Seconds: the end of the last piece's frame."""
-        return (self.last_frame + 1) * FRAME_SIZE / SAMPLE_RATE
+        return (self.last_frame + 1) * FRAME_S
 
 
 class PhraseBuilder:

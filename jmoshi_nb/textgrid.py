@@ -22,12 +22,11 @@ from typing import Any
 
 from praatio import textgrid as tgio
 
-from .audio import FRAME_SIZE, SAMPLE_RATE
+from .audio import FRAME_S
 from .config import describe_params
 from .recording import Recording
 from .text import PHRASE_GAP_FRAMES, merge_pieces
 
-FRAME_S = FRAME_SIZE / SAMPLE_RATE
 TEXTGRID_NAME = "recording.TextGrid"
 TIERS = ("user", "model", "model text", "params")
 IPU_LABEL = "IPU"

@@ -21,10 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..audio import FRAME_SIZE, SAMPLE_RATE
-
 TASKS = ("pause_handling", "turn_taking", "backchannel", "interruption")
-FRAME_S = FRAME_SIZE / SAMPLE_RATE
 TIMING_FILE = "timing.json"
 RECORDING_DIR = "recording"
 SCORES_FILE = "scores.json"

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from ..audio import FRAME_SIZE, SAMPLE_RATE, read_wav, write_wav
+from ..audio import FRAME_S, FRAME_SIZE, SAMPLE_RATE, read_wav, write_wav
 from ..config import SessionConfig, load_config
 from ..recording import Recording
 from .layout import TIMING_FILE, BenchError, Item, find_tasks
@@ -64,7 +64,7 @@ def run_item(engine: Engine, item: Item, config: SessionConfig) -> Recording:
     n_frames = math.ceil(len(user) / FRAME_SIZE)
     if forcing is not None and forcing[1] < n_frames:
         model, forced = forcing
-        step_s = FRAME_SIZE / SAMPLE_RATE
+        step_s = FRAME_S
         rec = continue_dialogue(engine, DialogueInput(item.input, user, model), config,
                                 prompt_s=forced * step_s, continuation_s=(n_frames - forced) * step_s,
                                 user_after_prompt="continue")  # fmt: skip

@@ -37,7 +37,8 @@ from typing import Any
 
 import numpy as np
 
-from .layout import FRAME_S, SCORES_FILE, BenchError, Item, find_tasks, read_timing
+from ..audio import FRAME_S
+from .layout import SCORES_FILE, BenchError, Item, find_tasks, read_timing
 from .vad import MERGE_GAP_S, MIN_SPEECH_S, Segment, VadFunction, VadName, speech_segments
 
 AIZUCHI = (

@@ -448,7 +448,8 @@ def text_stats(rec: Recording) -> TextStats | None:
     if tokens:
         known = [t for t in tokens if t is not None]
         delay = next((i for i, t in enumerate(tokens) if t is not None), len(tokens))
-        text = sum(1 for t in known if t not in PAD_TOKENS)
+        pads = tuple(rec.session.get("pad_tokens") or PAD_TOKENS)
+        text = sum(1 for t in known if t not in pads)
         seconds = len(known) * FRAME_S
         return TextStats(
             frames=len(known),

@@ -25,7 +25,7 @@ from ._moshi import LMGen, LMModel, MimiModel
 from .audio import FRAME_SIZE, SAMPLE_RATE
 from .checkpoints import ResolvedModel, resolve
 from .config import Sampling, parse_sampling
-from .text import PAD_TOKENS, PieceDecoder
+from .text import PieceDecoder
 
 
 @dataclass
@@ -106,6 +106,23 @@ class _StageClock:
         return stages[0], stages[1], stages[2], total
 
 
+def recapture_depformer_graph(lm_gen: LMGen) -> bool:
+    """Make moshi capture the depformer's CUDA graph again at the next step; True if there was one.
+
+    The kit's one reach into moshi's private state, and why: on CUDA, ``LMGen`` runs the depformer
+    (which samples the audio tokens) as a CUDA graph captured with the ``temp``/``top_k`` in force at
+    capture time, and moshi offers no public way to change them afterwards. Resetting that graph
+    (``_streaming_state.graphed_depth``, a ``moshi.utils.compile.CUDAGraphed``) makes new values
+    hold. ``tests/test_engine.py`` fails if moshi's internals change under this.
+    """
+    state = lm_gen._streaming_state
+    graph = getattr(state, "graphed_depth", None) if state is not None else None
+    if graph is None:
+        return False
+    graph.reset(warmup_steps=0)
+    return True
+
+
 def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -137,6 +154,8 @@ class Engine:
         self.device = torch.device(device)
         self.card = lm_gen.lm_model.card
         self.text_card = lm_gen.lm_model.text_card
+        # Text tokens that carry no text: the LM's own ids (moshi's defaults are 0 and 3, text.PAD_TOKENS).
+        self.pad_tokens = (lm_gen.lm_model.end_of_text_padding_id, lm_gen.lm_model.text_padding_token_id)
         sampling.check_cards(self.card, self.text_card)
         self._sampling = sampling
         self._seed = seed
@@ -264,10 +283,8 @@ class Engine:
         gen.temp, gen.temp_text = sampling.temp, sampling.temp_text
         gen.top_k, gen.top_k_text = sampling.top_k, sampling.top_k_text
         self._sampling = sampling
-        state = gen._streaming_state
-        if audio_changed and state is not None and state.graphed_depth is not None:
-            # The depformer graph baked the old temp/top_k in at capture: capture it again.
-            state.graphed_depth.reset(warmup_steps=0)
+        if audio_changed:
+            recapture_depformer_graph(gen)
 
     def _apply_pending(self) -> bool:
         with self._lock:
@@ -327,7 +344,7 @@ class Engine:
             out_pcm = out[0, 0].float().cpu().numpy()
             tokens_np = tokens[0, :, 0].cpu().numpy()
             text_token = int(tokens_np[0])
-            if text_token not in PAD_TOKENS:
+            if text_token not in self.pad_tokens:
                 text = self._pieces.decode_id(text_token)
         encode_ms, lm_ms, decode_ms, total_ms = clock.finish()
         result = FrameResult(
@@ -361,6 +378,7 @@ class Engine:
             "frame_size": FRAME_SIZE,
             "card": self.card,
             "text_card": self.text_card,
+            "pad_tokens": list(self.pad_tokens),
             "sampling": self._sampling.model_dump(),
             "seed": self._seed,
         }

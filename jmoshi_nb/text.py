@@ -15,7 +15,10 @@ from typing import Protocol, runtime_checkable
 from .audio import FRAME_S
 
 WORD_START = "\u2581"  # ▁
-PAD_TOKENS = (0, 3)  # moshi's end-of-padding and padding text tokens: frames without text
+# moshi's default end-of-padding and padding text ids: frames without text. The engine takes the ids
+# from its LM and records them in each session (``session["pad_tokens"]``); this is the fallback
+# for recordings made before that.
+PAD_TOKENS = (0, 3)
 
 
 def is_cjk(ch: str) -> bool:

@@ -56,10 +56,40 @@ def test_same_seed_same_input_same_tokens(engine: Engine, speech_pcm: np.ndarray
     assert a != c
 
 
-def test_tokens_depend_on_input_audio(engine: Engine, speech_pcm: np.ndarray) -> None:
+def test_the_model_hears_its_input_causally(engine: Engine, speech_pcm: np.ndarray) -> None:
+    """Same seed, inputs equal up to frame 8 and silent after it: the tokens are equal up to there
+    (nothing depends on audio not heard yet) and differ after it (the model hears what it is sent)."""
+    cut = 8
+    silenced = speech_pcm.copy()
+    silenced[cut * FRAME_SIZE :] = 0.0
+    assert np.abs(speech_pcm[cut * FRAME_SIZE : N_FRAMES * FRAME_SIZE]).max() > 0.05  # speech after the cut
     a = tokens_of(run(engine, speech_pcm, seed=1))
-    b = tokens_of(run(engine, np.zeros_like(speech_pcm), seed=1))
-    assert a != b
+    b = tokens_of(run(engine, silenced, seed=1))
+    assert a[:cut] == b[:cut]
+    assert a[cut:] != b[cut:]
+
+
+def test_the_depformer_graph_is_reachable_where_the_engine_recaptures_it(engine: Engine) -> None:
+    """The engine's one private reach into moshi (``recapture_depformer_graph``): if moshi renames or
+    reshapes ``LMGen._streaming_state.graphed_depth`` or ``CUDAGraphed.reset``, this fails."""
+    import inspect
+
+    from moshi.utils.compile import CUDAGraphed
+
+    from jmoshi_nb.engine import recapture_depformer_graph
+
+    graph = engine.lm_gen._streaming_state.graphed_depth
+    assert isinstance(graph, CUDAGraphed)
+    assert "warmup_steps" in inspect.signature(CUDAGraphed.reset).parameters
+    graph._graph = object()  # as if captured (CPU never captures)
+    assert recapture_depformer_graph(engine.lm_gen) is True
+    assert graph._graph is None and graph.warmup_steps == 0
+
+
+def test_pad_tokens_come_from_the_lm(engine: Engine) -> None:
+    lm = engine.lm_gen.lm_model
+    assert engine.pad_tokens == (lm.end_of_text_padding_id, lm.text_padding_token_id)
+    assert engine.describe()["pad_tokens"] == list(engine.pad_tokens)
 
 
 def bare_moshi_loop(engine: Engine, pcm: np.ndarray, seed: int, sampling: Sampling) -> list:

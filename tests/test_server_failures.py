@@ -49,7 +49,10 @@ async def test_dropped_frames_keep_the_recording_aligned(serve, engine: Engine) 
     dropped = rec.meta.get("dropped_frames", [])
     assert dropped, "with a 1-frame queue some frames must be dropped"
     assert len(rec.metrics) + len(dropped) == n
-    assert len(rec.model_pcm) == n * FRAME_SIZE - rec.meta["opus_delay_samples"]
+    # The Opus delay comes off the decoded stream; on a loaded machine every frame with audio may be
+    # dropped, and then the model side is silence only, with nothing to take off.
+    decoded = any(m.get("audio") for m in rec.metrics)
+    assert len(rec.model_pcm) == n * FRAME_SIZE - (rec.meta["opus_delay_samples"] if decoded else 0)
     for i in dropped:  # silence on the model side where the model never heard the user
         assert np.abs(rec.model_pcm[i * FRAME_SIZE : (i + 1) * FRAME_SIZE - 200]).max() == 0
 

@@ -204,7 +204,8 @@ def make_tiny(directory: str | Path, seed: int = DEFAULT_SEED, overwrite: bool =
     """Write the tiny checkpoint into ``directory`` and return it.
 
     The result depends only on ``seed`` (and the versions of torch/sentencepiece): two calls give
-    byte-identical weight files.
+    byte-identical weight files. The codebook calibration runs on one thread, so the result does not
+    depend on how many threads torch uses in this process either.
     """
     out = Path(directory)
     if out.exists() and (out / "config.json").exists() and not overwrite:
@@ -218,6 +219,8 @@ def make_tiny(directory: str | Path, seed: int = DEFAULT_SEED, overwrite: bool =
         mimi_config = tiny_mimi_config()
         lm_config = tiny_lm_config(text_card=vocab)
         generator = torch.Generator().manual_seed(seed)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # float sums in the calibration: the same order whatever the thread count
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             mimi = loaders.get_mimi(None, mimi_config, device="cpu", num_codebooks=8)
@@ -226,6 +229,7 @@ def make_tiny(directory: str | Path, seed: int = DEFAULT_SEED, overwrite: bool =
             torch.manual_seed(seed + 1)
             lm = loaders.get_moshi_lm(None, lm_kwargs=lm_config, device="cpu", dtype=torch.float32)
             lm_state = {k: v.detach().clone().contiguous() for k, v in lm.state_dict().items()}
+        torch.set_num_threads(threads)
         save_file(mimi_state, str(tmp / MIMI_FILE))
         save_file(lm_state, str(tmp / MOSHI_FILE))
         (tmp / MIMI_CONFIG_FILE).write_text(json.dumps(mimi_config, indent=2))

@@ -34,26 +34,30 @@ VadFunction = Callable[[np.ndarray, int, float], np.ndarray]
 
 
 @functools.lru_cache(maxsize=1)
-def _silero_model() -> Any:
+def _silero() -> tuple[Any, Callable[..., Any]]:
+    """(model, get_speech_timestamps) of the silero-vad package."""
+    import torch
+
+    threads = torch.get_num_threads()
     try:
-        from silero_vad import load_silero_vad
+        import silero_vad  # its import sets torch to 1 thread for the whole process...
     except ImportError:  # pragma: no cover - depends on the environment
         raise ImportError("vad='silero' needs the silero-vad package: pip install 'jmoshi-nb[bench]'") from None
-    return load_silero_vad()
+    finally:
+        torch.set_num_threads(threads)  # ...the engine in this process keeps its threads
+    return silero_vad.load_silero_vad(), silero_vad.get_speech_timestamps
 
 
 def silero_activity(pcm: np.ndarray, sample_rate: int, hop_s: float = HOP_S) -> np.ndarray:
     """Silero VAD (package defaults) as one bool per ``hop_s``."""
     import torch
-    from silero_vad import get_speech_timestamps
 
     from ..audio import resample
 
+    model, get_speech_timestamps = _silero()
     pcm16k = resample(np.asarray(pcm, dtype=np.float32), sample_rate, VAD_RATE)
     with torch.no_grad():
-        stamps = get_speech_timestamps(
-            torch.from_numpy(np.ascontiguousarray(pcm16k)), _silero_model(), sampling_rate=VAD_RATE
-        )
+        stamps = get_speech_timestamps(torch.from_numpy(np.ascontiguousarray(pcm16k)), model, sampling_rate=VAD_RATE)
     n = int(np.ceil(len(pcm16k) / (VAD_RATE * hop_s)))
     active = np.zeros(n, dtype=bool)
     for s in stamps:

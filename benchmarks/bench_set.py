@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from jmoshi_nb.bench import build, find_tasks, run
+from jmoshi_nb.research.bench import build, find_tasks, run
 
 
 def main() -> None:

@@ -28,16 +28,16 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from jmoshi_nb._moshi import LMGen
-from jmoshi_nb.audio import FRAME_SIZE, frames
-from jmoshi_nb.client import Session, connect
-from jmoshi_nb.engine import Engine
+from jmoshi_nb.core.audio import FRAME_SIZE, frames
+from jmoshi_nb.model.engine import Engine
+from jmoshi_nb.model.moshi_api import LMGen
+from jmoshi_nb.serve.client import Session, connect
 
 
 def input_audio(n_frames: int) -> np.ndarray:
     try:
-        from jmoshi_nb.audio import read_wav
-        from jmoshi_nb.speech import speech_wav
+        from jmoshi_nb.core.audio import read_wav
+        from jmoshi_nb.research.speech import speech_wav
 
         pcm = read_wav(speech_wav("/tmp/jmoshi-bench-input.wav"))
     except ImportError:

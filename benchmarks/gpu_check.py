@@ -5,7 +5,7 @@
 
 On CUDA it runs J-Moshi's architecture with random weights (nothing is downloaded; per-frame time does not
 depend on the weights' values), with CUDA graphs (moshi's default on CUDA) and torch.compile as the
-Modal image has it (``jmoshi_nb.pins.torch_compile_enabled``: off unless JMOSHI_MODAL_TORCH_COMPILE=1).
+Modal image has it (``jmoshi_nb.core.pins.torch_compile_enabled``: off unless JMOSHI_MODAL_TORCH_COMPILE=1).
 It measures, in one process, on the same modules:
 
 * the bare moshi loop against the kit's engine, per frame, p50/p99 side by side
@@ -233,7 +233,7 @@ def card_name(device: str) -> str:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from jmoshi_nb.pins import torch_compile_enabled
+    from jmoshi_nb.core.pins import torch_compile_enabled
 
     compile_on = torch_compile_enabled()
     if _is_cuda(args.device):

@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from jmoshi_nb.audio import FRAME_SIZE, SAMPLE_RATE
+from jmoshi_nb.core.audio import FRAME_SIZE, SAMPLE_RATE
 
 BUDGET_MS = 1000.0 * FRAME_SIZE / SAMPLE_RATE  # one frame of audio: 80 ms
 
@@ -59,7 +59,7 @@ class Setup:
 
 
 class NumberedPieces:
-    """A stand-in text tokenizer for random weights (``jmoshi_nb.text.TextTokenizer``): token i is the
+    """A stand-in text tokenizer for random weights (``jmoshi_nb.core.text.TextTokenizer``): token i is the
     word piece ``▁t{i}``; no byte, control or unknown pieces, so every non-pad token shows as text."""
 
     def id_to_piece(self, id: int) -> str:  # noqa: A002 (SentencePiece's signature)
@@ -89,8 +89,8 @@ def _randomize_codebooks(mimi: Any, seed: int = 0) -> None:
 def build(device: str, tiny: bool, dtype_name: str) -> Setup:
     import torch
 
-    from jmoshi_nb._moshi import loaders
-    from jmoshi_nb.checkpoints import ResolvedModel, resolve
+    from jmoshi_nb.model.checkpoints import ResolvedModel, resolve
+    from jmoshi_nb.model.moshi_api import loaders
 
     if tiny:
         resolved = resolve("tiny")
@@ -138,7 +138,7 @@ def bare_loop(s: Setup, frames: list[np.ndarray], batch: int = 1) -> list[float]
     frame): one Mimi encode, one ``LMGen.step`` and one Mimi decode for all of them per frame."""
     import torch
 
-    from jmoshi_nb._moshi import LMGen
+    from jmoshi_nb.model.moshi_api import LMGen
 
     gen_kwargs = {"temp": 0.8, "temp_text": 0.7, "top_k": 250, "top_k_text": 25, **s.lm_gen_kwargs}
     lm_gen = LMGen(s.lm, **gen_kwargs)
@@ -166,9 +166,9 @@ def bare_loop(s: Setup, frames: list[np.ndarray], batch: int = 1) -> list[float]
 
 
 def make_engine(s: Setup) -> Any:
-    from jmoshi_nb._moshi import LMGen
-    from jmoshi_nb.config import Sampling
-    from jmoshi_nb.engine import Engine
+    from jmoshi_nb.core.config import Sampling
+    from jmoshi_nb.model.engine import Engine
+    from jmoshi_nb.model.moshi_api import LMGen
 
     lm_gen = LMGen(s.lm, **{k: v for k, v in s.lm_gen_kwargs.items() if k not in Sampling.model_fields})
     engine = Engine(s.resolved, s.mimi, lm_gen, s.tokenizer, s.device, Sampling(), 42)
@@ -206,8 +206,8 @@ GREEDY = {"temp": 0.0, "top_k": 1, "temp_text": 0.0, "top_k_text": 1}
 
 def session_tokens(engine: Any, frames: list[np.ndarray], seed: int, switch_at: int, switch_seed: int, direct: bool):  # type: ignore[no-untyped-def]
     """Tokens of one session that switches to greedy decoding at frame ``switch_at`` with a new seed."""
-    from jmoshi_nb.config import Sampling
-    from jmoshi_nb.engine import seed_everything
+    from jmoshi_nb.core.config import Sampling
+    from jmoshi_nb.model.engine import seed_everything
 
     engine.reset(Sampling(), seed)
     out: list[list[int] | None] = []
@@ -242,7 +242,7 @@ def params_check(engine: Any, frames: list[np.ndarray], switch_at: int) -> dict[
         "greedy_after_switch_independent_of_seed": a[k:] == b[k:],
     }
     control_seed_dependent = audio_part(ctl_a[k:]) != audio_part(ctl_b[k:])
-    from jmoshi_nb.config import Sampling
+    from jmoshi_nb.core.config import Sampling
 
     engine.reset(Sampling(), 42)
     return {

@@ -25,16 +25,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from jmoshi_nb.audio import FRAME_SIZE, frames
-from jmoshi_nb.config import SessionConfig
-from jmoshi_nb.engine import Engine
-from jmoshi_nb.recording import Recording
+from jmoshi_nb.core.audio import FRAME_SIZE, frames
+from jmoshi_nb.core.config import SessionConfig
+from jmoshi_nb.core.recording import Recording
+from jmoshi_nb.model.engine import Engine
 
 
 def input_audio(n_frames: int) -> np.ndarray:
     try:
-        from jmoshi_nb.audio import read_wav
-        from jmoshi_nb.speech import speech_wav
+        from jmoshi_nb.core.audio import read_wav
+        from jmoshi_nb.research.speech import speech_wav
 
         pcm = read_wav(speech_wav("/tmp/jmoshi-bench-input.wav"))
     except ImportError:
@@ -47,7 +47,7 @@ class SyntheticEngine:
     """Sleeps like a GIL-free model step and returns what ``Engine.step`` returns, in shape."""
 
     def __init__(self, step_ms: float) -> None:
-        from jmoshi_nb.config import Sampling
+        from jmoshi_nb.core.config import Sampling
 
         self.step_s = step_ms / 1e3
         self.sampling = Sampling()

@@ -11,25 +11,25 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "connect": "client",
-    "Session": "client",
-    "ServerError": "client",
-    "Engine": "engine",
-    "Recording": "recording",
-    "SessionConfig": "config",
-    "Sampling": "config",
-    "ConfigError": "config",
-    "load_config": "config",
-    "make_tiny": "tiny",
-    "run_wav": "runner",
-    "start_server": "backends",
-    "start": "session",
-    "turn_taking": "analysis",
-    "sweep": "research",
-    "prompted_continuation": "research",
-    "plot_recording": "plots",
-    "plot_timeline": "plots",
-    "plot_sweep_heatmap": "plots",
+    "connect": "serve.client",
+    "Session": "serve.client",
+    "ServerError": "serve.client",
+    "Engine": "model.engine",
+    "Recording": "core.recording",
+    "SessionConfig": "core.config",
+    "Sampling": "core.config",
+    "ConfigError": "core.config",
+    "load_config": "core.config",
+    "make_tiny": "model.tiny",
+    "run_wav": "research.runner",
+    "start_server": "serve.backends",
+    "start": "notebook.session",
+    "turn_taking": "research.turn_taking",
+    "sweep": "research.continuation",
+    "prompted_continuation": "research.continuation",
+    "plot_recording": "research.plots",
+    "plot_timeline": "research.plots",
+    "plot_sweep_heatmap": "research.plots",
 }
 
 __all__ = [  # noqa: RUF022 - grouped as _EXPORTS
@@ -40,17 +40,17 @@ __all__ = [  # noqa: RUF022 - grouped as _EXPORTS
 assert set(__all__) == set(_EXPORTS) | {"__version__"}
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .analysis import turn_taking
-    from .backends import start_server
-    from .client import ServerError, Session, connect
-    from .config import ConfigError, Sampling, SessionConfig, load_config
-    from .engine import Engine
-    from .plots import plot_recording, plot_sweep_heatmap, plot_timeline
-    from .recording import Recording
-    from .research import prompted_continuation, sweep
-    from .runner import run_wav
-    from .session import start
-    from .tiny import make_tiny
+    from .core.config import ConfigError, Sampling, SessionConfig, load_config
+    from .core.recording import Recording
+    from .model.engine import Engine
+    from .model.tiny import make_tiny
+    from .notebook.session import start
+    from .research.continuation import prompted_continuation, sweep
+    from .research.plots import plot_recording, plot_sweep_heatmap, plot_timeline
+    from .research.runner import run_wav
+    from .research.turn_taking import turn_taking
+    from .serve.backends import start_server
+    from .serve.client import ServerError, Session, connect
 
 
 def __getattr__(name: str) -> Any:

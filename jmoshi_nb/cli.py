@@ -7,44 +7,14 @@ import logging
 import sys
 from pathlib import Path
 
-from .config import ConfigError, SessionConfig, load_config
-
-
-def _add_sampling_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--temp", type=float, help="audio temperature")
-    p.add_argument("--temp-text", type=float, help="text temperature")
-    p.add_argument("--top-k", type=int, help="audio top-k")
-    p.add_argument("--top-k-text", type=int, help="text top-k")
-    p.add_argument("--seed", type=int, help="sampling seed (same seed + same input = same tokens)")
-    p.add_argument("--config", type=Path, help="a saved config (YAML or JSON); flags override it")
-
-
-def _config_from_args(args: argparse.Namespace, model: str | None) -> SessionConfig:
-    config = load_config(args.config) if args.config else SessionConfig()
-    changes = {
-        k: v
-        for k, v in {
-            "temp": args.temp,
-            "temp_text": args.temp_text,
-            "top_k": args.top_k,
-            "top_k_text": args.top_k_text,
-        }.items()
-        if v is not None
-    }
-    data = config.model_dump()
-    data["sampling"] = config.sampling.updated(**changes).model_dump()
-    if model is not None:
-        data["model"] = model
-    if args.seed is not None:
-        data["seed"] = args.seed
-    return SessionConfig.from_dict(data)
+from .core.config import ConfigError, SessionConfig, add_config_arguments, config_from_arguments
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from .engine import Engine
-    from .server import serve
+    from .model.engine import Engine
+    from .serve.server import serve
 
-    config = _config_from_args(args, args.model)
+    config = config_from_arguments(args, args.model)
     print(f"loading {config.model} ...", flush=True)
     engine = Engine.load(
         config.model, revision=args.revision, device=args.device, sampling=config.sampling, seed=config.seed
@@ -56,9 +26,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .runner import run_wav
+    from .research.runner import run_wav
 
-    config = _config_from_args(args, args.model)
+    config = config_from_arguments(args, args.model)
     out = args.out or Path("runs") / Path(args.input).stem
     rec = run_wav(args.input, config, url=args.url, token=args.token, realtime=not args.fast, out=out)
     _print_summary(rec, out)
@@ -66,8 +36,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_textgrid(args: argparse.Namespace) -> int:
-    from .recording import Recording
-    from .textgrid import TEXTGRID_NAME, export_textgrids, save_textgrid
+    from .core.recording import Recording
+    from .research.textgrid import TEXTGRID_NAME, export_textgrids, save_textgrid
 
     folder = Path(args.recording)
     if (folder / "session.json").exists() or args.out is not None:
@@ -80,7 +50,7 @@ def cmd_textgrid(args: argparse.Namespace) -> int:
 
 
 def cmd_make_tiny(args: argparse.Namespace) -> int:
-    from .tiny import make_tiny
+    from .model.tiny import make_tiny
 
     out = make_tiny(args.directory, seed=args.seed, overwrite=args.overwrite)
     print(f"tiny checkpoint in {out}")
@@ -91,8 +61,8 @@ def cmd_make_tiny(args: argparse.Namespace) -> int:
 
 def cmd_quickstart(args: argparse.Namespace) -> int:
     """Synthesize Japanese speech, talk to the model through a real server, save and summarise."""
-    from .runner import run_wav
-    from .speech import speech_wav
+    from .research.runner import run_wav
+    from .research.speech import speech_wav
 
     out = Path(args.out)
     wav = speech_wav(out.parent / "quickstart_input.wav")
@@ -102,7 +72,7 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
     rec = run_wav(wav, config, realtime=not args.fast, out=out)
     _print_summary(rec, out)
     try:
-        from .plots import plot_recording
+        from .research.plots import plot_recording
 
         fig = plot_recording(rec)
         fig.savefig(out / "overview.png", dpi=110)
@@ -138,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8998)
     p.add_argument("--device", help="cuda or cpu (default: cuda if available)")
     p.add_argument("--token", help="require this token from clients (?token= or Bearer)")
-    _add_sampling_args(p)
+    add_config_arguments(p)
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("run", help="stream a WAV file through a session and save the recording")
@@ -148,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--url", help="a running server (default: start a local one for --model)")
     p.add_argument("--token", help="token for --url")
     p.add_argument("--model", default=None, help="model for the local server (default tiny)")
-    _add_sampling_args(p)
+    add_config_arguments(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("textgrid", help="write a Praat TextGrid of a recording (or of every recording below DIR)")
@@ -168,12 +138,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fast", action="store_true")
     p.set_defaults(func=cmd_quickstart)
 
-    from .bench.cli import add_bench_commands
+    from .research.bench.cli import add_bench_commands
 
     add_bench_commands(sub)
 
     try:
-        from .cli_modal import add_modal_commands
+        from .cloud.cli import add_modal_commands
     except ImportError:
         pass
     else:
@@ -186,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     if getattr(args, "seed", None) is None and args.command == "make-tiny":
-        from .tiny import DEFAULT_SEED
+        from .model.tiny import DEFAULT_SEED
 
         args.seed = DEFAULT_SEED
     try:

@@ -3,7 +3,7 @@
 #
 #   bash scripts/setup.sh            # CPU machine (tiny offline backend) or GPU machine
 #
-# torch: pinned in jmoshi_nb/pins.py (TORCH_SPEC overrides), the version the Modal image installs too.
+# torch: pinned in jmoshi_nb/core/pins.py (TORCH_SPEC overrides), the version the Modal image installs too.
 # On this project's machines that resolves to a CPU build on local disk; on a GPU machine PyPI's linux
 # wheel of the same version is the CUDA build.
 # moshi: 0.2.13 declares torch<2.10, bitsandbytes and sounddevice, which the kit does not need, so
@@ -11,8 +11,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
-TORCH_SPEC=${TORCH_SPEC:-$("$PYTHON" jmoshi_nb/pins.py torch)}
-MOSHI_SPEC=${MOSHI_SPEC:-$("$PYTHON" jmoshi_nb/pins.py moshi)}
+TORCH_SPEC=${TORCH_SPEC:-$("$PYTHON" jmoshi_nb/core/pins.py torch)}
+MOSHI_SPEC=${MOSHI_SPEC:-$("$PYTHON" jmoshi_nb/core/pins.py moshi)}
 
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv

@@ -29,28 +29,28 @@ def kit_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_path(kit_cache: Path) -> Path:
-    from jmoshi_nb.checkpoints import tiny_dir
+    from jmoshi_nb.model.checkpoints import tiny_dir
 
     return tiny_dir()
 
 
 @pytest.fixture(scope="session")
 def speech_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from jmoshi_nb.speech import speech_wav
+    from jmoshi_nb.research.speech import speech_wav
 
     return speech_wav(tmp_path_factory.mktemp("speech") / "ja.wav", lines=["こんにちは、今日はいい天気ですね。"])
 
 
 @pytest.fixture(scope="session")
 def speech_pcm(speech_path: Path):  # type: ignore[no-untyped-def]
-    from jmoshi_nb.audio import read_wav
+    from jmoshi_nb.core.audio import read_wav
 
     return read_wav(speech_path)
 
 
 @pytest.fixture(scope="session")
 def engine(tiny_path: Path):  # type: ignore[no-untyped-def]
-    from jmoshi_nb.engine import Engine
+    from jmoshi_nb.model.engine import Engine
 
     return Engine.load("tiny", seed=42)
 

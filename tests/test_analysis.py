@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 from scipy.signal import lfilter
 
-from jmoshi_nb.analysis import (
+from jmoshi_nb.core.audio import SAMPLE_RATE, AudioFileError, write_wav
+from jmoshi_nb.core.recording import Recording
+from jmoshi_nb.research.turn_taking import (
     Interval,
     TurnTaking,
     intervals_from_activity,
@@ -17,8 +19,6 @@ from jmoshi_nb.analysis import (
     turn_taking,
     voice_activity,
 )
-from jmoshi_nb.audio import SAMPLE_RATE, AudioFileError, write_wav
-from jmoshi_nb.recording import Recording
 
 HOP = 0.01
 M, U = "model", "user"
@@ -342,7 +342,7 @@ def test_turn_taking_with_a_custom_vad() -> None:
 def test_turn_taking_on_synthesized_japanese_speech() -> None:
     """Real speech (Open JTalk) at known times, digital silence elsewhere; VAD tolerance 30 ms."""
     pyopenjtalk = pytest.importorskip("pyopenjtalk")
-    from jmoshi_nb.audio import resample
+    from jmoshi_nb.core.audio import resample
 
     def say(text: str) -> np.ndarray:
         pcm, rate = pyopenjtalk.tts(text)

@@ -9,8 +9,8 @@ import pytest
 from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
 
-from jmoshi_nb.bench.plots import plot_items, plot_latency_distributions, plot_task_bars
-from jmoshi_nb.bench.scoring import summarize
+from jmoshi_nb.research.bench.plots import plot_items, plot_latency_distributions, plot_task_bars
+from jmoshi_nb.research.bench.scoring import summarize
 
 
 def _item(i: int, takeover: bool, **values: float | None) -> dict:

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jmoshi_nb.audio import FRAME_SIZE, SAMPLE_RATE, read_wav, write_wav
-from jmoshi_nb.bench import TASKS, BenchError, build, run
-from jmoshi_nb.bench.vad import speech_segments
+from jmoshi_nb.core.audio import FRAME_SIZE, SAMPLE_RATE, read_wav, write_wav
+from jmoshi_nb.research.bench import TASKS, BenchError, build, run
+from jmoshi_nb.research.bench.vad import speech_segments
 
 pytest.importorskip("pyopenjtalk")
 
@@ -44,7 +44,7 @@ def test_build_is_deterministic_and_timed(tmp_path: Path) -> None:
 
 def _short_set(root: Path) -> Path:
     """One short item per task (about 1.6 s each): the runner's path, not the model's quality."""
-    from jmoshi_nb.speech import synthesize
+    from jmoshi_nb.research.speech import synthesize
 
     hai = synthesize("はい、そうです。")[: int(1.2 * SAMPLE_RATE)]
     n = 20 * FRAME_SIZE
@@ -104,7 +104,7 @@ def test_cli_bench_score(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
 
 def test_sweep_with_the_benchmark_as_objective(tmp_path: Path, engine) -> None:  # type: ignore[no-untyped-def]
     import jmoshi_nb
-    from jmoshi_nb.plots import plot_sweep_heatmap
+    from jmoshi_nb.research.plots import plot_sweep_heatmap
 
     source = _short_set(tmp_path / "set")
     df = jmoshi_nb.sweep({"temp": [0.6, 1.0]}, [source], objective="bench", out_dir=tmp_path / "sweep",
@@ -134,7 +134,7 @@ def test_a_failing_item_is_named_and_the_others_run(tmp_path: Path, engine) -> N
 
 def test_modal_executor_runs_the_items_as_sweep_jobs(tmp_path: Path, engine, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """The Modal path goes through sweeps.run_jobs; here its stand-in runs the jobs locally on the same engine."""
-    import jmoshi_nb.sweeps as sweeps
+    import jmoshi_nb.research.sweeps as sweeps
 
     calls = []
     real = sweeps.run_jobs

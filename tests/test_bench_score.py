@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jmoshi_nb.audio import SAMPLE_RATE, resample, write_wav
-from jmoshi_nb.bench import BenchError, score
-from jmoshi_nb.bench.scoring import Rules, classify, headline, is_aizuchi
+from jmoshi_nb.core.audio import SAMPLE_RATE, resample, write_wav
+from jmoshi_nb.research.bench import BenchError, score
+from jmoshi_nb.research.bench.scoring import Rules, classify, headline, is_aizuchi
 
 pytest.importorskip("pyopenjtalk")
 
@@ -29,7 +29,7 @@ VADS = ["webrtc", pytest.param("silero", marks=NO_SILERO)]
 @functools.cache
 def clip(text: str, speed: float = 1.0, half_tone: float = 0.0) -> np.ndarray:
     """Synthesized speech trimmed to its audible part, so its start and end are known exactly."""
-    from jmoshi_nb.speech import synthesize
+    from jmoshi_nb.research.speech import synthesize
 
     pcm = synthesize(text, speed=speed, half_tone=half_tone)
     loud = np.flatnonzero(np.abs(pcm) > 0.01)
@@ -234,9 +234,9 @@ def test_bad_items_are_named_and_the_others_scored(tmp_path: Path) -> None:
 
 
 def test_package_names_stay_functions_after_submodule_imports() -> None:
-    import jmoshi_nb.bench.plots  # noqa: F401 - imports every submodule
-    import jmoshi_nb.bench.runner  # noqa: F401
-    from jmoshi_nb import bench
+    import jmoshi_nb.research.bench.plots  # noqa: F401 - imports every submodule
+    import jmoshi_nb.research.bench.runner  # noqa: F401
+    from jmoshi_nb.research.continuation import bench
 
     assert callable(bench.score) and callable(bench.run) and callable(bench.build)
 

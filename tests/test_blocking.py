@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from jmoshi_nb.blocking import loop_running_here, run_blocking
+from jmoshi_nb.core.blocking import loop_running_here, run_blocking
 
 
 async def answer(value: int, delay: float = 0.01) -> int:
@@ -48,7 +48,7 @@ def test_an_interrupted_wait_cancels_the_coroutine(monkeypatch: pytest.MonkeyPat
     (ipykernel raises it directly; an asyncio runner in this thread would only cancel its own task,
     so the test takes the worker-thread path from plain code, as a cell does.)
     """
-    import jmoshi_nb.blocking as blocking
+    import jmoshi_nb.core.blocking as blocking
 
     monkeypatch.setattr(blocking, "loop_running_here", lambda: True)
     cancelled = threading.Event()

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from jmoshi_nb.recording import Recording
+from jmoshi_nb.core.recording import Recording
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -32,11 +32,11 @@ def test_run_realtime_paces_at_80ms(speech_path: Path, tmp_path: Path) -> None:
     """Real-time mode sends one frame per 80 ms: the session lasts at least the audio's length."""
     import time
 
-    from jmoshi_nb.audio import read_wav
+    from jmoshi_nb.core.audio import read_wav
 
     pcm = read_wav(speech_path)[: 24000 * 2]
     short = tmp_path / "short.wav"
-    from jmoshi_nb.audio import write_wav
+    from jmoshi_nb.core.audio import write_wav
 
     write_wav(short, pcm)
     t = time.monotonic()

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 import jmoshi_nb
-from jmoshi_nb.config import SCHEMA_VERSION, ConfigError, Sampling, SessionConfig, load_config
+from jmoshi_nb.core.config import SCHEMA_VERSION, ConfigError, Sampling, SessionConfig, load_config
 
 PRESETS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
 
@@ -96,7 +96,7 @@ def test_config_from_json_written_by_hand(tmp_path: Path) -> None:
 
 
 def test_seed_check_and_params_text_have_one_home() -> None:
-    from jmoshi_nb.config import SEED_MAX, check_seed, describe_params
+    from jmoshi_nb.core.config import SEED_MAX, check_seed, describe_params
 
     assert check_seed(None) is None and check_seed(0) == 0 and check_seed(SEED_MAX) == SEED_MAX
     for bad in (-1, SEED_MAX + 1, 1.5, True, "3"):

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from jmoshi_nb._moshi import LMGen
-from jmoshi_nb.audio import frames
-from jmoshi_nb.config import ConfigError, Sampling
-from jmoshi_nb.engine import FRAME_SIZE, Engine, seed_everything
+from jmoshi_nb.core.audio import frames
+from jmoshi_nb.core.config import ConfigError, Sampling
+from jmoshi_nb.model.engine import FRAME_SIZE, Engine, seed_everything
+from jmoshi_nb.model.moshi_api import LMGen
 
 N_FRAMES = 24
 
@@ -76,7 +76,7 @@ def test_the_depformer_graph_is_reachable_where_the_engine_recaptures_it(engine:
 
     from moshi.utils.compile import CUDAGraphed
 
-    from jmoshi_nb.engine import recapture_depformer_graph
+    from jmoshi_nb.model.engine import recapture_depformer_graph
 
     graph = engine.lm_gen._streaming_state.graphed_depth
     assert isinstance(graph, CUDAGraphed)

@@ -14,10 +14,10 @@ import pytest  # noqa: E402
 from IPython.core.formatters import DisplayFormatter  # noqa: E402
 from test_plots import SENTENCE, japanese_texts, make_recording, render, sweep  # noqa: E402
 
-from jmoshi_nb.analysis import turn_taking  # noqa: E402
-from jmoshi_nb.figures import KitFigure  # noqa: E402
-from jmoshi_nb.fonts import JAPANESE_FONT  # noqa: E402
-from jmoshi_nb.plots import plot_recording, plot_sweep_heatmap, plot_timeline  # noqa: E402
+from jmoshi_nb.core.figures import KitFigure  # noqa: E402
+from jmoshi_nb.core.fonts import JAPANESE_FONT  # noqa: E402
+from jmoshi_nb.research.plots import plot_recording, plot_sweep_heatmap, plot_timeline  # noqa: E402
+from jmoshi_nb.research.turn_taking import turn_taking  # noqa: E402
 
 USER_FONT = {"font.family": ["DejaVu Sans"]}  # a user whose default font has no Japanese
 
@@ -59,7 +59,7 @@ def test_figures_in_executed_code_with_and_without_pyplot(tmp_path) -> None:  # 
         import matplotlib
         sys.path.insert(0, sys.argv[1])
         from test_plots import make_recording
-        from jmoshi_nb.plots import plot_recording
+        from jmoshi_nb.research.plots import plot_recording
         before = list(matplotlib.rcParams["font.family"])
         fig = plot_recording(make_recording())
         fig.savefig(sys.argv[2])

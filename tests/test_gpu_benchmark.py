@@ -73,7 +73,7 @@ def test_engine_path_runs_with_the_stand_in_tokenizer_of_the_random_weight_model
     The stand-in must give the engine every text token's display text, as a SentencePiece would."""
     import dataclasses
 
-    from jmoshi_nb.text import PAD_TOKENS
+    from jmoshi_nb.core.text import PAD_TOKENS
 
     setup = bench.build("cpu", tiny=True, dtype_name="float32")
     setup = dataclasses.replace(setup, tokenizer=bench.NumberedPieces())

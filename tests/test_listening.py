@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from jmoshi_nb.audio import SAMPLE_RATE
-from jmoshi_nb.listening import (
+from jmoshi_nb.core.audio import SAMPLE_RATE
+from jmoshi_nb.core.recording import Recording
+from jmoshi_nb.research.listening import (
     COLUMNS,
     ListeningTest,
     RatingsFileError,
@@ -23,7 +24,6 @@ from jmoshi_nb.listening import (
     preference_table,
     read_ratings,
 )
-from jmoshi_nb.recording import Recording
 
 
 def make_run(folder: Path, item: str, seconds: float, level: float) -> Path:

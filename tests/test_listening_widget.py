@@ -14,11 +14,11 @@ import pytest
 import soundfile as sf
 from test_listening import make_run
 
-from jmoshi_nb.audio import SAMPLE_RATE
-from jmoshi_nb.listening import ListeningTest
-from jmoshi_nb.widgets import ListeningWidget
+from jmoshi_nb.core.audio import SAMPLE_RATE
+from jmoshi_nb.notebook.widgets import ListeningWidget
+from jmoshi_nb.research.listening import ListeningTest
 
-WIDGETS = Path(__file__).resolve().parents[1] / "jmoshi_nb" / "widgets"
+WIDGETS = Path(__file__).resolve().parents[1] / "jmoshi_nb" / "notebook" / "widgets"
 
 
 class Browser:

@@ -24,11 +24,11 @@ pytest.importorskip("modal")
 
 import modal  # noqa: E402
 
-from jmoshi_nb import modal_app  # noqa: E402
-from jmoshi_nb.audio import FRAME_SIZE  # noqa: E402
-from jmoshi_nb.client import ServerError, connect  # noqa: E402
-from jmoshi_nb.config import SessionConfig  # noqa: E402
-from jmoshi_nb.sweeps import encode_audio, recording_from_dict  # noqa: E402
+from jmoshi_nb.cloud import app as modal_app  # noqa: E402
+from jmoshi_nb.core.audio import FRAME_SIZE  # noqa: E402
+from jmoshi_nb.core.config import SessionConfig  # noqa: E402
+from jmoshi_nb.research.sweeps import encode_audio, recording_from_dict  # noqa: E402
+from jmoshi_nb.serve.client import ServerError, connect  # noqa: E402
 
 TOKEN = "t0ken-for-tests-0123456789"
 
@@ -51,7 +51,7 @@ def test_imports_with_no_modal_account_and_no_network(tmp_path) -> None:  # type
         "    raise AssertionError('network access while importing')\n"
         "socket.socket.connect = refuse\n"
         "socket.create_connection = refuse\n"
-        "import jmoshi_nb.modal_app as m\n"
+        "import jmoshi_nb.cloud.app as m\n"
         "print(m.app.name, m.GPU)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
@@ -275,11 +275,11 @@ def test_hub_refusals_become_one_clear_message() -> None:
 def test_gpu_containers_read_weights_offline_and_say_how_to_fill_the_volume(monkeypatch: pytest.MonkeyPatch) -> None:
     from huggingface_hub.errors import LocalEntryNotFoundError
 
-    import jmoshi_nb.checkpoints
+    import jmoshi_nb.model.checkpoints
 
     def resolve(model: str, revision: str | None = None) -> Any:
         raise LocalEntryNotFoundError("outgoing traffic has been disabled")
 
-    monkeypatch.setattr(jmoshi_nb.checkpoints, "resolve", resolve)
+    monkeypatch.setattr(jmoshi_nb.model.checkpoints, "resolve", resolve)
     with pytest.raises(RuntimeError, match="not in the Volume.*jmoshi-nb modal download-weights --model j-moshi-ext"):
         modal_app.load_to_cpu("j-moshi-ext")

@@ -19,12 +19,8 @@ import pytest
 
 pytest.importorskip("modal")
 
-from jmoshi_nb import modal_app  # noqa: E402
-from jmoshi_nb.audio import FRAME_SIZE  # noqa: E402
-from jmoshi_nb.backends import start_server  # noqa: E402
-from jmoshi_nb.client import ServerError, connect  # noqa: E402
-from jmoshi_nb.config import SessionConfig  # noqa: E402
-from jmoshi_nb.modal_backend import (  # noqa: E402
+from jmoshi_nb.cloud import app as modal_app  # noqa: E402
+from jmoshi_nb.cloud.backend import (  # noqa: E402
     NO_CREDENTIALS,
     TOKEN_ENV,
     ModalServer,
@@ -36,7 +32,11 @@ from jmoshi_nb.modal_backend import (  # noqa: E402
     token_file,
     ws_url,
 )
-from jmoshi_nb.sweeps import EnginePool, Job, run_jobs  # noqa: E402
+from jmoshi_nb.core.audio import FRAME_SIZE  # noqa: E402
+from jmoshi_nb.core.config import SessionConfig  # noqa: E402
+from jmoshi_nb.research.sweeps import EnginePool, Job, run_jobs  # noqa: E402
+from jmoshi_nb.serve.backends import start_server  # noqa: E402
+from jmoshi_nb.serve.client import ServerError, connect  # noqa: E402
 
 
 class FakeDeployment:
@@ -293,7 +293,7 @@ class FakeCli(FakeModal):
 def modal_cli(argv: list[str]) -> int:
     import argparse
 
-    from jmoshi_nb.cli_modal import add_modal_commands
+    from jmoshi_nb.cloud.cli import add_modal_commands
 
     parser = argparse.ArgumentParser(prog="jmoshi-nb")
     add_modal_commands(parser.add_subparsers(dest="command", required=True))
@@ -303,7 +303,7 @@ def modal_cli(argv: list[str]) -> int:
 
 @pytest.fixture()
 def cli_fake(engine, config_home: Path, monkeypatch: pytest.MonkeyPatch) -> FakeCli:  # type: ignore[no-untyped-def]
-    from jmoshi_nb import cli_modal
+    from jmoshi_nb.cloud import cli as cli_modal
 
     api = FakeCli(engine)
     monkeypatch.setattr(cli_modal, "_make_api", lambda: api)

@@ -18,8 +18,8 @@ import pytest
 
 pytest.importorskip("modal")
 
-from jmoshi_nb import cli_modal  # noqa: E402
 from jmoshi_nb.cli import build_parser  # noqa: E402
+from jmoshi_nb.cloud import cli as cli_modal  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,7 +29,7 @@ DEPLOY_FLAGS = (["--no-snapshot"], ["--torch-compile"], ["--gpu", "L40S", "--max
 PROBE = """
 import json, sys
 from modal._partial_function import _find_partial_methods_for_user_cls, _PartialFunctionFlags as F
-from jmoshi_nb.modal_backend import load_app_module
+from jmoshi_nb.cloud.backend import load_app_module
 
 m = load_app_module(json.loads(sys.argv[1]))
 out = {"settings": m.SETTINGS_ENV, "classes": {}}

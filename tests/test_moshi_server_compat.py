@@ -15,9 +15,9 @@ import numpy as np
 import torch
 
 from conftest import free_port, start_process, stop_process
-from jmoshi_nb.audio import FRAME_SIZE
-from jmoshi_nb.client import connect, stream_pcm
-from jmoshi_nb.tiny import install_in_hf_cache
+from jmoshi_nb.core.audio import FRAME_SIZE
+from jmoshi_nb.model.tiny import install_in_hf_cache
+from jmoshi_nb.serve.client import connect, stream_pcm
 
 SHIM = (
     "import sys, runpy, torch\n"

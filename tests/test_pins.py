@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from jmoshi_nb import pins
+from jmoshi_nb.core import pins
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,12 +24,12 @@ def test_the_tests_run_the_pinned_torch_and_moshi() -> None:
 
 
 def test_setup_script_and_conda_environment_install_the_pins() -> None:
-    script = str(ROOT / "jmoshi_nb" / "pins.py")
+    script = str(ROOT / "jmoshi_nb" / "core" / "pins.py")
     for name in ("torch", "moshi"):
         out = subprocess.run([sys.executable, script, name], capture_output=True, text=True)
         assert out.returncode == 0 and out.stdout.strip() == pins.SPECS[name]
         setup = (ROOT / "scripts" / "setup.sh").read_text()
-        assert f'$("$PYTHON" jmoshi_nb/pins.py {name})' in setup  # the default spec, when no override is set
+        assert f'$("$PYTHON" jmoshi_nb/core/pins.py {name})' in setup  # the default spec, when no override is set
     assert f"torch=={pins.TORCH_VERSION}" in (ROOT / "environment.yml").read_text()
     bad = subprocess.run([sys.executable, script, "numpy"], capture_output=True, text=True)
     assert bad.returncode != 0 and "usage" in bad.stderr
@@ -45,7 +45,7 @@ def test_torch_compile_setting_is_read_from_the_deploy_environment() -> None:
 def image_installs(monkeypatch: pytest.MonkeyPatch) -> Any:
     """Re-run the Modal app module recording what its image installs with uv."""
     modal = pytest.importorskip("modal")
-    from jmoshi_nb import modal_app
+    from jmoshi_nb.cloud import app as modal_app
 
     calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
     real = modal.Image.uv_pip_install
@@ -74,7 +74,7 @@ def test_modal_image_installs_the_pinned_torch_and_moshi(image_installs: Any) ->
 
 
 def test_gpu_containers_reserve_cpu_for_opus_mimi_host_work_and_the_websocket() -> None:
-    modal_app = pytest.importorskip("jmoshi_nb.modal_app")
+    modal_app = pytest.importorskip("jmoshi_nb.cloud.app")
     assert modal_app.GPU_CPU_CORES >= 2.0  # one core drives the GPU, one serves the streams
     for cls in (modal_app.JMoshiServer, modal_app.SweepWorker):
         info = cls._get_class_service_function().info()

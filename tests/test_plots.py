@@ -17,11 +17,11 @@ import pytest  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
 
-from jmoshi_nb.analysis import intervals_from_activity, turn_taking  # noqa: E402
-from jmoshi_nb.audio import FRAME_SIZE, SAMPLE_RATE  # noqa: E402
-from jmoshi_nb.fonts import JAPANESE_FONT, font_file, use_japanese_font  # noqa: E402
-from jmoshi_nb.plots import plot_recording, plot_sweep_heatmap, plot_timeline  # noqa: E402
-from jmoshi_nb.recording import Recording  # noqa: E402
+from jmoshi_nb.core.audio import FRAME_SIZE, SAMPLE_RATE  # noqa: E402
+from jmoshi_nb.core.fonts import JAPANESE_FONT, font_file, use_japanese_font  # noqa: E402
+from jmoshi_nb.core.recording import Recording  # noqa: E402
+from jmoshi_nb.research.plots import plot_recording, plot_sweep_heatmap, plot_timeline  # noqa: E402
+from jmoshi_nb.research.turn_taking import intervals_from_activity, turn_taking  # noqa: E402
 
 SENTENCE = "もしもし、今日はいい天気ですね。"
 

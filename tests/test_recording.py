@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jmoshi_nb.audio import AudioFileError, read_wav, write_wav
-from jmoshi_nb.recording import Recording
+from jmoshi_nb.core.audio import AudioFileError, read_wav, write_wav
+from jmoshi_nb.core.recording import Recording
 
 
 def test_a_recording_without_frames_saves_and_loads_as_empty(tmp_path: Path) -> None:

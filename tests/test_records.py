@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jmoshi_nb.audio import FRAME_SIZE, SAMPLE_RATE
-from jmoshi_nb.config import SessionConfig
-from jmoshi_nb.record_writer import PART_FILES
-from jmoshi_nb.recording import Recording
+from jmoshi_nb.core.audio import FRAME_SIZE, SAMPLE_RATE
+from jmoshi_nb.core.config import SessionConfig
+from jmoshi_nb.core.record_writer import PART_FILES
+from jmoshi_nb.core.recording import Recording
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -114,7 +114,7 @@ def test_a_folder_that_is_not_a_recording_names_what_is_missing(tmp_path: Path) 
 
 
 def test_sweeps_stream_each_job_into_its_folder(engine, speech_pcm, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from jmoshi_nb.sweeps import run_on_engine
+    from jmoshi_nb.research.sweeps import run_on_engine
 
     out = tmp_path / "job"
     rec = run_on_engine(engine, speech_pcm[:SAMPLE_RATE], SessionConfig(model="tiny", seed=1), out=out)
@@ -128,7 +128,7 @@ def test_sweeps_stream_each_job_into_its_folder(engine, speech_pcm, tmp_path: Pa
 
 def test_a_real_run_killed_with_sigkill_loads_up_to_a_second_before_the_kill(speech_pcm, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """``jmoshi-nb run`` (real time, tiny model, its own server) killed part-way, then loaded."""
-    from jmoshi_nb.audio import write_wav
+    from jmoshi_nb.core.audio import write_wav
 
     long_input = write_wav(tmp_path / "long.wav", np.tile(speech_pcm, int(np.ceil(20 * SAMPLE_RATE / len(speech_pcm)))))
     out = tmp_path / "killed"
@@ -170,9 +170,9 @@ def test_a_real_run_killed_with_sigkill_loads_up_to_a_second_before_the_kill(spe
 
 
 def test_notebook_session_streams_to_out_and_stop_completes_it(engine, speech_pcm, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from jmoshi_nb.backends import LocalServer
-    from jmoshi_nb.config import Sampling
-    from jmoshi_nb.session import start
+    from jmoshi_nb.core.config import Sampling
+    from jmoshi_nb.notebook.session import start
+    from jmoshi_nb.serve.backends import LocalServer
 
     engine.reset(Sampling(), 42)
     out = tmp_path / "nb"

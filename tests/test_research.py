@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jmoshi_nb.audio import FRAME_SIZE, SAMPLE_RATE, write_wav
-from jmoshi_nb.config import ConfigError, SessionConfig
-from jmoshi_nb.engine import Engine
-from jmoshi_nb.research import (
+from jmoshi_nb.core.audio import FRAME_SIZE, SAMPLE_RATE, write_wav
+from jmoshi_nb.core.config import ConfigError, SessionConfig
+from jmoshi_nb.model.engine import Engine
+from jmoshi_nb.research.continuation import (
     ModelChannelForcer,
     continue_dialogue,
     expand_grid,

@@ -14,11 +14,11 @@ import pytest
 import sphn
 
 from conftest import free_port, start_process, stop_process
-from jmoshi_nb import protocol as P
-from jmoshi_nb.audio import FRAME_SIZE, frames
-from jmoshi_nb.client import ServerError, connect, stream_pcm
-from jmoshi_nb.config import ConfigError
-from jmoshi_nb.recording import Recording
+from jmoshi_nb.core.audio import FRAME_SIZE, frames
+from jmoshi_nb.core.config import ConfigError
+from jmoshi_nb.core.recording import Recording
+from jmoshi_nb.serve import protocol as P
+from jmoshi_nb.serve.client import ServerError, connect, stream_pcm
 
 
 def test_health(server_url: str) -> None:

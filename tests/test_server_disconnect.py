@@ -12,11 +12,11 @@ from aiohttp import web
 from aiohttp.client_exceptions import ClientConnectionResetError
 
 from conftest import free_port
-from jmoshi_nb.audio import FRAME_SIZE
-from jmoshi_nb.client import connect
-from jmoshi_nb.config import Sampling
-from jmoshi_nb.engine import Engine
-from jmoshi_nb.server import ChatServer
+from jmoshi_nb.core.audio import FRAME_SIZE
+from jmoshi_nb.core.config import Sampling
+from jmoshi_nb.model.engine import Engine
+from jmoshi_nb.serve.client import connect
+from jmoshi_nb.serve.server import ChatServer
 
 
 @pytest.fixture
@@ -32,7 +32,7 @@ async def server(engine: Engine) -> AsyncIterator[tuple[str, ChatServer]]:
 
 
 def server_records(caplog: pytest.LogCaptureFixture, level: int) -> list[logging.LogRecord]:
-    return [r for r in caplog.records if r.name == "jmoshi_nb.server" and r.levelno == level]
+    return [r for r in caplog.records if r.name == "jmoshi_nb.serve.server" and r.levelno == level]
 
 
 async def test_a_send_to_a_closing_transport_is_logged_as_a_disconnect(
@@ -50,7 +50,7 @@ async def test_a_send_to_a_closing_transport_is_logged_as_a_disconnect(
         await real_send(self, s, r)
 
     monkeypatch.setattr(ChatServer, "_send_result", send_then_lose_the_client)
-    caplog.set_level(logging.INFO, logger="jmoshi_nb.server")
+    caplog.set_level(logging.INFO, logger="jmoshi_nb.serve.server")
     async with connect(url) as s:
         for _ in range(4):
             await s.send_frame(np.zeros(FRAME_SIZE, np.float32))
@@ -70,7 +70,7 @@ async def test_clients_closing_mid_stream_leave_no_error_in_the_log(
     server: tuple[str, ChatServer], caplog: pytest.LogCaptureFixture
 ) -> None:
     url, chat = server
-    caplog.set_level(logging.INFO, logger="jmoshi_nb.server")
+    caplog.set_level(logging.INFO, logger="jmoshi_nb.serve.server")
     for _ in range(3):
         async with connect(url) as s:
             for _ in range(12):  # results are still being sent when the client closes

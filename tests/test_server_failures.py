@@ -12,12 +12,12 @@ import pytest
 from aiohttp import web
 
 from conftest import free_port
-from jmoshi_nb.audio import FRAME_SIZE
-from jmoshi_nb.backends import LocalServer
-from jmoshi_nb.client import connect
-from jmoshi_nb.config import Sampling
-from jmoshi_nb.engine import Engine
-from jmoshi_nb.server import ChatServer
+from jmoshi_nb.core.audio import FRAME_SIZE
+from jmoshi_nb.core.config import Sampling
+from jmoshi_nb.model.engine import Engine
+from jmoshi_nb.serve.backends import LocalServer
+from jmoshi_nb.serve.client import connect
+from jmoshi_nb.serve.server import ChatServer
 
 
 @pytest.fixture

@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from jmoshi_nb.audio import FRAME_SIZE, frames, read_wav
-from jmoshi_nb.backends import LocalServer
-from jmoshi_nb.config import ConfigError, Sampling, SessionConfig, load_config
-from jmoshi_nb.session import NotebookSession, start
+from jmoshi_nb.core.audio import FRAME_SIZE, frames, read_wav
+from jmoshi_nb.core.config import ConfigError, Sampling, SessionConfig, load_config
+from jmoshi_nb.notebook.session import NotebookSession, start
+from jmoshi_nb.serve.backends import LocalServer
 
 
 @pytest.fixture(scope="module")
@@ -179,7 +179,7 @@ def test_start_with_tiny_backend_and_config_file(tmp_path: Path, speech_pcm: np.
 
 
 def test_second_session_warns_and_busy_server_refuses(server: LocalServer, session: NotebookSession) -> None:
-    from jmoshi_nb.client import ServerError
+    from jmoshi_nb.serve.client import ServerError
 
     with pytest.warns(UserWarning, match="still running"), pytest.raises(ServerError, match="busy"):
         start(url=server.url, connect_timeout=10)  # one conversation per server: refused, cleanly

@@ -9,10 +9,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from jmoshi_nb.audio import FRAME_SIZE, SAMPLE_RATE, write_wav
-from jmoshi_nb.config import Sampling, SessionConfig
-from jmoshi_nb.recording import Recording
-from jmoshi_nb.sweeps import (
+from jmoshi_nb.core.audio import FRAME_SIZE, SAMPLE_RATE, write_wav
+from jmoshi_nb.core.config import Sampling, SessionConfig
+from jmoshi_nb.core.recording import Recording
+from jmoshi_nb.research.sweeps import (
     EnginePool,
     Job,
     SweepError,
@@ -155,7 +155,7 @@ class FakeStarmap:
     def starmap(
         self, input_iterator: Iterable[Sequence[Any]], *, order_outputs: bool = True, return_exceptions: bool = False
     ) -> Iterator[Any]:
-        from jmoshi_nb import modal_app
+        from jmoshi_nb.cloud import app as modal_app
 
         assert order_outputs, "results must come back in job order"
         for args in input_iterator:
@@ -175,7 +175,7 @@ class FakeStarmap:
 @pytest.fixture()
 def modal_pool(pool: EnginePool, monkeypatch: pytest.MonkeyPatch) -> EnginePool:
     pytest.importorskip("modal")
-    from jmoshi_nb import modal_app
+    from jmoshi_nb.cloud import app as modal_app
 
     monkeypatch.setattr(modal_app, "_POOL", pool)
     return pool

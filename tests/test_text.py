@@ -1,6 +1,6 @@
 import pytest
 
-from jmoshi_nb.text import PieceDecoder, TextTokenizer, pieces_to_text
+from jmoshi_nb.core.text import PieceDecoder, TextTokenizer, pieces_to_text
 
 
 def test_japanese_gets_no_stray_spaces() -> None:
@@ -54,7 +54,7 @@ def test_a_tokenizer_lacking_the_piece_lookups_is_refused_by_name() -> None:
 
 
 def test_phrase_times_and_no_length_cap() -> None:
-    from jmoshi_nb.text import merge_pieces
+    from jmoshi_nb.core.text import merge_pieces
 
     (phrase,) = merge_pieces([(i, "あ") for i in range(10, 40)], max_chars=None)
     assert (phrase.start, phrase.end, len(phrase.text)) == (0.8, 3.2, 30)

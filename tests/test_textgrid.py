@@ -10,8 +10,8 @@ import pytest
 from praatio import textgrid as tgio
 from test_analysis import MODEL_SPANS, USER_SPANS, track, vowel
 
-from jmoshi_nb.recording import Recording
-from jmoshi_nb.textgrid import TEXTGRID_NAME, export_textgrids, recording_folders
+from jmoshi_nb.core.recording import Recording
+from jmoshi_nb.research.textgrid import TEXTGRID_NAME, export_textgrids, recording_folders
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from jmoshi_nb import checkpoints
-from jmoshi_nb._moshi import loaders
-from jmoshi_nb.tiny import FILES, install_in_hf_cache, make_tiny
+from jmoshi_nb.model import checkpoints
+from jmoshi_nb.model.moshi_api import loaders
+from jmoshi_nb.model.tiny import FILES, install_in_hf_cache, make_tiny
 
 
 def test_same_seed_gives_identical_files(tmp_path: Path, tiny_path: Path) -> None:

@@ -17,17 +17,17 @@ from typing import Any
 import numpy as np
 import pytest
 
-from jmoshi_nb.audio import FRAME_SIZE, SAMPLE_RATE
-from jmoshi_nb.labels import bilingual, label_texts
-from jmoshi_nb.listening import ListeningTest
-from jmoshi_nb.live_plots import TITLE_MIN_PX, LivePlots, describe_params
-from jmoshi_nb.recording import Recording
-from jmoshi_nb.text import display_width
-from jmoshi_nb.widgets import ListeningWidget, TalkPanel, TalkWidget
-from jmoshi_nb.widgets.listening import LISTENING_LABELS
-from jmoshi_nb.widgets.talk_widget import TALK_LABELS
+from jmoshi_nb.core.audio import FRAME_SIZE, SAMPLE_RATE
+from jmoshi_nb.core.labels import bilingual, label_texts
+from jmoshi_nb.core.recording import Recording
+from jmoshi_nb.core.text import display_width
+from jmoshi_nb.notebook.live_plots import TITLE_MIN_PX, LivePlots, describe_params
+from jmoshi_nb.notebook.widgets import ListeningWidget, TalkPanel, TalkWidget
+from jmoshi_nb.notebook.widgets.listening import LISTENING_LABELS
+from jmoshi_nb.notebook.widgets.talk_widget import TALK_LABELS
+from jmoshi_nb.research.listening import ListeningTest
 
-WIDGETS = Path(__file__).resolve().parents[1] / "jmoshi_nb" / "widgets"
+WIDGETS = Path(__file__).resolve().parents[1] / "jmoshi_nb" / "notebook" / "widgets"
 
 
 # ---- the Python side of the widget ---------------------------------------------------------------
@@ -100,7 +100,7 @@ def test_model_audio_goes_out_as_float32() -> None:
 
 
 def test_panel_sliders_call_back_and_show_errors() -> None:
-    from jmoshi_nb.config import ConfigError, Sampling
+    from jmoshi_nb.core.config import ConfigError, Sampling
 
     calls: list[dict[str, Any]] = []
 
@@ -308,7 +308,7 @@ def test_nodelay_patch_sets_the_socket_option_first() -> None:
 
     from jupyter_server.services.kernels.websocket import KernelWebsocketHandler
 
-    from jmoshi_nb import jupyter_config
+    from jmoshi_nb.notebook import jupyter_config
 
     original = KernelWebsocketHandler.open
     calls: list[Any] = []
@@ -331,4 +331,4 @@ def test_nodelay_patch_sets_the_socket_option_first() -> None:
     finally:
         KernelWebsocketHandler.open = original  # type: ignore[method-assign]
     cfg = jupyter_config.config_dir()
-    assert (cfg / "jupyter_server_config.py").read_text().count("jmoshi_nb.jupyter_config") == 1
+    assert (cfg / "jupyter_server_config.py").read_text().count("jmoshi_nb.notebook.jupyter_config") == 1

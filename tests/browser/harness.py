@@ -140,8 +140,8 @@ def fake_microphone_wav(path: Path) -> Path:
     import numpy as np
     import soundfile as sf
 
-    from jmoshi_nb.audio import read_wav, resample
-    from jmoshi_nb.speech import speech_wav
+    from jmoshi_nb.core.audio import read_wav, resample
+    from jmoshi_nb.research.speech import speech_wav
 
     speech = read_wav(speech_wav(path.with_suffix(".24k.wav")))
     pcm48 = resample(np.asarray(speech), 24000, 48000)

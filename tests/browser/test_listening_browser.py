@@ -21,8 +21,8 @@ OUT = H.REPO / "test-output" / "browser"
 SETUP = """\
 import numpy as np, soundfile as sf
 from pathlib import Path
-from jmoshi_nb.listening import ListeningTest
-from jmoshi_nb.widgets import ListeningWidget
+from jmoshi_nb.research.listening import ListeningTest
+from jmoshi_nb.notebook.widgets import ListeningWidget
 for system, rate, seconds in (("calm", 16000, 1.0), ("wild", 44100, 1.5)):
     Path(system).mkdir(exist_ok=True)
     t = np.arange(int(rate * seconds)) / rate

@@ -1,0 +1,1 @@
+"""Constants, audio and text, configs, recordings, fonts and figures: what every stage shares."""

@@ -1,0 +1,537 @@
+"""Talk to J-Moshi from a notebook: ``jmoshi_nb.start()`` → ``session.talk()`` → ``session.stop()``.
+
+    session = jmoshi_nb.start(backend="tiny")        # or "local" / "modal", config=... (object or file)
+    session.talk()                                    # the panel: mic, speaker, text, sliders, live plots
+    session.talk(input="speech.wav")                  # no microphone: stream a WAV instead
+    session.set_params(temp=0.5)                      # what the sliders do, from code
+    session.config.save("calm.yaml")                  # the sliders' values as a shareable config
+    rec = session.stop()                              # the recording stays: rec.save("runs/calm")
+
+The conversation runs on a background thread with its own asyncio loop (the kit's WebSocket client
+and the tasks that feed it), so notebook cells return at once and the kernel stays free. Microphone
+frames arrive on the widget's comm (shell or subshell thread) and are handed to that loop with
+``call_soon_threadsafe``; model audio, text and plots go back to the browser from it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import threading
+import time
+import warnings
+import weakref
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import numpy as np
+
+from ..core.audio import FRAME_S, FRAME_SIZE, AudioFileError, decode_audio, read_wav, sha256_of
+from ..core.config import GPU_DEFAULT, Sampling, SessionConfig, check_seed, describe_params, load_config
+from ..core.recording import Recording
+from ..serve.backends import ServerHandle, start_server
+from ..serve.client import Event, Session, connect, paced_frames
+from ..serve.loop_thread import LoopThread
+
+if TYPE_CHECKING:
+    from .widgets import TalkPanel
+
+log = logging.getLogger("jmoshi_nb.notebook.session")
+T = TypeVar("T")
+MIC_LIVE_NOTICE = (
+    "会話中です。パネルで話し、終わったら「■ 終了 / End」を押してから、このセルと以降のセルを実行し直してください。\n"
+    "The conversation is live: talk on the panel, press 「■ 終了 / End」 when you are done, "
+    "then run this cell and the ones below again."
+)
+LATENCY_PROBE_EVERY = 4  # tell the browser every 4th frame is done (its latency probe; fewer messages)
+
+
+_LIVE: weakref.WeakSet[NotebookSession] = weakref.WeakSet()  # sessions not stopped yet
+
+
+class NotebookSession:
+    """One conversation with a server (started here for ``tiny`` / ``local`` / ``modal``, or at ``url``).
+
+    Use ``jmoshi_nb.start()`` to make one. Thread-safe: call its methods from any cell.
+    """
+
+    def __init__(
+        self,
+        backend: str = "tiny",
+        config: SessionConfig | str | Path | None = None,
+        *,
+        url: str | None = None,
+        token: str | None = None,
+        headers: dict[str, str] | None = None,
+        lang: str = "both",
+        update_hz: float = 10.0,
+        window_s: float = 20.0,
+        connect_timeout: float = 600.0,
+        model: str | None = None,
+        revision: str | None = None,
+        out: str | Path | None = None,
+        **server_kwargs: Any,
+    ) -> None:
+        if isinstance(config, str | Path):
+            config = load_config(config)
+        config = config or SessionConfig(model="tiny" if backend == "tiny" else GPU_DEFAULT)
+        if model is not None or revision is not None:  # start(backend="modal", model="j-moshi-ext")
+            data = config.model_dump()
+            data.update({k: v for k, v in {"model": model, "revision": revision}.items() if v is not None})
+            config = SessionConfig.from_dict(data)
+        self._initial = config
+        self.out = Path(out) if out is not None else None  # the recording streams there; stop() completes it
+        self.backend = backend if url is None else "url"
+        self.lang, self.update_hz, self.window_s = lang, update_hz, window_s
+        self.panel: TalkPanel | None = None  # once talk() is called
+        self.input: str | None = None  # "mic" or the WAV path of the latest talk()/play_wav()
+        self._sampling: Sampling = self._initial.sampling
+        self._seed: int | None = self._initial.seed
+        self._client: Session | None = None
+        self._recording: Recording | None = None
+        self._server: ServerHandle | None = None
+        self._stopped = False
+        self.ended_by_panel = False  # the user pressed the panel's End button
+        self._stop_lock = threading.Lock()
+        self._final: Recording | None = None  # the recording, once stopped
+        self._error: BaseException | None = None
+        self._wav: concurrent.futures.Future[Recording] | None = None
+        self._seq_of_frame: dict[int, int] = {}
+        self._sent_at: dict[int, float] = {}  # our frame index -> when it was sent (insertion-ordered)
+        self.frame_latency_ms: list[float] = []  # kernel -> server -> kernel, per frame (the last 500)
+        self.mic_frames = 0
+        self._mic_energy = 0.0
+        self.refresh_ms: list[float] = []
+        if url is None:
+            self._server = start_server(backend, self._initial, **server_kwargs)
+            url, token = self._server.url, self._server.token
+        self.url, self._token = url, token
+        self._connect_kwargs: dict[str, Any] = {"headers": headers} if headers else {}
+        self._lt = LoopThread("jmoshi-nb-session")
+        ready: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._main = self._lt.submit(self._run(ready))
+        try:
+            ready.result(timeout=connect_timeout)
+        except BaseException:
+            self._shutdown_threads()
+            raise
+        _LIVE.add(self)
+
+    # ---- the loop-side life of the session -----------------------------------------------------
+    async def _run(self, ready: concurrent.futures.Future[None]) -> None:
+        try:
+            async with connect(self.url, self._token, self._initial, **self._connect_kwargs) as client:
+                self._client, self._recording = client, client.recording
+                if self.out is not None:
+                    client.recording.stream_to(self.out)
+                self._queue: asyncio.Queue[tuple[int, np.ndarray]] = asyncio.Queue()
+                self._closing = asyncio.Event()
+                self._seed = await client.apply_config(self._initial)
+                tasks = [
+                    asyncio.create_task(self._send_loop(client)),
+                    asyncio.create_task(self._pump(client.subscribe())),
+                    asyncio.create_task(self._tick_loop()),
+                ]
+                ready.set_result(None)
+                await self._closing.wait()
+                await self._finish(client, tasks)
+        except BaseException as exc:
+            if not ready.done():
+                ready.set_exception(exc)
+                return
+            self._error = exc
+            raise
+
+    async def _send_loop(self, client: Session) -> None:
+        while True:
+            seq, pcm = await self._queue.get()
+            try:
+                index = int(client.frames_sent)
+                if client.frames_sent == index:
+                    self._sent_at[index] = time.monotonic()
+                    if seq >= 0:
+                        self._seq_of_frame[index] = seq
+                await client.send_frame(pcm)
+            finally:
+                self._queue.task_done()
+
+    async def _pump(self, events: asyncio.Queue[Event]) -> None:
+        """Forward model audio to the browser at once; everything else is drawn at the next tick."""
+        while True:
+            ev = await events.get()
+            panel = self.panel
+            if ev.kind == "metrics":
+                self._frame_finished(panel)
+            elif ev.kind == "dropped":  # the server fell behind and skipped our frame ``index``
+                self._sent_at.pop(int(ev.data["index"]), None)
+                self._seq_of_frame.pop(int(ev.data["index"]), None)
+            elif panel is None:
+                continue
+            elif ev.kind == "audio":
+                panel.audio.send_audio(ev.data)
+            elif ev.kind == "error":
+                panel.audio.error = str(ev.data)
+
+    def _frame_finished(self, panel: TalkPanel | None) -> None:
+        """The oldest frame in flight came back (frames are processed in order; drops were removed)."""
+        if not self._sent_at:
+            return
+        index = next(iter(self._sent_at))
+        sent = self._sent_at.pop(index)
+        self.frame_latency_ms.append((time.monotonic() - sent) * 1e3)
+        del self.frame_latency_ms[:-500]
+        seq = self._seq_of_frame.pop(index, None)
+        if seq is not None and panel is not None and seq % LATENCY_PROBE_EVERY == 0:
+            panel.audio.frame_done(seq)
+
+    async def _tick_loop(self) -> None:
+        period = 1.0 / self.update_hz
+        while True:
+            await asyncio.sleep(period)
+            try:
+                self._refresh()
+            except Exception:  # a drawing problem must not end the conversation
+                log.exception("panel refresh failed")
+
+    def _refresh(self, force: bool = False) -> None:
+        if self.panel is None or self._recording is None:
+            return
+        t0 = time.perf_counter()
+        self.panel.refresh(self._recording, self.stats(), self.status(), force=force)
+        self.refresh_ms.append((time.perf_counter() - t0) * 1e3)
+        if len(self.refresh_ms) > 2000:
+            del self.refresh_ms[:1000]
+
+    async def _finish(self, client: Session, tasks: list[asyncio.Task[Any]]) -> None:
+        if self._wav is not None and not self._wav.done():
+            self._wav.cancel()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(30):
+                await self._queue.join()
+                await client.drain(timeout=30)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._refresh(force=True)
+
+    # ---- inputs --------------------------------------------------------------------------------
+    def _on_mic_frame(self, seq: int, pcm: np.ndarray) -> None:
+        """Comm thread: hand a microphone frame to the loop."""
+        self._lt.call(self._enqueue_mic, seq, pcm)
+
+    def _enqueue_mic(self, seq: int, pcm: np.ndarray) -> None:
+        if self._stopped or (self._wav is not None and not self._wav.done()):
+            return  # one input at a time: a playing WAV owns the stream
+        self.mic_frames += 1
+        self._mic_energy += float(np.dot(pcm, pcm))
+        self._queue.put_nowait((seq, pcm))
+
+    def play_wav(self, path: str | Path | np.ndarray, realtime: bool = True, wait: bool = False) -> Any:
+        """Stream a WAV (path or 24 kHz mono array) as the user's voice, paced at 80 ms per frame if realtime.
+
+        Returns a ``concurrent.futures.Future`` resolving to the recording once the server has
+        processed the last frame (or, with ``wait=True``, that recording).
+        """
+        self._check_running()
+        if self._wav is not None and not self._wav.done():
+            raise RuntimeError("a WAV is already playing into this session: wait() for it or stop() first")
+        pcm = path if isinstance(path, np.ndarray) else read_wav(path)
+        self.input = "array" if isinstance(path, np.ndarray) else str(path)
+        if self._recording is not None:
+            self._recording.meta.setdefault("inputs", []).append(
+                {"input": self.input, "sha256": sha256_of(pcm), "from_frame": int(self._client_frames_sent())}
+            )
+        self._wav = self._lt.submit(self._play(pcm, realtime))
+        return self._wav.result() if wait else self._wav
+
+    def _client_frames_sent(self) -> float:
+        return self._client.frames_sent if self._client is not None else 0.0
+
+    async def _play(self, pcm: np.ndarray, realtime: bool) -> Recording:
+        client = self._client
+        assert client is not None
+        async for frame in paced_frames(client, pcm, realtime, timeout=120):
+            await self._queue.put((-1, frame))
+        await self._queue.join()
+        await client.drain(timeout=120)
+        return client.recording
+
+    def wait(self, timeout: float | None = None) -> Recording:
+        """Block until the WAV being played has been processed; returns the recording."""
+        if self._wav is not None:
+            self._wav.result(timeout=timeout)
+        return self.recording
+
+    # ---- the panel -----------------------------------------------------------------------------
+    def talk(self, input: str | Path | None = None, realtime: bool = True, plots: bool = True) -> TalkPanel:
+        """Show the panel (the cell's result) and start listening.
+
+        ``input``: ``"mic"`` (the default unless the config says ``input.source: wav``) or a WAV
+        path, streamed at once (real time unless ``realtime=False``) while the panel shows the text
+        and plots. The conversation runs in the background; ``stop()`` ends it.
+        """
+        self._check_running()
+        from .widgets import TalkPanel
+
+        cfg_in = self._initial.input
+        if input is None:
+            input = cfg_in.wav if cfg_in.source == "wav" and cfg_in.wav else "mic"
+        mode = "mic" if str(input) == "mic" else "wav"
+        if self.panel is None:
+            info = self._client.info if self._client else {}
+            self.panel = TalkPanel(
+                self._sampling,
+                self._seed,
+                on_change=self._on_slider,
+                card=int(info.get("card", 2048)),
+                text_card=int(info.get("text_card", 32000)),
+                lang=self.lang,
+                input_mode=mode,
+                plots=plots,
+                window_s=self.window_s,
+                audio_options={
+                    "echo_cancellation": cfg_in.echo_cancellation,
+                    "noise_suppression": cfg_in.noise_suppression,
+                    "auto_gain_control": cfg_in.auto_gain_control,
+                },
+            )
+            self.panel.audio.on_frame(self._on_mic_frame)
+            self.panel.audio.on_end(self._on_end_button)
+            self.panel.audio.on_wav(self._on_wav_choice)
+        else:
+            self.panel.audio.input_mode = mode
+        self.panel.audio.status = self.status()
+        if mode == "wav":
+            self.play_wav(input, realtime=realtime)  # type: ignore[arg-type]
+        else:
+            self.input = "mic"
+        return self.panel
+
+    def _on_end_button(self) -> None:
+        """Comm thread: the panel's End button. Stopping waits for the server, so it runs aside."""
+        self.ended_by_panel = True
+        threading.Thread(target=self.stop, name="jmoshi-nb-end", daemon=True).start()
+
+    def _on_wav_choice(self, name: str, data: bytes | None) -> None:
+        """Comm thread: a WAV picked in the panel (no microphone here) becomes the user's voice."""
+        panel = self.panel
+        try:
+            pcm = decode_audio(data) if data is not None else read_wav(name)
+            self.play_wav(pcm, realtime=True)
+        except (AudioFileError, RuntimeError) as exc:
+            if panel is not None:
+                panel.audio.error = f"{name}: {exc}"
+            return
+        self.input = name
+        if panel is not None:
+            panel.audio.error = ""
+            panel.audio.input_mode = "wav"
+
+    def _on_slider(self, changes: dict[str, Any]) -> None:
+        seed = changes.pop("seed", None)
+        self.set_params(seed=seed, **changes)
+
+    # ---- parameters ----------------------------------------------------------------------------
+    def set_params(self, seed: int | None = None, **changes: Any) -> Sampling:
+        """Change sampling (temp, temp_text, top_k, top_k_text) and/or the seed from the next frame.
+
+        Validated here (``ConfigError``); the server answers with a ``params`` message that lands
+        in ``recording.params`` with the frame the change took effect at.
+        """
+        self._check_running()
+        client = self._client
+        assert client is not None
+        new = self._sampling.updated(**changes)
+        if client.info.get("card"):
+            new.check_cards(client.info["card"], client.info["text_card"])
+        check_seed(seed)
+        future = self._lt.submit(client.set_params(seed=seed, **changes))
+        if not self._lt.here():
+            future.result(timeout=30)
+        self._sampling = new
+        if seed is not None:
+            self._seed = seed
+        if self.panel is not None:
+            self.panel.show_params(new, self._seed)
+        return new
+
+    @property
+    def sampling(self) -> Sampling:
+        """The sampling parameters last set (sliders or ``set_params``)."""
+        return self._sampling
+
+    @property
+    def config(self) -> SessionConfig:
+        """The session's config with the current slider values (``session.config.save("calm.yaml")``)."""
+        cfg = self._initial.model_copy(deep=True)
+        cfg.sampling, cfg.seed = self._sampling, self._seed
+        if self.panel is not None:
+            a = self.panel.audio
+            cfg.input.echo_cancellation = a.echo_cancellation
+            cfg.input.noise_suppression = a.noise_suppression
+            cfg.input.auto_gain_control = a.auto_gain_control
+        if self.input and self.input not in ("mic", "array"):
+            cfg.input.source, cfg.input.wav = "wav", self.input
+        return SessionConfig.from_dict(cfg.model_dump())
+
+    # ---- state ---------------------------------------------------------------------------------
+    @property
+    def recording(self) -> Recording:
+        """Everything so far (live while running, final after ``stop()``)."""
+        if self._recording is None:
+            raise RuntimeError("the session has no recording: it never connected")
+        return self._recording
+
+    @property
+    def info(self) -> dict[str, Any]:
+        """The server's description of the session (model, device, vocabulary sizes...)."""
+        return dict(self._client.info) if self._client else {}
+
+    @property
+    def running(self) -> bool:
+        return not self._stopped and self._client is not None and not self._client.closed
+
+    def stats(self) -> dict[str, Any]:
+        """Kernel-side counters (what the panel shows and the browser test checks)."""
+        rec = self._recording
+        last = rec.metrics[-1] if rec and rec.metrics else {}
+        n = self.mic_frames * FRAME_SIZE
+        return {
+            "frames_in": self.mic_frames,
+            "user_rms": round(float(np.sqrt(self._mic_energy / n)), 6) if n else 0.0,
+            "frames_sent": int(self._client_frames_sent()),
+            "frames_done": self._client.frames_done if self._client else 0,
+            "params": last.get("params", {}),
+            "seed": last.get("seed"),
+            "from_frame": rec.params[-1]["from_frame"] if rec and rec.params else None,
+            "text_pieces": len(rec.text) if rec else 0,
+            "dropped": len(rec.meta.get("dropped_frames", [])) if rec else 0,
+            "frame_latency_ms": round(float(np.median(self.frame_latency_ms[-50:])), 1)
+            if self.frame_latency_ms
+            else None,
+        }
+
+    def status(self) -> str:
+        info = self.info
+        st = self.stats()
+        head = f"{info.get('model', '?')} · {info.get('device', '?')} · {self.backend}"
+        if self._stopped:
+            hint = " · 下のセルを実行してください / run the cells below" if self.ended_by_panel else ""
+            return f"{head} · 終了 / stopped · {st['frames_done'] * FRAME_S:.1f} s{hint}"
+        p = st["params"] or self._sampling.model_dump()
+        params = describe_params(p)
+        since = f" (frame {st['from_frame']}~)" if st["from_frame"] is not None else ""
+        server = f" · サーバー往復 / server RT {st['frame_latency_ms']:.0f} ms" if st["frame_latency_ms"] else ""
+        return f"{head} · {st['frames_done'] * FRAME_S:.1f} s · {params} seed={st['seed']}{since}{server}"
+
+    # ---- the end -------------------------------------------------------------------------------
+    def _check_running(self) -> None:
+        if self._stopped:
+            raise RuntimeError("this session is stopped: start a new one with jmoshi_nb.start()")
+        if self._client is None or self._client.closed:
+            raise RuntimeError(f"the connection to the server is closed ({self._error or 'no error reported'})")
+
+    def finish(self, timeout: float | None = None) -> Recording | None:
+        """The recording, once the conversation is over: what a notebook's "stop" cell calls.
+
+        * WAV input: waits until the file has been processed, stops the session, returns the recording.
+        * Microphone: the conversation lasts as long as the user talks, so while it runs this does not
+          stop it (Run All would end it at 0 s): it says so and returns None. Press 「■ 終了 / End」 on
+          the panel when done, then run the cell again (or call ``stop()``).
+        * Already stopped (End pressed, or ``stop()``): returns the recording.
+        """
+        if self._stopped:
+            return self.stop()
+        if self._wav is not None or self.panel is None:
+            self.wait(timeout)
+            return self.stop()
+        print(MIC_LIVE_NOTICE)
+        return None
+
+    def stop(self, timeout: float = 90.0) -> Recording:
+        """End the conversation (processing what was sent), stop the server; returns the recording.
+
+        Safe from any thread (the panel's End button calls it too); a second call waits for the first.
+        """
+        with self._stop_lock:
+            if self._final is None:
+                self._final = self._stop(timeout)
+            return self._final
+
+    def _stop(self, timeout: float) -> Recording:
+        self._stopped = True
+        _LIVE.discard(self)
+        if self.panel is not None:
+            self.panel.audio.stop_mic()
+        if hasattr(self, "_closing"):
+            self._lt.call(self._closing.set)
+        error: BaseException | None = None
+        try:
+            self._main.result(timeout=timeout)
+        except (concurrent.futures.CancelledError, concurrent.futures.TimeoutError, Exception) as exc:
+            error = exc  # the recording is kept whatever happened to the connection
+            log.warning("session ended with an error: %r", exc)
+        finally:
+            self._shutdown_threads()
+            if self.panel is not None:
+                self.panel.close_session(self.status())
+        rec = self.recording
+        rec.meta["notebook"] = {
+            "backend": self.backend,
+            "input": self.input,
+            "final_sampling": self._sampling.model_dump(),
+            "final_seed": self._seed,
+        }
+        if error is not None or self._error is not None:
+            rec.meta["notebook"]["error"] = repr(error or self._error)
+        if self.out is not None:
+            rec.save(self.out)
+        return rec
+
+    def _shutdown_threads(self) -> None:
+        self._lt.stop()
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+    def save(self, folder: str | Path) -> Path:
+        """Save the recording (stop first for a complete one)."""
+        return self.recording.save(folder)
+
+    def __enter__(self) -> NotebookSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = "stopped" if self._stopped else "running"
+        return f"<NotebookSession {state} backend={self.backend} url={self.url}>"
+
+
+def start(
+    backend: str = "tiny",
+    config: SessionConfig | str | Path | None = None,
+    **kwargs: Any,
+) -> NotebookSession:
+    """Start a server for ``backend`` (``tiny`` | ``local`` | ``modal``) and open a session on it.
+
+    ``config``: a SessionConfig or a YAML/JSON file. Keyword arguments: ``url``/``token`` (and
+    ``headers``) to use a running server instead, ``out`` (a folder: the recording streams there while
+    the session runs, completed by ``stop()``), ``lang`` ("ja", "en", "both") for labels, ``update_hz`` for the plots,
+    and anything the backend accepts. Use as ``with jmoshi_nb.start() as session:`` to stop at the end.
+    """
+    running = [s for s in _LIVE if s.running]
+    if running:
+        # Re-running a notebook's start cell is common; each session keeps its server (and model) alive.
+        warnings.warn(
+            f"{len(running)} session(s) still running ({', '.join(repr(s) for s in running)}): "
+            "call session.stop() on sessions you are done with to free their server and model",
+            stacklevel=2,
+        )
+    return NotebookSession(backend, config, **kwargs)
+
+
+__all__ = ["NotebookSession", "start"]

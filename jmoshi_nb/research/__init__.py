@@ -1,0 +1,1 @@
+"""Research tools: WAV runs, sweeps and executors, continuation, turn-taking, static plots, speech."""

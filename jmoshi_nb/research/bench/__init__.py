@@ -1,0 +1,38 @@
+"""A Japanese full-duplex benchmark in Full-Duplex-Bench's layout: build a task set, run a model, score.
+
+    from jmoshi_nb.research.continuation import bench
+    bench.build("bench/ja", per_task=20, seed=0)    # the task set (pyopenjtalk speech, offline)
+    bench.run("bench/ja", model="tiny")              # output.wav + the kit's recording per item, then scores
+    bench.score("bench/ja")                          # any folder in FDB's layout -> bench/ja/scores.json
+
+The names are imported on first use (scoring needs no torch).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "TASKS": "layout",
+    "BenchError": "layout",
+    "find_tasks": "layout",
+    "score": "scoring",
+    "score_item": "scoring",
+    "Rules": "scoring",
+    "headline": "scoring",
+    "build": "tasks",
+    "run": "runner",
+    "sweep": "runner",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'jmoshi_nb.research.bench' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,302 @@
+"""Run a task set through a model and score it: ``run(out, ...)``, and ``sweep(grid, out, ...)``.
+
+Each item's input.wav goes straight into the engine (as sweeps and prompted continuation do: no
+real-time pacing, no Opus), or through a running server (``url``, the moshi protocol with Opus, as
+a client would). The item then holds ``output.wav`` (the model, 24 kHz, the input's duration) and the
+kit's recording in ``recording/`` (text events, per-frame metrics, session description), and the
+whole folder is scored (``score``).
+
+Interruption items carry ``model.wav``, the prepared answer: on the engine, the model's channel is
+forced into it (``research.continue_dialogue``) until the barge-in, then the model runs free. Over a
+server, or on Modal (whose sweep worker runs plain sessions), the channel cannot be forced: those
+items run unforced and their recording says so (``meta["forced"] = False``).
+
+``run_items`` runs items one at a time; it is the one place a batched engine will take them together.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from ...core.audio import FRAME_S, FRAME_SIZE, SAMPLE_RATE, read_wav, write_wav
+from ...core.config import SessionConfig, load_config
+from ...core.recording import Recording
+from .layout import TIMING_FILE, BenchError, Item, find_tasks
+from .scoring import score
+from .tasks import DEFAULT_PER_TASK, MANIFEST, MODEL_FILE, build
+from .vad import VadName
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ...model.engine import Engine
+
+log = logging.getLogger(__name__)
+RUN_FILE = "run.json"
+_COPY = (TIMING_FILE, MODEL_FILE, "pause.json", "turn_taking.json", "interrupt.json", "metadata.json")
+
+
+def _forcing(item: Item) -> tuple[np.ndarray, int] | None:
+    """The prepared model channel and the frames to force, for items that have them."""
+    timing_path, model_path = item.path / TIMING_FILE, item.path / MODEL_FILE
+    if not (timing_path.exists() and model_path.exists()):
+        return None
+    frames = int(json.loads(timing_path.read_text(encoding="utf-8")).get("forced_frames") or 0)
+    return (read_wav(model_path), frames) if frames > 0 else None
+
+
+def run_item(engine: Engine, item: Item, config: SessionConfig) -> Recording:
+    """One item on ``engine``: the user is input.wav; the model's channel is forced where the item asks."""
+    from ..continuation import DialogueInput, continue_dialogue
+    from ..sweeps import run_on_engine
+
+    user = read_wav(item.input)
+    forcing = _forcing(item)
+    n_frames = math.ceil(len(user) / FRAME_SIZE)
+    if forcing is not None and forcing[1] < n_frames:
+        model, forced = forcing
+        step_s = FRAME_S
+        rec = continue_dialogue(engine, DialogueInput(item.input, user, model), config,
+                                prompt_s=forced * step_s, continuation_s=(n_frames - forced) * step_s,
+                                user_after_prompt="continue")  # fmt: skip
+        rec.meta.update(forced=True, forced_frames=forced)
+    else:
+        rec = run_on_engine(engine, user, config, name=f"{item.task}/{item.id}")
+        rec.meta["forced"] = False
+    return rec
+
+
+def _failed(item: Item, exc: BaseException) -> None:
+    log.error("bench: %s/%s failed: %s: %s", item.task, item.id, type(exc).__name__, exc)
+    item.output.unlink(missing_ok=True)  # a previous run's output must not be scored as this run's
+
+
+def run_items(
+    engine: Engine, items: Sequence[Item], config: SessionConfig, progress: bool = False
+) -> list[Recording | None]:
+    """Every item on ``engine``, one at a time (the batched engine will run them together here).
+
+    An item that fails is logged and gives None (the scorer then names it); the others still run.
+    """
+    from ..sweeps import _progress
+
+    recs: list[Recording | None] = []
+    for item in _progress(items, len(items), progress, "bench"):
+        try:
+            recs.append(run_item(engine, item, config))
+        except Exception as exc:  # one bad item must not lose the others
+            _failed(item, exc)
+            recs.append(None)
+    return recs
+
+
+def _run_url(items: Sequence[Item], config: SessionConfig, url: str, token: str | None) -> list[Recording | None]:
+    from ...core.blocking import run_blocking
+    from ..runner import run_pcm_async
+
+    recs: list[Recording | None] = []
+    for item in items:
+        try:
+            rec = run_blocking(run_pcm_async(read_wav(item.input), url, token, config, realtime=False))
+        except Exception as exc:
+            _failed(item, exc)
+            recs.append(None)
+            continue
+        rec.meta["forced"] = False
+        recs.append(rec)
+    return recs
+
+
+def _run_modal(items: Sequence[Item], config: SessionConfig, progress: bool) -> list[Recording | None]:
+    from ..sweeps import Job, SweepError, run_jobs
+
+    runnable, jobs = [], []
+    for item in items:
+        try:
+            jobs.append(Job(config, read_wav(item.input), name=f"{item.task}-{item.id}"))
+            runnable.append(item)
+        except Exception as exc:
+            _failed(item, exc)
+    try:
+        done: list[Recording | None] = list(run_jobs(jobs, executor="modal", progress=progress))
+    except SweepError as exc:
+        done = list(exc.recordings)
+        for item, rec in zip(runnable, done, strict=True):
+            if rec is None:
+                _failed(item, exc.errors.get(f"{item.task}-{item.id}", exc))
+    by_item = dict(zip((id(it) for it in runnable), done, strict=True))
+    recs = [by_item.get(id(item)) for item in items]
+    for rec in recs:
+        if rec is not None:
+            rec.meta["forced"] = False
+    return recs
+
+
+def save_item(item: Item, rec: Recording) -> None:
+    """output.wav (the model, cut or padded to the input's length, 24 kHz) and the recording folder."""
+    n = len(read_wav(item.input))
+    model = rec.model_pcm[:n]
+    write_wav(item.output, np.pad(model, (0, n - len(model))), SAMPLE_RATE)
+    rec.meta.update(bench_task=item.task, bench_item=item.id)
+    if item.recording.exists():
+        shutil.rmtree(item.recording)
+    rec.save(item.recording)
+
+
+def _selected(folder: Path, tasks: Sequence[str] | None, limit: int | None) -> list[Item]:
+    return [it for tf in find_tasks(folder, tasks) for it in tf.items[:limit]]
+
+
+def _copy_set(source: Path, out: Path, tasks: Sequence[str] | None, limit: int | None) -> None:
+    for item in _selected(source, tasks, limit):
+        dest = out / item.path.parent.name / item.id
+        dest.mkdir(parents=True, exist_ok=True)
+        if not item.input.exists():
+            continue  # the scorer names the item
+        shutil.copy2(item.input, dest / "input.wav")
+        for name in _COPY:
+            if (item.path / name).exists():
+                shutil.copy2(item.path / name, dest / name)
+
+
+def _config(config: SessionConfig | str | Path | None, model: str | None) -> SessionConfig:
+    cfg = config if isinstance(config, SessionConfig) else load_config(config) if config else SessionConfig()
+    return cfg if model is None else SessionConfig.from_dict({**cfg.model_dump(), "model": model})
+
+
+def run(
+    out: str | Path,
+    *,
+    source: str | Path | None = None,
+    model: str | None = None,
+    config: SessionConfig | str | Path | None = None,
+    limit: int | None = None,
+    tasks: Sequence[str] | None = None,
+    per_task: int = DEFAULT_PER_TASK,
+    seed: int = 0,
+    url: str | None = None,
+    token: str | None = None,
+    executor: Literal["local", "modal"] = "local",
+    engine: Engine | None = None,
+    vad: VadName = "webrtc",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run the benchmark into ``out`` and return its scores (also in ``out/scores.json``).
+
+    The items come from ``source`` (a set folder, e.g. from ``build`` or FDB's data, copied into
+    ``out``), else from ``out`` itself if it already holds a set, else a new set is built there
+    (``per_task`` items per task, or ``limit``, from ``seed``). ``limit``: items per task folder;
+    ``tasks``: a subset of the four. ``model`` (default: the config's, ``tiny``) and ``config`` (a
+    SessionConfig or a YAML/JSON file) set the model, sampling and seed. ``url``/``token``: a running
+    server instead of an engine in this process; ``executor="modal"``: Modal GPUs (``sweeps.run_jobs``);
+    ``engine``: an engine already loaded (local only). Items that fail are logged and left without
+    output, so the scores name them; the others are scored.
+    """
+    if executor not in ("local", "modal"):
+        raise BenchError(f"unknown executor {executor!r}: local or modal")
+    cfg = _config(config, model)
+    out = Path(out)
+    if source is not None:
+        _copy_set(Path(source), out, tasks, limit)
+    elif not (out / MANIFEST).exists() and not _has_tasks(out):
+        build(out, per_task=limit or per_task, seed=seed, tasks=tasks, progress=progress)
+    items = [it for it in _selected(out, tasks, limit) if it.input.exists()]
+    t0 = time.perf_counter()
+    if url is not None:
+        recs = _run_url(items, cfg, url, token)
+    elif executor == "modal":
+        recs = _run_modal(items, cfg, progress)
+    else:
+        if engine is None:
+            from ...model.engine import Engine
+
+            engine = Engine.load(cfg.model, revision=cfg.revision, sampling=cfg.sampling, seed=cfg.seed)
+        recs = run_items(engine, items, cfg, progress)
+    wall = time.perf_counter() - t0
+    for item, rec in zip(items, recs, strict=True):
+        if rec is not None:
+            save_item(item, rec)
+    audio_s = sum(rec.duration for rec in recs if rec is not None)
+    failed = [f"{it.task}/{it.id}" for it, rec in zip(items, recs, strict=True) if rec is None]
+    info = {"config": cfg.model_dump(mode="json"), "executor": "url" if url else executor, "items": len(items),
+            "failed": failed,
+            "audio_s": round(audio_s, 2), "wall_s": round(wall, 2),
+            "real_time_factor": round(wall / audio_s, 4) if audio_s else None}  # fmt: skip
+    (out / RUN_FILE).write_text(json.dumps(info, indent=1, ensure_ascii=False), encoding="utf-8")
+    return score(out, vad=vad, tasks=tasks, limit=limit)
+
+
+def _has_tasks(folder: Path) -> bool:
+    try:
+        find_tasks(folder)
+    except BenchError:
+        return False
+    return True
+
+
+def setting_label(index: int, config: SessionConfig) -> str:
+    s = config.sampling
+    return f"{index:03d}-temp{s.temp:g}-topk{s.top_k}-seed{config.seed}"
+
+
+def sweep(
+    grid: Mapping[str, Sequence[Any]],
+    out: str | Path,
+    *,
+    source: str | Path | None = None,
+    base: SessionConfig | None = None,
+    limit: int | None = None,
+    tasks: Sequence[str] | None = None,
+    per_task: int = DEFAULT_PER_TASK,
+    seed: int = 0,
+    executor: Literal["local", "modal"] = "local",
+    engine: Engine | None = None,
+    vad: VadName = "webrtc",
+    progress: bool = True,
+) -> pd.DataFrame:
+    """The benchmark as a sweep objective: one row per setting of ``grid`` with each task's headline metrics.
+
+    ``grid`` as for ``jmoshi_nb.sweep`` (e.g. ``{"temp": [0.6, 0.8], "top_k": [50, 250]}``). The set
+    (``source``, else built once into ``out/_set``) runs under each setting into ``out/<setting>``;
+    the columns are the sampling parameters, seed, model, then ``<task>_TOR``, ``turn_taking_latency_mean_s``,
+    ``backchannel_backchannels_per_min``, ``interruption_stop_latency_mean_s``... so ``plot_sweep_heatmap``
+    shows any of them. ``df.attrs["scores"]`` holds every setting's full scores.
+    """
+    import pandas as pd
+
+    from ..continuation import expand_grid
+    from .scoring import headline
+
+    out = Path(out)
+    configs = expand_grid(grid, base)
+    if source is None:
+        source = out / "_set"
+        if not (source / MANIFEST).exists():
+            build(source, per_task=limit or per_task, seed=seed, tasks=tasks, progress=progress)
+    if engine is None and executor == "local":
+        from ...model.engine import Engine
+
+        first = configs[0]
+        engine = Engine.load(first.model, revision=first.revision, sampling=first.sampling, seed=first.seed)
+    rows, all_scores = [], {}
+    for ci, cfg in enumerate(configs):
+        label = setting_label(ci, cfg)
+        scores = run(out / label, source=source, config=cfg, limit=limit, tasks=tasks, executor=executor,
+                     engine=engine, vad=vad, progress=progress)  # fmt: skip
+        all_scores[label] = scores
+        row: dict[str, Any] = {"setting": label, **cfg.sampling.model_dump(), "seed": cfg.seed, "model": cfg.model}
+        row.update(headline(scores))
+        row["folder"] = str(out / label)
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    df.attrs["scores"] = all_scores
+    return df

@@ -1,0 +1,313 @@
+"""The research layer: parameter sweeps as tables, and prompted dialogue continuation.
+
+``sweep`` expands a grid of sampling parameters over a list of inputs, runs every combination
+through the sweep executor (``sweeps.run_jobs``: in-process, or fanned out on Modal GPUs) and
+returns one pandas row per run: the parameters, turn-taking metrics and frame timings.
+
+``prompted_continuation`` follows the J-Moshi paper's evaluation: the first ``prompt_s`` seconds of
+a recorded dialogue are given to the model (the user channel as input, the model channel forced
+into the model's own audio stream), then the model goes on alone for ``continuation_s`` seconds.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from ..core.audio import FRAME_SIZE, SAMPLE_RATE, read_wav, sha256_of
+from ..core.config import ConfigError, Sampling, SessionConfig
+from ..core.recording import Recording
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ..model.engine import Engine
+
+GRID_KEYS = (*Sampling.model_fields, "seed")
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
+
+
+# ---- sweeps ----------------------------------------------------------------------------------------
+
+
+def expand_grid(grid: Mapping[str, Sequence[Any]], base: SessionConfig | None = None) -> list[SessionConfig]:
+    """Every combination of ``grid`` values applied to ``base``, each validated (ConfigError names the field)."""
+    base = base or SessionConfig()
+    unknown = sorted(set(grid) - set(GRID_KEYS))
+    if unknown:
+        raise ConfigError(f"grid: unknown parameter(s) {', '.join(unknown)}; allowed: {', '.join(GRID_KEYS)}")
+    for key, values in grid.items():
+        if isinstance(values, str) or not isinstance(values, Sequence) or len(values) == 0:
+            raise ConfigError(f"grid: {key} must be a non-empty list of values, got {values!r}")
+    keys = list(grid)
+    configs = []
+    for combo in itertools.product(*(grid[k] for k in keys)):
+        values = dict(zip(keys, combo, strict=True))
+        seed = values.pop("seed", base.seed)
+        data = base.model_dump()
+        data["sampling"] = base.sampling.updated(**values).model_dump()
+        data["seed"] = seed
+        configs.append(SessionConfig.from_dict(data))
+    return configs
+
+
+def _input_label(inp: str | Path | np.ndarray, index: int) -> str:
+    return Path(inp).stem if not isinstance(inp, np.ndarray) else f"array{index}"
+
+
+def run_metrics(rec: Recording, **turn_taking_kwargs: Any) -> dict[str, Any]:
+    """The numbers a sweep table holds for one recording (turn-taking, text stream, frame timing)."""
+    from .turn_taking import turn_taking
+
+    tt = turn_taking(rec, **turn_taking_kwargs)
+    stats = tt.stats()
+    row: dict[str, Any] = {"duration_s": round(tt.duration, 3)}
+    for kind in ("ipu", "pause", "gap", "overlap", "backchannel"):
+        row[f"model_{kind}_per_min"] = stats[kind]["model"]["per_minute"]
+        row[f"model_{kind}_mean_s"] = stats[kind]["model"]["mean_s"]
+    row["model_speech_ratio"] = stats["ipu"]["model"]["ratio"]
+    row["overlap_ratio"] = stats["overlap"]["all"]["ratio"]
+    if tt.text is not None:
+        row["text_rate"] = tt.text.text_rate
+        row["padding_ratio"] = tt.text.padding_ratio
+    totals = [m["total_ms"] for m in rec.metrics]
+    if totals:
+        row["frame_ms_p50"] = float(np.percentile(totals, 50))
+        row["frame_ms_p99"] = float(np.percentile(totals, 99))
+    return row
+
+
+def sweep(
+    grid: Mapping[str, Sequence[Any]],
+    inputs: Sequence[str | Path | np.ndarray],
+    base: SessionConfig | None = None,
+    executor: Literal["local", "modal"] = "local",
+    out_dir: str | Path | None = None,
+    progress: bool = True,
+    objective: Literal["turn_taking", "bench"] = "turn_taking",
+    **turn_taking_kwargs: Any,
+) -> pd.DataFrame:
+    """Run ``grid`` (e.g. ``{"temp": [0.6, 0.8], "top_k": [50, 250]}``) over ``inputs``; one row per run.
+
+    The recordings are kept in ``df.attrs["recordings"]`` (and saved under ``out_dir/<run>`` if given).
+    ``objective="bench"``: the benchmark instead (``jmoshi_nb.research.bench.runner.sweep``): ``inputs`` is a
+    task set folder (or empty: one is built in ``out_dir/_set``), one row per setting with each task's
+    headline metrics; the other keyword arguments (``limit``, ``tasks``, ``vad``...) go to it.
+    """
+    import pandas as pd
+
+    from .sweeps import Job, run_jobs
+
+    if objective == "bench":
+        from .bench.runner import sweep as bench_sweep
+
+        if out_dir is None:
+            raise ValueError("sweep(objective='bench') needs out_dir: each setting's run is a folder")
+        source = inputs[0] if inputs else None
+        if isinstance(source, np.ndarray):
+            raise ValueError("sweep(objective='bench'): inputs is a task set folder (or empty), not audio")
+        return bench_sweep(grid, out_dir, source=source, base=base, executor=executor, progress=progress,
+                           **turn_taking_kwargs)  # fmt: skip
+    if not inputs:
+        raise ValueError("sweep: give at least one input (a WAV path or a 24 kHz mono array)")
+    configs = expand_grid(grid, base)
+    jobs: list[Job] = []
+    for ci, cfg in enumerate(configs):
+        for ii, inp in enumerate(inputs):
+            jobs.append(Job(cfg, inp, name=f"{ci:03d}-{_input_label(inp, ii)}"))
+    recordings = run_jobs(jobs, executor=executor, progress=progress, out_dir=out_dir)
+    rows = []
+    for job, rec in zip(jobs, recordings, strict=True):
+        row: dict[str, Any] = {"run": job.name, "input": job.describe_input() or job.name.split("-", 1)[1]}
+        row.update(job.config.sampling.model_dump())
+        row["seed"] = job.config.seed
+        row["model"] = job.config.model
+        row.update(run_metrics(rec, **turn_taking_kwargs))
+        if out_dir is not None:
+            row["recording"] = str(Path(out_dir) / job.name)
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    df.attrs["recordings"] = recordings
+    return df
+
+
+# ---- prompted continuation --------------------------------------------------------------------------
+
+
+class ModelChannelForcer:
+    """Turns the model side of a recorded dialogue into the audio tokens the LM would have sampled.
+
+    A second Mimi (its own streaming state) encodes the model channel frame by frame. LMGen samples
+    the model's codebook ``k`` at step ``t`` for frame ``t + 1 - delay_k``: with J-Moshi's delays
+    (0 for the first codebook, 1 for the rest) step ``t`` needs codebook 1 of frame ``t + 1`` and
+    codebooks 2-8 of frame ``t``, so the channel is read one frame ahead.
+    """
+
+    def __init__(self, engine: Engine, model_pcm: np.ndarray) -> None:
+        import torch
+
+        self._torch = torch
+        lm = engine.lm_gen.lm_model
+        self.delays = list(lm.delays[1 : lm.dep_q + 1])
+        self.mimi = engine.model.info.get_mimi(device=str(engine.device))
+        self.mimi.streaming_forever(1)
+        self.device = engine.device
+        self.pcm = np.asarray(model_pcm, dtype=np.float32)
+        self.codes: list[np.ndarray] = []
+
+    def _encode_until(self, frame: int) -> None:
+        torch = self._torch
+        while len(self.codes) <= frame:
+            i = len(self.codes)
+            chunk = self.pcm[i * FRAME_SIZE : (i + 1) * FRAME_SIZE]
+            chunk = np.pad(chunk, (0, FRAME_SIZE - len(chunk)))
+            with torch.no_grad():
+                codes = self.mimi.encode(torch.from_numpy(chunk).to(self.device)[None, None])
+            if i == 0:
+                self.mimi.reset_streaming()  # as the engine does for its first frame
+            self.codes.append(codes[0, :, 0].cpu().numpy())
+
+    def tokens_for_step(self, step: int) -> np.ndarray:
+        """The ``dep_q`` audio tokens to force at LM step ``step``."""
+        out = []
+        for k, delay in enumerate(self.delays):
+            frame = step + 1 - delay
+            self._encode_until(frame)
+            out.append(self.codes[frame][k])
+        return np.asarray(out, dtype=np.int64)
+
+
+@dataclass
+class DialogueInput:
+    path: Path
+    user: np.ndarray
+    model: np.ndarray | None  # None for a mono file: the whole mix is the user side
+
+
+def read_dialogue(path: str | Path, model_channel: int = 0) -> DialogueInput:
+    """A stereo dialogue (``model_channel`` is the side the model plays) or a mono recording."""
+    stereo = read_wav(path, channel=None)
+    if stereo.shape[1] == 1:
+        return DialogueInput(Path(path), stereo[:, 0], None)
+    if stereo.shape[1] != 2:
+        raise ValueError(f"{path}: dialogue files are mono or stereo, this one has {stereo.shape[1]} channels")
+    if model_channel not in (0, 1):
+        raise ValueError(f"model_channel must be 0 (left) or 1 (right), got {model_channel}")
+    return DialogueInput(Path(path), stereo[:, 1 - model_channel], stereo[:, model_channel])
+
+
+def dialogue_files(source: str | Path | Sequence[str | Path]) -> list[Path]:
+    if isinstance(source, (str, Path)):
+        src = Path(source)
+        if src.is_dir():
+            files = sorted(p for p in src.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES)
+            if not files:
+                raise FileNotFoundError(f"{src}: no audio files ({', '.join(AUDIO_SUFFIXES)}) in this folder")
+            return files
+        return [src]
+    return [Path(p) for p in source]
+
+
+def continue_dialogue(
+    engine: Engine,
+    dialogue: DialogueInput,
+    config: SessionConfig,
+    prompt_s: float = 10.0,
+    continuation_s: float = 20.0,
+    user_after_prompt: Literal["silence", "continue"] = "silence",
+    out: str | Path | None = None,
+) -> Recording:
+    """One prompted continuation on ``engine``; see ``prompted_continuation`` (``out``: stream it there)."""
+    if prompt_s <= 0 or continuation_s <= 0:
+        raise ValueError(f"prompt_s and continuation_s must be > 0, got {prompt_s} and {continuation_s}")
+    n_prompt = int(round(prompt_s * SAMPLE_RATE / FRAME_SIZE))
+    n_total = n_prompt + int(round(continuation_s * SAMPLE_RATE / FRAME_SIZE))
+    if len(dialogue.user) < n_prompt * FRAME_SIZE:
+        raise ValueError(
+            f"{dialogue.path}: {len(dialogue.user) / SAMPLE_RATE:.1f} s of audio is shorter "
+            f"than the {prompt_s} s prompt"
+        )
+    user = np.zeros(n_total * FRAME_SIZE, dtype=np.float32)
+    keep = n_prompt * FRAME_SIZE if user_after_prompt == "silence" else min(len(dialogue.user), len(user))
+    user[:keep] = dialogue.user[:keep]
+    forcer = ModelChannelForcer(engine, dialogue.model) if dialogue.model is not None else None
+
+    engine.reset(config.sampling, config.seed)
+    rec = Recording(config=config)
+    rec.session = engine.describe()
+    if out is not None:
+        rec.stream_to(out)
+    rec.add_params(0, config.sampling.model_dump(), config.seed)
+    for i in range(n_total):
+        frame = user[i * FRAME_SIZE : (i + 1) * FRAME_SIZE]
+        forced = forcer.tokens_for_step(i) if forcer is not None and i < n_prompt else None
+        r = engine.step(frame, forced_audio=forced)
+        rec.add_user(frame)
+        if r.pcm is None:
+            rec.add_model_silence(FRAME_SIZE)
+        else:
+            rec.add_model(r.pcm)
+        if r.text:
+            rec.add_text(r.index, int(r.text_token or 0), r.text)
+        rec.add_metrics({**r.metrics(), "forced": forced is not None})
+    rec.meta.update(
+        {
+            "task": "prompted_continuation",
+            "source": str(dialogue.path),
+            "input_sha256": sha256_of(dialogue.user),
+            "prompt_s": prompt_s,
+            "continuation_s": continuation_s,
+            "prompt_frames": n_prompt,
+            "model_channel_forced": forcer is not None,
+            "user_after_prompt": user_after_prompt,
+        }
+    )
+    return rec
+
+
+def prompted_continuation(
+    source: str | Path | Sequence[str | Path],
+    config: SessionConfig | None = None,
+    prompt_s: float = 10.0,
+    continuation_s: float = 20.0,
+    out_dir: str | Path | None = None,
+    model_channel: int = 0,
+    user_after_prompt: Literal["silence", "continue"] = "silence",
+    engine: Engine | None = None,
+) -> list[Recording]:
+    """Prompt the model with the start of each dialogue in ``source`` and let it continue.
+
+    ``source``: a folder of dialogue WAVs, a file, or a list of files. Stereo files: channel
+    ``model_channel`` (0 = left) is the side the model plays and is forced into its audio stream
+    during the prompt; the other is the user. Mono files are the user side only. After the prompt
+    the user channel is silent (``user_after_prompt="silence"``: what follows is the model's own) or
+    goes on with the recording (``"continue"``: the model reacts to the real partner).
+    Each run is saved under ``out_dir/<file stem>`` if given.
+    """
+    from ..model.engine import Engine
+
+    config = config or SessionConfig()
+    files = dialogue_files(source)
+    engine = engine or Engine.load(config.model, revision=config.revision, sampling=config.sampling, seed=config.seed)
+    recordings = []
+    for path in files:
+        out = Path(out_dir) / path.stem if out_dir is not None else None
+        rec = continue_dialogue(
+            engine, read_dialogue(path, model_channel), config, prompt_s, continuation_s, user_after_prompt, out
+        )
+        if out is not None:
+            rec.save(out)
+        recordings.append(rec)
+    return recordings
+
+
+def iter_recordings(folder: str | Path) -> Iterator[tuple[str, Recording]]:
+    """Every recording under ``folder`` (one level), by name: re-analyse saved runs without the model."""
+    for sub in sorted(Path(folder).iterdir()):
+        if (sub / "session.json").exists():
+            yield sub.name, Recording.load(sub)

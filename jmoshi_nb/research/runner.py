@@ -1,0 +1,90 @@
+"""Run a WAV file through a session: the path used by ``jmoshi-nb run``, sweeps and replays.
+
+The audio goes the same way as a microphone's: client -> Opus -> server -> engine -> server ->
+client, into a Recording. With no URL a local server is started for the config's model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..core.audio import read_wav, sha256_of
+from ..core.blocking import run_blocking
+from ..core.config import SessionConfig
+from ..core.recording import Recording
+from ..serve.client import connect, stream_pcm
+
+
+async def run_pcm_async(
+    pcm: np.ndarray,
+    url: str,
+    token: str | None = None,
+    config: SessionConfig | None = None,
+    realtime: bool = True,
+    holder: list[Recording] | None = None,
+    out: str | Path | None = None,
+) -> Recording:
+    """Stream mono 24 kHz float32 audio through the server at ``url``; return the recording.
+
+    ``holder`` (a list) receives the live recording as soon as the session opens, so a caller can
+    save what was recorded even if the run is interrupted (Ctrl-C, a lost connection).
+
+    The session runs with the config's sampling and seed; ``seed=None`` draws a fresh seed, which
+    the recording keeps (``meta["seed"]``) so the run can be repeated. With ``out`` the recording
+    streams into that folder as it runs (``Recording.save(out)`` completes it).
+    """
+    config = config or SessionConfig()
+    async with connect(url, token=token, config=config) as s:
+        if out is not None:
+            s.recording.stream_to(out)
+        if holder is not None:
+            holder.append(s.recording)
+        try:
+            await s.apply_config(config)
+            rec = await stream_pcm(s, pcm, realtime=realtime)
+        except BaseException as exc:
+            s.recording.meta["incomplete"] = f"{type(exc).__name__}: {exc}"
+            raise
+    return rec
+
+
+def run_wav(
+    wav: str | Path | np.ndarray,
+    config: SessionConfig | None = None,
+    url: str | None = None,
+    token: str | None = None,
+    realtime: bool = False,
+    out: str | Path | None = None,
+) -> Recording:
+    """Run a WAV (path, or 24 kHz mono array) through a session and return it.
+
+    With ``out`` the recording streams into that folder while it runs (a killed run leaves a folder
+    that ``Recording.load`` reads, marked ``cut_short``) and is completed there at the end. Blocking;
+    works from a script, a thread or a notebook cell (see ``jmoshi_nb.core.blocking``).
+    """
+    from ..serve.backends import LocalServer
+
+    config = config or SessionConfig()
+    pcm = wav if isinstance(wav, np.ndarray) else read_wav(wav)
+    holder: list[Recording] = []
+    try:
+        if url is None:
+            with LocalServer(model=config.model, revision=config.revision, config=config) as server:
+                rec = run_blocking(run_pcm_async(pcm, server.url, server.token, config, realtime, holder, out))
+        else:
+            rec = run_blocking(run_pcm_async(pcm, url, token, config, realtime, holder, out))
+    except BaseException as exc:
+        # Nothing recorded is lost: save the partial session next to where the full one would go.
+        if holder and out is not None:
+            holder[0].meta.setdefault("incomplete", f"{type(exc).__name__}: {exc}")
+            holder[0].save(out)
+            exc.add_note(f"the partial recording was saved to {out}")
+        raise
+    rec.meta["input_sha256"] = sha256_of(pcm)
+    if not isinstance(wav, np.ndarray):
+        rec.meta["input"] = str(wav)
+    if out is not None:
+        rec.save(out)
+    return rec

@@ -1,0 +1,1 @@
+"""WebSocket serving: the protocol, the server (sessions -> engine), the client, the backends."""

@@ -1,0 +1,111 @@
+"""Where the server runs: ``tiny`` / ``local`` (a thread in this process) or ``modal`` (a GPU container).
+
+Every backend gives a ``ServerHandle``: a WebSocket base URL, the token to present (or None) and
+``stop()``. Sessions (notebook, CLI, sweeps) only ever talk to that URL, so the data path is the
+same whichever backend serves it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from aiohttp import web
+
+from ..core.config import SessionConfig
+from .loop_thread import AppThread
+
+
+class ServerHandle(Protocol):
+    url: str
+    token: str | None
+
+    def stop(self) -> None: ...
+
+
+def serve_engine(
+    engine: Any,
+    token: str | None,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    name: str = "jmoshi-nb-server",
+    routes: dict[str, Callable[[web.Request], Awaitable[web.StreamResponse]]] | None = None,
+) -> AppThread:
+    """The kit's ChatServer for ``engine`` on a background thread, plus extra GET ``routes``; started.
+
+    The local backends and the Modal container's web server both start their server this way.
+    """
+    from .server import ChatServer
+
+    app = ChatServer(engine, token=token).make_app()
+    for path, handler in (routes or {}).items():
+        app.router.add_get(path, handler)
+    return AppThread(app, host, port, name=name).start()
+
+
+class LocalServer:
+    """The kit's server on a background thread of this process (loopback, ephemeral port)."""
+
+    def __init__(
+        self,
+        model: str = "tiny",
+        revision: str | None = None,
+        config: SessionConfig | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        token: str | None = None,
+        engine: object | None = None,
+        device: str | None = None,
+    ) -> None:
+        self.model, self.revision, self.host, self.port = model, revision, host, port
+        self.config = config
+        self.token = token
+        self.device = device
+        self.engine = engine
+        self.url = ""
+        self._thread: AppThread | None = None
+
+    def start(self) -> LocalServer:
+        from ..model.engine import Engine
+
+        if self.engine is None:
+            cfg = self.config
+            self.engine = Engine.load(
+                self.model,
+                revision=self.revision,
+                device=self.device,
+                sampling=cfg.sampling if cfg else None,
+                seed=cfg.seed if cfg else 42,
+            )
+        self._thread = serve_engine(self.engine, self.token, self.host, self.port)
+        self.port = self._thread.port
+        self.url = f"ws://{self.host}:{self.port}"
+        return self
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._thread.stop()
+        self._thread = None
+
+    def __enter__(self) -> LocalServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+BACKENDS = ("tiny", "local", "modal")
+
+
+def start_server(backend: str = "tiny", config: SessionConfig | None = None, **kwargs: object) -> ServerHandle:
+    """Start a server for ``backend`` and return its handle once it accepts sessions."""
+    config = config or SessionConfig()
+    if backend == "tiny":
+        return LocalServer(model="tiny", config=config, **kwargs).start()  # type: ignore[arg-type]
+    if backend == "local":
+        return LocalServer(model=config.model, revision=config.revision, config=config, **kwargs).start()  # type: ignore[arg-type]
+    if backend == "modal":
+        from ..cloud.backend import ModalServer
+
+        return ModalServer(config=config, **kwargs).start()  # type: ignore[arg-type]
+    raise ValueError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")

@@ -236,7 +236,7 @@ def test_bad_items_are_named_and_the_others_scored(tmp_path: Path) -> None:
 def test_package_names_stay_functions_after_submodule_imports() -> None:
     import jmoshi_nb.research.bench.plots  # noqa: F401 - imports every submodule
     import jmoshi_nb.research.bench.runner  # noqa: F401
-    from jmoshi_nb.research.continuation import bench
+    from jmoshi_nb.research import bench
 
     assert callable(bench.score) and callable(bench.run) and callable(bench.build)
 

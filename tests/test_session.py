@@ -84,7 +84,7 @@ def test_mic_frames_in_model_audio_out(session: NotebookSession, speech_pcm: np.
     # Model audio went to the browser as float32 buffers, as much as the client decoded.
     played = browser.audio()
     assert played.size > 0 and np.abs(played).max() > 0
-    assert played.size == session._client._model_samples
+    assert played.size == session.stats()["model_samples"]
     # Every frame the server finished is reported back under the browser's own sequence number.
     seqs = [c["seq"] for c, _ in browser.messages("done")]
     assert seqs == sorted(seqs) and set(seqs) <= set(range(0, n, 4))
@@ -118,8 +118,9 @@ def test_slider_change_reaches_server_and_recording(
     assert load_config(cfg.save(tmp_path / "calm.yaml")).sampling == cfg.sampling
 
     # The change is drawn on the live plots.
-    wait_until(lambda: browser.panel.plots._params)
-    assert "temp=0.3" in browser.panel.plots._params[0][1]
+    plots = browser.panel.plots
+    wait_until(lambda: plots is not None and len(plots.params_labels.text) > 0)
+    assert plots is not None and "temp=0.3" in str(plots.params_labels.text[-1])
 
 
 def test_set_params_from_code_moves_sliders_and_validates(session: NotebookSession) -> None:

@@ -403,6 +403,7 @@ class NotebookSession:
             "user_rms": round(float(np.sqrt(self._mic_energy / n)), 6) if n else 0.0,
             "frames_sent": int(self._client_frames_sent()),
             "frames_done": self._client.frames_done if self._client else 0,
+            "model_samples": self._client.model_samples if self._client else 0,
             "params": last.get("params", {}),
             "seed": last.get("seed"),
             "from_frame": rec.params[-1]["from_frame"] if rec and rec.params else None,

@@ -79,7 +79,7 @@ class Session:
         self.frames_sent = 0
         self.frames_done = 0  # frames the server reported (metrics + dropped), or audio frames from moshi.server
         self._has_metrics = False
-        self._model_samples = 0  # decoded model samples (moshi.server: its frame clock)
+        self.model_samples = 0  # model audio samples decoded so far (moshi.server: its frame clock)
         self._model_frames = 0  # frames placed in the recording's model channel (kit server)
         self._metrics_count = 0
         self._dropped: list[int] = []  # indices of frames the server dropped
@@ -191,19 +191,19 @@ class Session:
         if kind == P.Kind.AUDIO:
             pcm = self._reader.append_bytes(payload)
             if pcm.shape[-1]:
-                if not self._has_metrics and self._model_samples == 0:
+                if not self._has_metrics and self.model_samples == 0:
                     rec.add_model_silence(FRAME_SIZE)  # moshi.server: the LM's one-frame delay
                 cut = min(self._trim, pcm.shape[-1])
                 self._trim -= cut
                 rec.add_model(pcm[cut:])
-                self._model_samples += pcm.shape[-1]
+                self.model_samples += pcm.shape[-1]
                 self._emit("audio", pcm)
                 if not self._has_metrics:
-                    await self._advance(self._model_samples // FRAME_SIZE + 1)
+                    await self._advance(self.model_samples // FRAME_SIZE + 1)
         elif kind == P.Kind.TEXT:
             text = payload.decode("utf-8", "replace")
             if not self._has_metrics:
-                ev_frame = self._model_samples // FRAME_SIZE
+                ev_frame = self.model_samples // FRAME_SIZE
                 rec.add_text(ev_frame, -1, text)
                 self._emit("text", rec.text[-1])
         elif kind == P.Kind.METADATA:

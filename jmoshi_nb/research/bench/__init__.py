@@ -1,6 +1,6 @@
 """A Japanese full-duplex benchmark in Full-Duplex-Bench's layout: build a task set, run a model, score.
 
-    from jmoshi_nb.research.continuation import bench
+    from jmoshi_nb.research import bench
     bench.build("bench/ja", per_task=20, seed=0)    # the task set (pyopenjtalk speech, offline)
     bench.run("bench/ja", model="tiny")              # output.wav + the kit's recording per item, then scores
     bench.score("bench/ja")                          # any folder in FDB's layout -> bench/ja/scores.json

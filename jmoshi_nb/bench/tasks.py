@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..audio import FRAME_SIZE, SAMPLE_RATE, write_wav
-from .layout import TASKS, TIMING_FILE, BenchError
+from .layout import TASKS, TIMING_FILE, BenchError, check_tasks
 
 MANIFEST = "manifest.json"
 MODEL_FILE = "model.wav"
@@ -174,10 +174,7 @@ def build(
     progress: bool = False,
 ) -> Path:
     """Write the task set under ``out`` (``<task>/<id>/input.wav`` + ``timing.json``) and return ``out``."""
-    tasks = tuple(tasks) if tasks else TASKS
-    unknown = sorted(set(tasks) - set(TASKS))
-    if unknown:
-        raise BenchError(f"unknown task(s) {', '.join(unknown)}; the tasks are {', '.join(TASKS)}")
+    tasks = check_tasks(tasks)
     if per_task < 1:
         raise BenchError(f"per_task must be at least 1, got {per_task}")
     out = Path(out)

@@ -3,17 +3,30 @@
 A subclass lists its labels as ``LABELS = {key: (ja, en)}``; the synced ``labels`` trait holds them as
 ``{key: text}`` in the widget's ``lang`` (``jmoshi_nb.labels``), recomputed when ``lang`` changes, so
 the JS only looks texts up and never picks a language itself.
+
+The widgets share their browser code as files of this folder joined by ``joined_source``: ``labelled.js``
+(the ``h`` DOM helper and the ``LabelledView`` base with its ``L(key)`` lookup) before each widget's ESM,
+``labelled.css`` (font, frame, bars, buttons) before its CSS, ``resampler.js`` before each AudioWorklet.
+An anywidget ESM is one module, and a worklet module loaded from a Blob URL cannot import another file.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, ClassVar
 
 import anywidget
 import traitlets as t
 
 from ..labels import Bilingual, label_texts
+
+WIDGETS = Path(__file__).parent
+
+
+def joined_source(*names: str) -> str:
+    """The text of the files ``names`` of this folder, one after the other."""
+    return "\n".join((WIDGETS / name).read_text(encoding="utf-8") for name in names)
 
 
 class LabelledWidget(anywidget.AnyWidget):

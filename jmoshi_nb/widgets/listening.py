@@ -15,14 +15,13 @@ The same answers can be given from Python (``rate`` / ``prefer``), which is how 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 import traitlets as t
 
 from ..labels import Bilingual, bilingual
 from ..listening import CHOICES, ListeningTest, Trial
-from .labelled import LabelledWidget
+from .labelled import LabelledWidget, joined_source
 
 log = logging.getLogger("jmoshi_nb.widgets")
 
@@ -48,8 +47,8 @@ ANSWERED = ("この試行は回答済みです", "that trial was already answere
 class ListeningWidget(LabelledWidget):
     """One rater at a time; ``test`` holds the clips and the ratings file."""
 
-    _esm = Path(__file__).with_name("listening.js")
-    _css = Path(__file__).with_name("listening.css")
+    _esm = joined_source("labelled.js", "listening.js")
+    _css = joined_source("labelled.css", "listening.css")
     LABELS = LISTENING_LABELS
 
     rater = t.Unicode("", help="the rater's name (typed in the browser, or set from Python)").tag(sync=True)

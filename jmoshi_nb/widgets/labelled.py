@@ -34,6 +34,14 @@ class LabelledWidget(anywidget.AnyWidget):
 
     LABELS: ClassVar[Mapping[str, Bilingual]] = {}
 
+    def __init_subclass__(cls, assets: str | None = None, **kwargs: Any) -> None:
+        """``class TalkWidget(LabelledWidget, assets="talk")``: the browser side is labelled.js + talk.js
+        (the ESM) and labelled.css + talk.css (the CSS)."""
+        if assets is not None:
+            cls._esm = joined_source("labelled.js", f"{assets}.js")
+            cls._css = joined_source("labelled.css", f"{assets}.css")
+        super().__init_subclass__(**kwargs)
+
     lang = t.Unicode("both", help="labels: 'ja', 'en' or 'both'").tag(sync=True)
     labels = t.Dict(help="{key: text}: every label of the widget, in `lang` (read by the browser)").tag(sync=True)
 

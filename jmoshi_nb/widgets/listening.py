@@ -21,7 +21,7 @@ import traitlets as t
 
 from ..labels import Bilingual, bilingual
 from ..listening import CHOICES, ListeningTest, Trial
-from .labelled import LabelledWidget, joined_source
+from .labelled import LabelledWidget
 
 log = logging.getLogger("jmoshi_nb.widgets")
 
@@ -44,11 +44,9 @@ LISTENING_LABELS: dict[str, Bilingual] = {
 ANSWERED = ("この試行は回答済みです", "that trial was already answered")
 
 
-class ListeningWidget(LabelledWidget):
+class ListeningWidget(LabelledWidget, assets="listening"):
     """One rater at a time; ``test`` holds the clips and the ratings file."""
 
-    _esm = joined_source("labelled.js", "listening.js")
-    _css = joined_source("labelled.css", "listening.css")
     LABELS = LISTENING_LABELS
 
     rater = t.Unicode("", help="the rater's name (typed in the browser, or set from Python)").tag(sync=True)

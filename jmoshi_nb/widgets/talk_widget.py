@@ -67,11 +67,9 @@ TALK_LABELS: dict[str, Bilingual] = {
 }
 
 
-class TalkWidget(LabelledWidget):
+class TalkWidget(LabelledWidget, assets="talk"):
     """Microphone on/off, mute, volume, the model's text and live counters, in one bar."""
 
-    _esm = joined_source("labelled.js", "talk.js")
-    _css = joined_source("labelled.css", "talk.css")
     LABELS = TALK_LABELS
 
     # kernel -> browser

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from .config import ConfigError, SessionConfig, load_config
 
@@ -17,6 +19,13 @@ def _add_sampling_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top-k-text", type=int, help="text top-k")
     p.add_argument("--seed", type=int, help="sampling seed (same seed + same input = same tokens)")
     p.add_argument("--config", type=Path, help="a saved config (YAML or JSON); flags override it")
+
+
+def add_command(sub: Any, name: str, func: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
+    """A subcommand ``name`` of ``sub`` (an ``add_subparsers`` result) that runs ``func(args)``."""
+    p = sub.add_parser(name, help=help)
+    p.set_defaults(func=func)
+    return p
 
 
 def _config_from_args(args: argparse.Namespace, model: str | None) -> SessionConfig:
@@ -127,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("serve", help="serve a model at /api/chat (moshi protocol)")
+    p = add_command(sub, "serve", cmd_serve, "serve a model at /api/chat (moshi protocol)")
     p.add_argument(
         "--model",
         default=None,
@@ -139,9 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="cuda or cpu (default: cuda if available)")
     p.add_argument("--token", help="require this token from clients (?token= or Bearer)")
     _add_sampling_args(p)
-    p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser("run", help="stream a WAV file through a session and save the recording")
+    p = add_command(sub, "run", cmd_run, "stream a WAV file through a session and save the recording")
     p.add_argument("input", type=Path, help="input audio file (any rate; mixed to mono, resampled to 24 kHz)")
     p.add_argument("--out", type=Path, help="recording folder (default runs/<input name>)")
     p.add_argument("--fast", action="store_true", help="as fast as the engine goes instead of real time")
@@ -149,24 +157,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--token", help="token for --url")
     p.add_argument("--model", default=None, help="model for the local server (default tiny)")
     _add_sampling_args(p)
-    p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("textgrid", help="write a Praat TextGrid of a recording (or of every recording below DIR)")
+    help_tg = "write a Praat TextGrid of a recording (or of every recording below DIR)"
+    p = add_command(sub, "textgrid", cmd_textgrid, help_tg)
     p.add_argument("recording", type=Path, help="recording folder, or a folder of them (a sweep, a benchmark run)")
     p.add_argument("--out", type=Path, help="TextGrid file (default RECORDING/recording.TextGrid)")
-    p.set_defaults(func=cmd_textgrid)
 
-    p = sub.add_parser("make-tiny", help="write the tiny offline checkpoint (moshi format) into DIR")
+    p = add_command(sub, "make-tiny", cmd_make_tiny, "write the tiny offline checkpoint (moshi format) into DIR")
     p.add_argument("directory", type=Path)
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--overwrite", action="store_true")
-    p.set_defaults(func=cmd_make_tiny)
 
-    p = sub.add_parser("quickstart", help="talk to the model with synthesized Japanese speech, save, summarise")
+    help_qs = "talk to the model with synthesized Japanese speech, save, summarise"
+    p = add_command(sub, "quickstart", cmd_quickstart, help_qs)
     p.add_argument("--model", default="tiny")
     p.add_argument("--out", default="runs/quickstart")
     p.add_argument("--fast", action="store_true")
-    p.set_defaults(func=cmd_quickstart)
 
     from .bench.cli import add_bench_commands
 

@@ -5,8 +5,9 @@ The names below are imported on first use, so ``import jmoshi_nb`` stays light (
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .core.lazy_exports import lazy_getattr
 
 __version__ = "0.1.0"
 
@@ -52,11 +53,4 @@ if TYPE_CHECKING:  # pragma: no cover
     from .serve.backends import start_server
     from .serve.client import ServerError, Session, connect
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'jmoshi_nb' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

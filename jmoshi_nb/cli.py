@@ -7,7 +7,8 @@ import logging
 import sys
 from pathlib import Path
 
-from .core.config import ConfigError, SessionConfig, add_config_arguments, config_from_arguments
+from .core.cli_args import add_command, add_config_arguments, config_from_arguments
+from .core.config import ConfigError, SessionConfig
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -97,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("serve", help="serve a model at /api/chat (moshi protocol)")
+    p = add_command(sub, "serve", cmd_serve, "serve a model at /api/chat (moshi protocol)")
     p.add_argument(
         "--model",
         default=None,
@@ -109,9 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="cuda or cpu (default: cuda if available)")
     p.add_argument("--token", help="require this token from clients (?token= or Bearer)")
     add_config_arguments(p)
-    p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser("run", help="stream a WAV file through a session and save the recording")
+    p = add_command(sub, "run", cmd_run, "stream a WAV file through a session and save the recording")
     p.add_argument("input", type=Path, help="input audio file (any rate; mixed to mono, resampled to 24 kHz)")
     p.add_argument("--out", type=Path, help="recording folder (default runs/<input name>)")
     p.add_argument("--fast", action="store_true", help="as fast as the engine goes instead of real time")
@@ -119,24 +119,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--token", help="token for --url")
     p.add_argument("--model", default=None, help="model for the local server (default tiny)")
     add_config_arguments(p)
-    p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("textgrid", help="write a Praat TextGrid of a recording (or of every recording below DIR)")
+    help_tg = "write a Praat TextGrid of a recording (or of every recording below DIR)"
+    p = add_command(sub, "textgrid", cmd_textgrid, help_tg)
     p.add_argument("recording", type=Path, help="recording folder, or a folder of them (a sweep, a benchmark run)")
     p.add_argument("--out", type=Path, help="TextGrid file (default RECORDING/recording.TextGrid)")
-    p.set_defaults(func=cmd_textgrid)
 
-    p = sub.add_parser("make-tiny", help="write the tiny offline checkpoint (moshi format) into DIR")
+    p = add_command(sub, "make-tiny", cmd_make_tiny, "write the tiny offline checkpoint (moshi format) into DIR")
     p.add_argument("directory", type=Path)
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--overwrite", action="store_true")
-    p.set_defaults(func=cmd_make_tiny)
 
-    p = sub.add_parser("quickstart", help="talk to the model with synthesized Japanese speech, save, summarise")
+    help_qs = "talk to the model with synthesized Japanese speech, save, summarise"
+    p = add_command(sub, "quickstart", cmd_quickstart, help_qs)
     p.add_argument("--model", default="tiny")
     p.add_argument("--out", default="runs/quickstart")
     p.add_argument("--fast", action="store_true")
-    p.set_defaults(func=cmd_quickstart)
 
     from .research.bench.cli import add_bench_commands
 

@@ -283,9 +283,10 @@ console.log(JSON.stringify(out));
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed: worklet code not exercised")
 def test_worklets_frame_resample_and_buffer(tmp_path: Path) -> None:
     modules = []
-    for name in ("capture-worklet", "player-worklet"):  # .mjs: node loads them as ES modules, like the page
-        modules.append(tmp_path / f"{name}.mjs")
-        modules[-1].write_text((WIDGETS / f"{name}.js").read_text(encoding="utf-8"), encoding="utf-8")
+    sources = TalkWidget().worklets  # the worklet sources the page gets (with the shared resampler)
+    for name in ("capture", "player"):  # .mjs: node loads them as ES modules, like the page
+        modules.append(tmp_path / f"{name}-worklet.mjs")
+        modules[-1].write_text(sources[name], encoding="utf-8")
     fmt = json.dumps({"rate": SAMPLE_RATE, "frame": FRAME_SIZE})
     result = subprocess.run(
         ["node", "--input-type=module", "-e", NODE_HARNESS, *map(str, modules), fmt],

@@ -30,14 +30,11 @@ def resample(pcm: np.ndarray, rate: int, target: int = SAMPLE_RATE) -> np.ndarra
     return resample_poly(pcm, target // g, rate // g, axis=0).astype(np.float32)
 
 
-def read_wav(
-    path: str | Path, channel: int | str | None = "mix", target: int = SAMPLE_RATE, allow_empty: bool = False
-) -> np.ndarray:
-    """Read an audio file as float32 at ``target`` Hz.
+def read_audio(path: str | Path, allow_empty: bool = False) -> tuple[np.ndarray, int]:
+    """An audio file as it is: float32 ``[samples, channels]`` and its rate.
 
-    ``channel``: ``"mix"`` averages channels to mono, an int picks one channel, ``None`` keeps
-    all (shape ``[samples, channels]``). A file without samples is an error (an input with nothing
-    to say), unless ``allow_empty`` (a recording that ended before its first frame).
+    Raises :class:`AudioFileError` naming the file when it is missing, unreadable or (unless
+    ``allow_empty``) without samples.
     """
     path = Path(path)
     if not path.exists():
@@ -48,6 +45,19 @@ def read_wav(
         raise AudioFileError(f"{path}: not a readable audio file ({exc})") from None
     if data.shape[0] == 0 and not allow_empty:
         raise AudioFileError(f"{path}: the file holds no audio")
+    return data, int(rate)
+
+
+def read_wav(
+    path: str | Path, channel: int | str | None = "mix", target: int = SAMPLE_RATE, allow_empty: bool = False
+) -> np.ndarray:
+    """Read an audio file as float32 at ``target`` Hz.
+
+    ``channel``: ``"mix"`` averages channels to mono, an int picks one channel, ``None`` keeps
+    all (shape ``[samples, channels]``). A file without samples is an error (an input with nothing
+    to say), unless ``allow_empty`` (a recording that ended before its first frame).
+    """
+    data, rate = read_audio(path, allow_empty)
     if channel == "mix":
         data = data.mean(axis=1)
     elif isinstance(channel, int):

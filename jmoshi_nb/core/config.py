@@ -7,7 +7,6 @@ options and the package versions it was made with. YAML or JSON, chosen by file 
 
 from __future__ import annotations
 
-import argparse
 import json
 from importlib import metadata
 from pathlib import Path
@@ -220,36 +219,3 @@ def load_config(path: str | Path) -> SessionConfig:
         return SessionConfig.from_dict(data)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
-
-
-# ---- the command line's way to a config (jmoshi-nb run, bench run...) -------------------------------
-def add_config_arguments(p: argparse.ArgumentParser) -> None:
-    """Command-line flags for a session's config: sampling, seed, ``--config FILE`` (flags override it)."""
-    p.add_argument("--temp", type=float, help="audio temperature")
-    p.add_argument("--temp-text", type=float, help="text temperature")
-    p.add_argument("--top-k", type=int, help="audio top-k")
-    p.add_argument("--top-k-text", type=int, help="text top-k")
-    p.add_argument("--seed", type=int, help="sampling seed (same seed + same input = same tokens)")
-    p.add_argument("--config", type=Path, help="a saved config (YAML or JSON); flags override it")
-
-
-def config_from_arguments(args: argparse.Namespace, model: str | None) -> SessionConfig:
-    """The config the flags of ``add_config_arguments`` describe (``model`` replaces the file's if given)."""
-    config = load_config(args.config) if args.config else SessionConfig()
-    changes = {
-        k: v
-        for k, v in {
-            "temp": args.temp,
-            "temp_text": args.temp_text,
-            "top_k": args.top_k,
-            "top_k_text": args.top_k_text,
-        }.items()
-        if v is not None
-    }
-    data = config.model_dump()
-    data["sampling"] = config.sampling.updated(**changes).model_dump()
-    if model is not None:
-        data["model"] = model
-    if args.seed is not None:
-        data["seed"] = args.seed
-    return SessionConfig.from_dict(data)

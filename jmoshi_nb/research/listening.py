@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import soundfile as sf
 
-from ..core.audio import SAMPLE_RATE, resample
+from ..core.audio import SAMPLE_RATE, read_wav
 from ..core.figures import KitFigure, japanese_text, new_figure
 from ..core.recording import Recording
 
@@ -129,14 +129,7 @@ def collect_clips(sources: Mapping[str, str | Path | Sequence[str | Path]] | str
 
 def load_clip_audio(path: Path, max_s: float | None = None) -> np.ndarray:
     """A clip as float32 ``[samples, channels]`` at 24 kHz (recordings: model left, user right)."""
-    if path.is_dir():
-        data = Recording.load(path).stereo()
-    else:
-        try:
-            data, rate = sf.read(str(path), dtype="float32", always_2d=True)
-        except Exception as exc:  # soundfile raises its own LibsndfileError subclasses
-            raise ValueError(f"not a readable audio file ({exc})") from None
-        data = resample(data, rate, SAMPLE_RATE)
+    data = Recording.load(path).stereo() if path.is_dir() else read_wav(path, channel=None, allow_empty=True)
     if data.shape[0] == 0:
         raise ValueError("it holds no audio")
     if max_s is not None:

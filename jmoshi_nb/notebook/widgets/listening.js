@@ -8,22 +8,11 @@
 //   {type: "prefer", trial, choice}                      an A/B answer: "A" | "B" | "same"
 // Synced traits: rater (set here), trial {id, kind, index, total}, finished, answered, error, and
 // labels {key: text}: every label, already in the widget's language (picked in Python, listening.py).
+// h() and LabelledView (this.L(key)) come from labelled.js, put before this file in Python.
 
-function h(tag, attrs = {}, children = []) {
-  const e = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (k === "class") e.className = v;
-    else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
-    else e.setAttribute(k, v);
-  }
-  for (const c of children) e.append(c);
-  return e;
-}
-
-class ListeningView {
+class ListeningView extends LabelledView {
   constructor(model, el) {
-    this.model = model;
-    this.el = el;
+    super(model, el);
     this.urls = [];
     this.clipsFor = null; // trial id whose audio is loaded
     this.root = h("div", { class: "jmoshi-listen" });
@@ -34,11 +23,6 @@ class ListeningView {
     model.on("change:trial change:finished change:error change:labels change:rater change:answered", this.onChange);
     this.render();
     model.send({ type: "ready" });
-  }
-
-  /** The text of a label, in the widget's language (picked in Python). */
-  L(key) {
-    return this.model.get("labels")[key] ?? key;
   }
 
   message(msg, buffers) {

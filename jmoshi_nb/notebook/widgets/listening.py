@@ -15,7 +15,6 @@ The same answers can be given from Python (``rate`` / ``prefer``), which is how 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 import traitlets as t
@@ -45,11 +44,9 @@ LISTENING_LABELS: dict[str, Bilingual] = {
 ANSWERED = ("この試行は回答済みです", "that trial was already answered")
 
 
-class ListeningWidget(LabelledWidget):
+class ListeningWidget(LabelledWidget, assets="listening"):
     """One rater at a time; ``test`` holds the clips and the ratings file."""
 
-    _esm = Path(__file__).with_name("listening.js")
-    _css = Path(__file__).with_name("listening.css")
     LABELS = LISTENING_LABELS
 
     rater = t.Unicode("", help="the rater's name (typed in the browser, or set from Python)").tag(sync=True)

@@ -20,7 +20,7 @@ class JmoshiPlayer extends AudioWorkletProcessor {
     this.played = 0;        // in source (24 kHz) samples
     this.received = 0;      // in source samples
     this.underruns = 0; this.dropped = 0;
-    this.t = 0; this.last = 0;  // resampler state
+    this.resampler = new JmoshiResampler(this.ratio);
     this.sinceReport = 0;
     this.port.onmessage = (e) => {
       const m = e.data;
@@ -38,17 +38,7 @@ class JmoshiPlayer extends AudioWorkletProcessor {
   }
   write(x) {
     this.received += x.length;
-    if (this.ratio === 1) { for (let i = 0; i < x.length; i++) this.put(x[i]); }
-    else {
-      const n = x.length;
-      while (this.t < n - 1) {
-        const i = Math.floor(this.t), f = this.t - i;
-        const a = i < 0 ? this.last : x[i];
-        this.put(a + (x[i + 1] - a) * f);
-        this.t += this.ratio;
-      }
-      this.t -= n; this.last = x[n - 1];
-    }
+    this.resampler.process(x, (v) => this.put(v));
     if (this.avail > this.maxBuffer) {  // far behind: drop the oldest audio to keep latency bounded
       const drop = this.avail - this.prebuffer;
       this.r = (this.r + drop) % this.size; this.avail -= drop; this.dropped += drop;

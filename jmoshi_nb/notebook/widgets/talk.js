@@ -15,6 +15,7 @@
 //   worklets {capture, player}      the sources of capture-worklet.js and player-worklet.js: AudioWorklet
 //                                   modules must come from a URL, so they are loaded as Blob URLs
 //   labels {key: text}              every label, already in the widget's language
+// h() and LabelledView (this.L(key)) come from labelled.js, put before this file in Python.
 
 function median(xs) {
   if (!xs.length) return null;
@@ -45,13 +46,6 @@ function toFloat32(view) {
   // Buffers arrive as DataView (ipywidgets 8) or ArrayBuffer; copy to an aligned Float32Array.
   if (view instanceof ArrayBuffer) return new Float32Array(view.slice(0));
   return new Float32Array(view.buffer.slice(view.byteOffset, view.byteOffset + view.byteLength));
-}
-
-function h(tag, cls, text) {
-  const e = document.createElement(tag);
-  if (cls) e.className = cls;
-  if (text !== undefined) e.textContent = text;
-  return e;
 }
 
 class Audio {
@@ -161,10 +155,9 @@ class Audio {
   }
 }
 
-class TalkView {
+class TalkView extends LabelledView {
   constructor(model, el) {
-    this.model = model;
-    this.el = el;
+    super(model, el);
     this.audio = new Audio(model, this);
     this.seq = 0;
     this.sentAt = new Map();
@@ -182,11 +175,6 @@ class TalkView {
     this.renderAll();
   }
 
-  /** The text of a label, in the widget's language (picked in Python). */
-  L(key) {
-    return this.model.get("labels")[key] ?? key;
-  }
-
   /** A short readable reason from a getUserMedia failure. */
   micErrorText(err) {
     const name = err?.name || "Error";
@@ -202,18 +190,13 @@ class TalkView {
     this.muteBtn = h("button", "jmoshi-btn jmoshi-mute");
     this.speakerBtn = h("button", "jmoshi-btn jmoshi-speaker");
     this.volLabel = h("label", "jmoshi-vol");
-    this.volume = h("input");
-    this.volume.type = "range";
-    this.volume.min = "0";
-    this.volume.max = "1";
-    this.volume.step = "0.05";
+    this.volume = h("input", { type: "range", min: "0", max: "1", step: "0.05" });
     this.volLabel.append(h("span"), this.volume);
     this.opts = {};
     const optBox = h("span", "jmoshi-opts");
     for (const [key, trait] of [["aec", "echo_cancellation"], ["ns", "noise_suppression"], ["agc", "auto_gain_control"]]) {
       const lab = h("label", "jmoshi-opt");
-      const box = h("input");
-      box.type = "checkbox";
+      const box = h("input", { type: "checkbox" });
       box.addEventListener("change", () => {
         this.model.set(trait, box.checked);
         this.model.save_changes();
@@ -239,15 +222,11 @@ class TalkView {
     const box = h("div", "jmoshi-fallback");
     const reason = h("div", "jmoshi-fallback-reason");
     const useWav = h("div", "jmoshi-fallback-hint");
-    const file = h("input", "jmoshi-wav-file");
-    file.type = "file";
-    file.accept = ".wav,.flac,.ogg,audio/*";
+    const file = h("input", { class: "jmoshi-wav-file", type: "file", accept: ".wav,.flac,.ogg,audio/*" });
     const pathLabel = h("span", "jmoshi-fallback-hint");
-    const path = h("input", "jmoshi-wav-path");
-    path.type = "text";
-    path.placeholder = "speech.wav";
+    const path = h("input", { class: "jmoshi-wav-path", type: "text", placeholder: "speech.wav" });
     const play = h("button", "jmoshi-btn jmoshi-wav-play");
-    const row = h("div", "jmoshi-fallback-row");
+    const row = h("div", "jmoshi-bar jmoshi-fallback-row");
     row.append(file, pathLabel, path, play);
     box.append(reason, useWav, row);
     file.addEventListener("change", async () => {

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,10 +23,9 @@ import traitlets as t
 
 from ...core.audio import FRAME_SIZE, SAMPLE_RATE
 from ...core.labels import Bilingual
-from .labelled import LabelledWidget
+from .labelled import LabelledWidget, joined_source
 
-HERE = Path(__file__).parent
-WORKLETS = {"capture": HERE / "capture-worklet.js", "player": HERE / "player-worklet.js"}
+WORKLETS = {"capture": "capture-worklet.js", "player": "player-worklet.js"}  # each after resampler.js
 log = logging.getLogger("jmoshi_nb.notebook.widgets")
 
 FrameHandler = Callable[[int, np.ndarray], None]
@@ -69,11 +67,9 @@ TALK_LABELS: dict[str, Bilingual] = {
 }
 
 
-class TalkWidget(LabelledWidget):
+class TalkWidget(LabelledWidget, assets="talk"):
     """Microphone on/off, mute, volume, the model's text and live counters, in one bar."""
 
-    _esm = HERE / "talk.js"
-    _css = HERE / "talk.css"
     LABELS = TALK_LABELS
 
     # kernel -> browser
@@ -104,7 +100,7 @@ class TalkWidget(LabelledWidget):
 
     @t.default("worklets")
     def _read_worklets(self) -> dict[str, str]:
-        return {name: path.read_text(encoding="utf-8") for name, path in WORKLETS.items()}
+        return {name: joined_source("resampler.js", file) for name, file in WORKLETS.items()}
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)

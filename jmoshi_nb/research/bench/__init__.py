@@ -10,8 +10,7 @@ The names are imported on first use (scoring needs no torch).
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ...core.lazy_exports import lazy_getattr
 
 _EXPORTS = {
     "TASKS": "layout",
@@ -27,12 +26,4 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'jmoshi_nb.research.bench' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

@@ -70,12 +70,12 @@ def cmd_bench_score(args: argparse.Namespace) -> int:
 
 def add_bench_commands(sub: Any) -> None:
     """Add ``bench run`` and ``bench score`` to the ``jmoshi-nb`` parser's subcommands."""
-    from ...core.config import add_config_arguments
+    from ...core.cli_args import add_command, add_config_arguments
 
     bench = sub.add_parser("bench", help="a Japanese full-duplex benchmark (Full-Duplex-Bench layout)")
     bsub = bench.add_subparsers(dest="bench_command", required=True)
 
-    p = bsub.add_parser("run", help="build (or take) a task set, run the model on it, score it")
+    p = add_command(bsub, "run", cmd_bench_run, "build (or take) a task set, run the model on it, score it")
     p.add_argument("--out", type=Path, required=True, help="the run folder (<task>/<id>/input.wav, output.wav...)")
     p.add_argument("--source", type=Path, help="a task set to copy in (default: build one in --out)")
     p.add_argument("--model", default=None, help="tiny (default) | j-moshi-ext | j-moshi | <dir> | <hf repo id>")
@@ -89,12 +89,10 @@ def add_bench_commands(sub: Any) -> None:
     p.add_argument("--vad", choices=("webrtc", "silero"), default="webrtc")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_config_arguments(p)
-    p.set_defaults(func=cmd_bench_run)
 
-    p = bsub.add_parser("score", help="score a folder in FDB's layout into DIR/scores.json")
+    p = add_command(bsub, "score", cmd_bench_score, "score a folder in FDB's layout into DIR/scores.json")
     p.add_argument("directory", type=Path)
     p.add_argument("--vad", choices=("webrtc", "silero"), default="webrtc",
                    help="webrtc (default, exact on clean speech) or silero (FDB parity)")  # fmt: skip
     p.add_argument("--tasks", nargs="+", choices=TASKS, help="a subset of the tasks")
     p.add_argument("--limit", type=int, help="only the first N items of each task folder")
-    p.set_defaults(func=cmd_bench_score)

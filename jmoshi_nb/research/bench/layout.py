@@ -36,6 +36,15 @@ def task_of(name: str) -> str | None:
     return next((task for task in TASKS if task in name), None)
 
 
+def check_tasks(tasks: list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
+    """The tasks asked for (all of ``TASKS`` when none); :class:`BenchError` names any unknown one."""
+    wanted = tuple(tasks) if tasks else TASKS
+    unknown = sorted(set(wanted) - set(TASKS))
+    if unknown:
+        raise BenchError(f"unknown task(s) {', '.join(unknown)}; the tasks are {', '.join(TASKS)}")
+    return wanted
+
+
 @dataclass
 class Item:
     """One benchmark item: a folder holding input.wav (and, after a run, output.wav)."""
@@ -79,10 +88,7 @@ def find_tasks(root: str | Path, tasks: list[str] | tuple[str, ...] | None = Non
     root = Path(root)
     if not root.is_dir():
         raise BenchError(f"{root}: no such benchmark folder")
-    wanted = tuple(tasks) if tasks else TASKS
-    unknown = sorted(set(wanted) - set(TASKS))
-    if unknown:
-        raise BenchError(f"unknown task(s) {', '.join(unknown)}; the tasks are {', '.join(TASKS)}")
+    wanted = check_tasks(tasks)
     found: list[TaskFolder] = []
     own = task_of(root.name)
     if own is not None and any((p / "input.wav").exists() for p in _item_dirs(root)):

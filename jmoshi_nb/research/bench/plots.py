@@ -22,19 +22,17 @@ from .layout import TASKS
 from .scoring import wilson_interval
 
 Scores = dict[str, Any]
-# (task, item field, label): the headline metric of each panel; "TOR" is the takeover rate of every task.
-PANELS = (
-    ("*", "takeover", "TOR 交替率"),
-    ("turn_taking", "latency_s", "turn-taking latency 応答遅延 (s)"),
-    ("interruption", "stop_latency_s", "stop latency 停止遅延 (s)"),
-    ("interruption", "response_latency_s", "response latency 再応答遅延 (s)"),
-    ("backchannel", "backchannels_per_min", "backchannels / min 相槌頻度"),
+# (task, item field, panel label, latency-plot label or None): the headline metric of each panel ("TOR" is
+# the takeover rate of every task); the latencies also get a distribution panel of their own.
+METRICS = (
+    ("*", "takeover", "TOR 交替率", None),
+    ("turn_taking", "latency_s", "turn-taking latency 応答遅延 (s)", "turn-taking 応答"),
+    ("interruption", "stop_latency_s", "stop latency 停止遅延 (s)", "stop 停止"),
+    ("interruption", "response_latency_s", "response latency 再応答遅延 (s)", "response 再応答"),
+    ("backchannel", "backchannels_per_min", "backchannels / min 相槌頻度", None),
 )
-LATENCIES = (
-    ("turn_taking", "latency_s", "turn-taking 応答"),
-    ("interruption", "stop_latency_s", "stop 停止"),
-    ("interruption", "response_latency_s", "response 再応答"),
-)
+PANELS = tuple((task, field, label) for task, field, label, _ in METRICS)
+LATENCIES = tuple((task, field, short) for task, field, _, short in METRICS if short is not None)
 KIND_COLORS = {"turn": SPEAKER_COLORS["model"], "backchannel": "#2ca02c"}
 
 

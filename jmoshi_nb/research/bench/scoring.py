@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from ...core.audio import FRAME_S
+from ...core.audio import FRAME_S, AudioFileError, read_audio
 from .layout import SCORES_FILE, BenchError, Item, find_tasks, read_timing
 from .vad import MERGE_GAP_S, MIN_SPEECH_S, Segment, VadFunction, VadName, speech_segments
 
@@ -130,17 +130,14 @@ def classify(duration: float, text: str | None, task: str, rules: Rules) -> str:
 
 # ---- reading an item ---------------------------------------------------------------------------------
 def _read_audio(path: Path, item: Item) -> tuple[np.ndarray, int]:
-    import soundfile as sf
-
+    """The file mixed to mono, at its own rate (the VAD resamples)."""
     if not path.exists():
         raise BenchError(f"{item.task}/{item.id}: no {path.name} in {item.path}")
     try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
-    except Exception as exc:  # soundfile raises its own error types
-        raise BenchError(f"{item.task}/{item.id}: {path.name} is not readable audio ({exc})") from None
-    if data.shape[0] == 0:
-        raise BenchError(f"{item.task}/{item.id}: {path.name} holds no audio")
-    return data.mean(axis=1), int(rate)
+        data, rate = read_audio(path)
+    except AudioFileError as exc:
+        raise BenchError(f"{item.task}/{item.id}: {path.name} is not readable audio: {exc}") from None
+    return data.mean(axis=1), rate
 
 
 def _text_events(item: Item) -> list[tuple[float, str]] | None:

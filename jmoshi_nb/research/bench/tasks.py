@@ -23,28 +23,34 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from ...core.audio import FRAME_SIZE, SAMPLE_RATE, write_wav
-from .layout import TASKS, TIMING_FILE, BenchError
+from .layout import TASKS, TIMING_FILE, BenchError, check_tasks
 
 MANIFEST = "manifest.json"
 MODEL_FILE = "model.wav"
 DEFAULT_PER_TASK = 20
+T = TypeVar("T")
 _LEVEL = 0.01  # |sample| above this is speech when trimming clips
 
-PAUSE_HEADS = (
-    "昨日、駅の近くで", "来週の旅行なんですけど", "最近、料理を始めたんですが", "この前見た映画が",
-    "うちの犬が朝から", "先週の会議で部長が", "新しいスマホを買ったら", "週末に友達と山へ行って",
-    "図書館で借りた本が", "去年の夏休みに", "会社の近くのラーメン屋が", "姉が結婚することになって",
-)  # fmt: skip
-PAUSE_TAILS = (
-    "新しいカフェを見つけました。", "とても楽しみにしています。", "意外と難しかったです。", "すごく面白かったです。",
-    "ずっと吠えていました。", "急に辞めると言いました。", "電池がすぐ切れるんです。", "頂上で雨に降られました。",
-    "思ったより厚かったです。", "北海道へ行きました。", "閉店してしまいました。", "準備で忙しいんです。",
-)  # fmt: skip
+# (start, rest): an unfinished sentence, then (after a filler and a pause) its end.
+PAUSES = (
+    ("昨日、駅の近くで", "新しいカフェを見つけました。"),
+    ("来週の旅行なんですけど", "とても楽しみにしています。"),
+    ("最近、料理を始めたんですが", "意外と難しかったです。"),
+    ("この前見た映画が", "すごく面白かったです。"),
+    ("うちの犬が朝から", "ずっと吠えていました。"),
+    ("先週の会議で部長が", "急に辞めると言いました。"),
+    ("新しいスマホを買ったら", "電池がすぐ切れるんです。"),
+    ("週末に友達と山へ行って", "頂上で雨に降られました。"),
+    ("図書館で借りた本が", "思ったより厚かったです。"),
+    ("去年の夏休みに", "北海道へ行きました。"),
+    ("会社の近くのラーメン屋が", "閉店してしまいました。"),
+    ("姉が結婚することになって", "準備で忙しいんです。"),
+)
 FILLERS = ("えーと", "あの", "その", "えっと", "まあ", "なんか")
 TURNS = (
     "週末はどこかへ出かけましたか。", "おすすめの本を教えてください。", "明日の天気はどうなると思いますか。",
@@ -113,7 +119,7 @@ def _speaker(rng: np.random.Generator) -> dict[str, float]:
     return {"half_tone": round(float(rng.uniform(-4.0, 4.0)), 2), "speed": round(float(rng.uniform(0.85, 1.15)), 2)}
 
 
-def _pick(rng: np.random.Generator, pool: tuple[str, ...]) -> tuple[int, str]:
+def _pick(rng: np.random.Generator, pool: tuple[T, ...]) -> tuple[int, T]:
     i = int(rng.integers(len(pool)))
     return i, pool[i]
 
@@ -126,12 +132,12 @@ def make_item(task: str, index: int, seed: int = 0) -> dict[str, Any]:
     timing: dict[str, Any] = {"task": task, "seed": seed, "index": index, "speaker": spk}
     model = None
     if task == "pause_handling":
-        i, head = _pick(rng, PAUSE_HEADS)
+        _, (head, tail) = _pick(rng, PAUSES)
         _, filler = _pick(rng, FILLERS)
         pause = round(float(rng.uniform(1.0, 2.5)), 2)
         a = lay.say(_trimmed(f"{head}、{filler}", **spk), then_s=pause)
-        b = lay.say(_trimmed(PAUSE_TAILS[i], **spk), then_s=1.5)
-        timing.update(text=[f"{head}、{filler}", PAUSE_TAILS[i]], user_segments=[a, b], pause=[a[1], b[0]])
+        b = lay.say(_trimmed(tail, **spk), then_s=1.5)
+        timing.update(text=[f"{head}、{filler}", tail], user_segments=[a, b], pause=[a[1], b[0]])
     elif task == "turn_taking":
         _, text = _pick(rng, TURNS)
         a = lay.say(_trimmed(text, **spk), then_s=2.0)
@@ -174,10 +180,7 @@ def build(
     progress: bool = False,
 ) -> Path:
     """Write the task set under ``out`` (``<task>/<id>/input.wav`` + ``timing.json``) and return ``out``."""
-    tasks = tuple(tasks) if tasks else TASKS
-    unknown = sorted(set(tasks) - set(TASKS))
-    if unknown:
-        raise BenchError(f"unknown task(s) {', '.join(unknown)}; the tasks are {', '.join(TASKS)}")
+    tasks = check_tasks(tasks)
     if per_task < 1:
         raise BenchError(f"per_task must be at least 1, got {per_task}")
     out = Path(out)

@@ -348,7 +348,9 @@ class BatchEngine:
         s.frame = 0
         s.pieces = PieceDecoder(self.tokenizer)
 
-    def set_params(self, slot: int, sampling: Sampling | None = None, seed: int | None = None, **changes: Any) -> Sampling:
+    def set_params(
+        self, slot: int, sampling: Sampling | None = None, seed: int | None = None, **changes: Any
+    ) -> Sampling:
         """Schedule new sampling parameters and/or seed for the slot's next frame (validated now)."""
         s = self._slot(slot)
         with self._lock:

@@ -126,7 +126,9 @@ def test_same_seed_and_input_alone_or_among_busy_masked_neighbours(batch: BatchE
     mine: list = []
     todo = list(frames(pcm))
     while todo:
-        step: dict[int, np.ndarray] = {o: noise_pcm(int(rng.integers(1 << 30)), 1) for o in others if rng.random() < 0.7}
+        step: dict[int, np.ndarray] = {
+            o: noise_pcm(int(rng.integers(1 << 30)), 1) for o in others if rng.random() < 0.7
+        }
         if rng.random() < 0.75:  # this slot sits out a quarter of the steps
             step[slot] = todo.pop(0)
         if step:

@@ -46,10 +46,11 @@ from .engine import FrameResult, _Pending, _StageClock, default_device
 from .text import PAD_TOKENS, PieceDecoder
 
 MAX_SLOTS = 64  # a hard ceiling; memory may allow fewer (see ``slot_capacity``)
-# A batch of one still runs as two rows (the second always masked): CPU BLAS multiplies a single row with
-# another kernel (gemv) whose rounding differs from the batched one, and a near-tie in sampling then
-# flips. With at least two rows a slot's arithmetic is the same whatever the slot count and neighbours.
-MIN_ROWS = 2
+# Rows are a multiple of four (the spare ones always masked): CPU BLAS (torch 2.13 here) multiplies rows
+# in blocks of four and the rows left over (one, two or three) with other kernels whose rounding differs,
+# and a near-tie in sampling then flips a token. In whole blocks a row's arithmetic was measured to be
+# the same whatever the row count, the row's position and its neighbours (GPUs may differ: see README).
+ROW_BLOCK = 4
 
 
 class SlotsFull(RuntimeError):
@@ -222,7 +223,7 @@ class BatchEngine:
         # noise is as wide as the vocabulary. On CPU it is as wide as the largest top-k in use.
         self._static = self.device.type == "cuda"
         self._slots = [_Slot(sampling, seed, torch.Generator(device=self.device)) for _ in range(slots)]
-        self.n_rows = b = max(slots, MIN_ROWS)
+        self.n_rows = b = -(-slots // ROW_BLOCK) * ROW_BLOCK
         dev = self.device
         self.rows = _Rows(
             temp=torch.full((b,), sampling.temp, device=dev),

@@ -34,9 +34,11 @@ def release_all(engine: BatchEngine) -> None:
         engine.release(s)
 
 
-def run_alone(engine: BatchEngine, pcm: np.ndarray, sampling: Sampling = SAMPLING, seed: int = 123) -> list:
+def run_alone(
+    engine: BatchEngine, pcm: np.ndarray, sampling: Sampling = SAMPLING, seed: int = 123, slot: int | None = None
+) -> list:
     release_all(engine)
-    slot = engine.open(sampling, seed)
+    slot = engine.open(sampling, seed, slot=slot)
     out = [engine.step({slot: f})[slot] for f in frames(pcm)]
     engine.release(slot)
     return out
@@ -145,10 +147,10 @@ def test_same_seed_and_input_alone_or_among_busy_masked_neighbours(batch: BatchE
 
 
 def test_same_tokens_whatever_the_slot_count(batch: BatchEngine, speech_pcm: np.ndarray) -> None:
-    """One slot of a 1-slot engine (two rows inside) and of a 3-slot engine: the same conversation."""
+    """The only slot of a 1-slot engine and the last slot of a 3-slot one: the same conversation."""
     pcm = speech_pcm[: 12 * FRAME_SIZE]
-    one = BatchEngine.load("tiny", slots=1, seed=42)
-    assert tokens_of(run_alone(one, pcm)) == tokens_of(run_alone(batch, pcm))
+    one = BatchEngine.load("tiny", slots=1, seed=42, warmup=False)
+    assert tokens_of(run_alone(one, pcm)) == tokens_of(run_alone(batch, pcm, slot=2))
 
 
 def test_resetting_one_slot_leaves_the_others_untouched(batch: BatchEngine, speech_pcm: np.ndarray) -> None:

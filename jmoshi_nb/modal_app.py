@@ -387,8 +387,14 @@ def sweep_pool(device: str | None = None) -> EnginePool:
     return _POOL
 
 
-def sweep_job(config: dict[str, Any], audio: bytes, name: str = "") -> dict[str, Any]:
-    """One sweep job: ``SessionConfig`` as a dict, audio as ``.npy``/WAV bytes -> recording as plain data."""
+def sweep_job(
+    config: dict[str, Any] | list[dict[str, Any]], audio: bytes | list[bytes], name: str | list[str] = ""
+) -> dict[str, Any] | list[dict[str, Any]]:
+    """One sweep job: ``SessionConfig`` as a dict, audio as ``.npy``/WAV bytes -> recording as plain data.
+
+    Lists are a batch (``run_jobs(..., batch_size=N)``): the jobs run as slots of one batched engine in
+    this container and a list of recordings comes back.
+    """
     from .sweeps import run_job_payload
 
     return run_job_payload(sweep_pool(), config, audio, name, executor="modal")
@@ -495,7 +501,9 @@ class SweepWorker:
             self.loaded = None
 
     @modal.method()
-    def run(self, config: dict[str, Any], audio: bytes, name: str = "") -> dict[str, Any]:
+    def run(
+        self, config: dict[str, Any] | list[dict[str, Any]], audio: bytes | list[bytes], name: str | list[str] = ""
+    ) -> dict[str, Any] | list[dict[str, Any]]:
         return sweep_job(config, audio, name)
 
 

@@ -89,16 +89,20 @@ def sweep(
     executor: Literal["local", "modal"] = "local",
     out_dir: str | Path | None = None,
     progress: bool = True,
+    batch_size: int = 1,
     **turn_taking_kwargs: Any,
 ) -> pd.DataFrame:
     """Run ``grid`` (e.g. ``{"temp": [0.6, 0.8], "top_k": [50, 250]}``) over ``inputs``; one row per run.
 
-    The recordings are kept in ``df.attrs["recordings"]`` (and saved under ``out_dir/<run>`` if given).
+    ``batch_size`` > 1 runs that many runs at once as slots of one batched engine (locally, or in each
+    Modal container): see ``sweeps.run_jobs``. The recordings are kept in ``df.attrs["recordings"]``
+    (and saved under ``out_dir/<run>`` if given).
     """
     import pandas as pd
 
-    from .sweeps import Job, run_jobs
+    from .sweeps import Job, check_batch_size, run_jobs
 
+    check_batch_size(batch_size)
     if not inputs:
         raise ValueError("sweep: give at least one input (a WAV path or a 24 kHz mono array)")
     configs = expand_grid(grid, base)
@@ -106,7 +110,7 @@ def sweep(
     for ci, cfg in enumerate(configs):
         for ii, inp in enumerate(inputs):
             jobs.append(Job(cfg, inp, name=f"{ci:03d}-{_input_label(inp, ii)}"))
-    recordings = run_jobs(jobs, executor=executor, progress=progress, out_dir=out_dir)
+    recordings = run_jobs(jobs, executor=executor, progress=progress, out_dir=out_dir, batch_size=batch_size)
     rows = []
     for job, rec in zip(jobs, recordings, strict=True):
         row: dict[str, Any] = {"run": job.name, "input": job.describe_input() or job.name.split("-", 1)[1]}

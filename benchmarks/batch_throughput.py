@@ -65,7 +65,7 @@ def bench_steps(model: str, device: str | None, sizes: list[int], steps: int) ->
     batches = [BatchEngine.load(model, slots=b, device=device) for b in sizes]
     slots = [[be.open(Sampling(), seed) for seed in range(be.slots)] for be in batches]
     times: list[list[float]] = [[] for _ in range(len(sizes) + 1)]
-    for i, f in enumerate(chunks):
+    for f in chunks:
         t = time.perf_counter()
         engine.step(f)
         times[0].append((time.perf_counter() - t) * 1e3)
@@ -169,8 +169,15 @@ def main() -> None:
     parser.add_argument("--live-seconds", type=float, default=6.0)
     parser.add_argument("--jobs", type=int, default=32)
     parser.add_argument("--job-seconds", type=float, default=2.0)
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     args = parser.parse_args()
-    print(f"load average before: {load()} ({os.cpu_count()} CPUs)")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    import torch
+
+    print(f"load average before: {load()} ({os.cpu_count()} CPUs, torch threads {torch.get_num_threads()})")
     print("steps: every slot busy; real time = conversations whose p99 step fits the 80 ms frame")
     print(f"{'':>8} {'batch':>5} {'p50 ms':>8} {'p99 ms':>8} {'real-time':>9} {'conv-fr/s':>10}")
     bench_steps(args.model, args.device, args.sizes, args.steps)

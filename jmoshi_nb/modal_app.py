@@ -105,8 +105,13 @@ STARTUP_TIMEOUT_S = 1200
 # check during a conversation is answered (instead of starting another GPU) and an extra client gets
 # that clear "busy" message instead of waiting in a queue; TARGET_INPUTS=1 makes the autoscaler add a
 # container per conversation when MAX_CONTAINERS allows more than one.
-MAX_INPUTS = 4
-TARGET_INPUTS = 1
+# With JMOSHI_MODAL_MAX_SESSIONS=N (> 1) a container serves N conversations at once as slots of one
+# batched engine (``multi_server``): Modal routes up to N of them (plus room for health checks and a
+# "busy" answer) to a container before the autoscaler adds another. The default stays 1 until the
+# batched engine is measured on the GPU (benchmarks/batch_throughput.py).
+MAX_SESSIONS = int(os.environ.get("JMOSHI_MODAL_MAX_SESSIONS", "1"))
+MAX_INPUTS = MAX_SESSIONS + 3
+TARGET_INPUTS = MAX_SESSIONS
 MAX_CONTAINERS = int(os.environ.get("JMOSHI_MODAL_MAX_CONTAINERS", "1"))  # GPU spending cap (personal use)
 MEMORY_MIB = 32 * 1024  # host RAM: the bf16 weights sit in CPU memory before the snapshot / the GPU copy
 
@@ -136,6 +141,7 @@ SETTINGS_ENV = {
     "JMOSHI_MODAL_TOKEN_SECRET": TOKEN_SECRET_NAME,
     "JMOSHI_MODAL_HF_SECRET": HF_SECRET_NAME,
     "JMOSHI_MODAL_MAX_CONTAINERS": str(MAX_CONTAINERS),
+    "JMOSHI_MODAL_MAX_SESSIONS": str(MAX_SESSIONS),
     "JMOSHI_MODAL_SWEEP_MAX_CONTAINERS": str(SWEEP_MAX_CONTAINERS),
     "JMOSHI_MODAL_SNAPSHOT": "1" if SNAPSHOT else "0",
     "JMOSHI_MODAL_TORCH_COMPILE": "1" if TORCH_COMPILE else "0",
@@ -239,9 +245,22 @@ def load_to_cpu(model: str = MODEL, revision: str | None = REVISION, dtype_name:
     )
 
 
-def build_engine(loaded: LoadedModel, device: str, seed: int | None = 42, warmup: bool = True) -> Engine:
-    """Move the parts to ``device`` and make a warmed-up engine (what ``Engine.load`` does in one go)."""
+def build_engine(
+    loaded: LoadedModel, device: str, seed: int | None = 42, warmup: bool = True, sessions: int | None = None
+) -> Engine:
+    """Move the parts to ``device`` and make a warmed-up engine (what ``Engine.load`` does in one go).
+
+    ``sessions`` (default ``MAX_SESSIONS``) > 1: a ``BatchEngine`` with that many conversation slots.
+    """
     from .engine import Engine
+
+    sessions = MAX_SESSIONS if sessions is None else sessions
+    if sessions > 1:
+        from .batch_engine import BatchEngine
+
+        return BatchEngine.from_parts(  # type: ignore[return-value]
+            loaded.resolved, loaded.mimi, loaded.lm, loaded.tokenizer, device, slots=sessions, seed=seed, warmup=warmup
+        )
 
     return Engine.from_parts(
         loaded.resolved, loaded.mimi, loaded.lm, loaded.tokenizer, device, seed=seed, warmup=warmup
@@ -293,9 +312,14 @@ class ChatServerThread:
         from aiohttp import web
 
         from .backends import AppThread
+        from .batch_engine import BatchEngine
+        from .multi_server import MultiChatServer
         from .server import ChatServer
 
-        chat = ChatServer(self.engine, token=self.token)
+        if isinstance(self.engine, BatchEngine):
+            chat: ChatServer = MultiChatServer(self.engine, token=self.token)
+        else:
+            chat = ChatServer(self.engine, token=self.token)
         web_app = chat.make_app()
 
         async def modal_info(request: web.Request) -> web.Response:

@@ -26,6 +26,7 @@ from .recording import Recording
 if TYPE_CHECKING:
     import pandas as pd
 
+    from .batch_engine import BatchEngine
     from .engine import Engine
 
 GRID_KEYS = (*Sampling.model_fields, "seed")
@@ -203,15 +204,10 @@ def dialogue_files(source: str | Path | Sequence[str | Path]) -> list[Path]:
     return [Path(p) for p in source]
 
 
-def continue_dialogue(
-    engine: Engine,
-    dialogue: DialogueInput,
-    config: SessionConfig,
-    prompt_s: float = 10.0,
-    continuation_s: float = 20.0,
-    user_after_prompt: Literal["silence", "continue"] = "silence",
-) -> Recording:
-    """One prompted continuation on ``engine``; see ``prompted_continuation``."""
+def _continuation_input(
+    dialogue: DialogueInput, prompt_s: float, continuation_s: float, user_after_prompt: str
+) -> tuple[np.ndarray, int, int]:
+    """The user channel the model hears, the prompt's frame count and the total frame count."""
     if prompt_s <= 0 or continuation_s <= 0:
         raise ValueError(f"prompt_s and continuation_s must be > 0, got {prompt_s} and {continuation_s}")
     n_prompt = int(round(prompt_s * SAMPLE_RATE / FRAME_SIZE))
@@ -224,6 +220,45 @@ def continue_dialogue(
     user = np.zeros(n_total * FRAME_SIZE, dtype=np.float32)
     keep = n_prompt * FRAME_SIZE if user_after_prompt == "silence" else min(len(dialogue.user), len(user))
     user[:keep] = dialogue.user[:keep]
+    return user, n_prompt, n_total
+
+
+def _continuation_meta(
+    dialogue: DialogueInput, prompt_s: float, continuation_s: float, n_prompt: int, forced: bool, user_after: str
+) -> dict[str, Any]:
+    return {
+        "task": "prompted_continuation",
+        "source": str(dialogue.path),
+        "input_sha256": sha256_of(dialogue.user),
+        "prompt_s": prompt_s,
+        "continuation_s": continuation_s,
+        "prompt_frames": n_prompt,
+        "model_channel_forced": forced,
+        "user_after_prompt": user_after,
+    }
+
+
+def _record_frame(rec: Recording, frame: np.ndarray, r: Any, forced: bool) -> None:
+    rec.add_user(frame)
+    if r.pcm is None:
+        rec.add_model_silence(FRAME_SIZE)
+    else:
+        rec.add_model(r.pcm)
+    if r.text:
+        rec.add_text(r.index, int(r.text_token or 0), r.text)
+    rec.add_metrics({**r.metrics(), "forced": forced})
+
+
+def continue_dialogue(
+    engine: Engine,
+    dialogue: DialogueInput,
+    config: SessionConfig,
+    prompt_s: float = 10.0,
+    continuation_s: float = 20.0,
+    user_after_prompt: Literal["silence", "continue"] = "silence",
+) -> Recording:
+    """One prompted continuation on ``engine``; see ``prompted_continuation``."""
+    user, n_prompt, n_total = _continuation_input(dialogue, prompt_s, continuation_s, user_after_prompt)
     forcer = ModelChannelForcer(engine, dialogue.model) if dialogue.model is not None else None
 
     engine.reset(config.sampling, config.seed)
@@ -234,27 +269,61 @@ def continue_dialogue(
         frame = user[i * FRAME_SIZE : (i + 1) * FRAME_SIZE]
         forced = forcer.tokens_for_step(i) if forcer is not None and i < n_prompt else None
         r = engine.step(frame, forced_audio=forced)
-        rec.add_user(frame)
-        if r.pcm is None:
-            rec.add_model_silence(FRAME_SIZE)
-        else:
-            rec.add_model(r.pcm)
-        if r.text:
-            rec.add_text(r.index, int(r.text_token or 0), r.text)
-        rec.add_metrics({**r.metrics(), "forced": forced is not None})
+        _record_frame(rec, frame, r, forced is not None)
     rec.meta.update(
-        {
-            "task": "prompted_continuation",
-            "source": str(dialogue.path),
-            "input_sha256": sha256_of(dialogue.user),
-            "prompt_s": prompt_s,
-            "continuation_s": continuation_s,
-            "prompt_frames": n_prompt,
-            "model_channel_forced": forcer is not None,
-            "user_after_prompt": user_after_prompt,
-        }
+        _continuation_meta(dialogue, prompt_s, continuation_s, n_prompt, forcer is not None, user_after_prompt)
     )
     return rec
+
+
+def continue_dialogues_batched(
+    engine: BatchEngine,
+    dialogues: Sequence[DialogueInput],
+    config: SessionConfig,
+    prompt_s: float = 10.0,
+    continuation_s: float = 20.0,
+    user_after_prompt: Literal["silence", "continue"] = "silence",
+) -> list[Recording]:
+    """Prompted continuations as slots of one batched engine, ``engine.slots`` dialogues at a time.
+
+    Each dialogue's recording is what it gets alone in the batched engine (own slot, own forcer, own
+    random stream seeded with ``config.seed``).
+    """
+    plans = [_continuation_input(d, prompt_s, continuation_s, user_after_prompt) for d in dialogues]
+    recs: list[Recording] = []
+    for start in range(0, len(dialogues), engine.slots):
+        chunk = list(range(start, min(start + engine.slots, len(dialogues))))
+        for slot in engine.busy_slots:
+            engine.release(slot)
+        slots = {i: engine.open(config.sampling, config.seed) for i in chunk}
+        forcers = {i: ModelChannelForcer(engine, dialogues[i].model) for i in chunk if dialogues[i].model is not None}
+        chunk_recs = {}
+        for i in chunk:
+            rec = Recording(config=config)
+            rec.session = {k: v for k, v in engine.describe(slots[i]).items() if k not in ("slot", "slots")}
+            rec.add_params(0, config.sampling.model_dump(), config.seed)
+            chunk_recs[i] = rec
+        for step in range(max(plans[i][2] for i in chunk)):
+            frames = {}
+            forced = {}
+            for i in chunk:
+                user, n_prompt, n_total = plans[i]
+                if step < n_total:
+                    frames[slots[i]] = user[step * FRAME_SIZE : (step + 1) * FRAME_SIZE]
+                    if i in forcers and step < n_prompt:
+                        forced[slots[i]] = forcers[i].tokens_for_step(step)
+            results = engine.step(frames, forced_audio=forced)
+            for i in chunk:
+                if slots[i] in results:
+                    _record_frame(chunk_recs[i], frames[slots[i]], results[slots[i]], slots[i] in forced)
+        for i in chunk:
+            engine.release(slots[i])
+            meta = _continuation_meta(
+                dialogues[i], prompt_s, continuation_s, plans[i][1], i in forcers, user_after_prompt
+            )
+            chunk_recs[i].meta.update({**meta, "batch_size": engine.slots})
+            recs.append(chunk_recs[i])
+    return recs
 
 
 def prompted_continuation(
@@ -265,7 +334,8 @@ def prompted_continuation(
     out_dir: str | Path | None = None,
     model_channel: int = 0,
     user_after_prompt: Literal["silence", "continue"] = "silence",
-    engine: Engine | None = None,
+    engine: Engine | BatchEngine | None = None,
+    batch_size: int = 1,
 ) -> list[Recording]:
     """Prompt the model with the start of each dialogue in ``source`` and let it continue.
 
@@ -275,11 +345,28 @@ def prompted_continuation(
     the user channel is silent (``user_after_prompt="silence"``: what follows is the model's own) or
     goes on with the recording (``"continue"``: the model reacts to the real partner).
     Each run is saved under ``out_dir/<file stem>`` if given.
+
+    ``batch_size`` > 1 runs that many dialogues at once as slots of a batched engine (``engine`` may be
+    a ``BatchEngine``); each recording is the same at any ``batch_size`` > 1.
     """
     from .engine import Engine
+    from .sweeps import check_batch_size
 
+    check_batch_size(batch_size)
     config = config or SessionConfig()
     files = dialogue_files(source)
+    if batch_size > 1 or (engine is not None and not isinstance(engine, Engine)):
+        from .batch_engine import BatchEngine
+
+        dialogues = [read_dialogue(path, model_channel) for path in files]
+        if not isinstance(engine, BatchEngine):
+            slots = min(batch_size, len(files))
+            engine = BatchEngine.load(config.model, slots=slots, revision=config.revision, seed=config.seed)
+        recs = continue_dialogues_batched(engine, dialogues, config, prompt_s, continuation_s, user_after_prompt)
+        if out_dir is not None:
+            for path, rec in zip(files, recs, strict=True):
+                rec.save(Path(out_dir) / path.stem)
+        return recs
     engine = engine or Engine.load(config.model, revision=config.revision, sampling=config.sampling, seed=config.seed)
     recordings = []
     for path in files:

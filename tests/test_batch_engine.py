@@ -270,3 +270,16 @@ def test_slot_count_is_checked(slots: int, message: str) -> None:
         check_slots(slots)
     with pytest.raises(ConfigError, match="more than this engine can hold: at most 64"):
         check_slots(65)
+
+
+def test_slot_memory_estimate_matches_the_kv_caches(batch: BatchEngine) -> None:
+    from jmoshi_nb.batch_engine import slot_bytes, slot_capacity
+
+    total = 0
+    for module in (batch.lm_gen.lm_model, batch.mimi):
+        for state in module.get_streaming_state().values():
+            kv = getattr(state, "kv_cache", None)
+            if kv is not None:
+                total += kv.cache.numel() * kv.cache.element_size()
+    assert slot_bytes(batch.lm_gen.lm_model, batch.mimi) * batch.n_rows == total > 0
+    assert slot_capacity(batch.lm_gen.lm_model, batch.mimi, torch.device("cpu")) == 64

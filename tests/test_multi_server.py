@@ -164,3 +164,48 @@ def test_bad_max_sessions_is_refused_naming_the_limit(value: str, message: str) 
         [sys.executable, "-m", "jmoshi_nb.cli", "serve", "--max-sessions", value], capture_output=True, text=True
     )
     assert res.returncode == 2 and message in res.stderr
+
+
+async def test_a_failed_step_ends_only_its_conversations(tiny_path: Path) -> None:
+    """In-process: the engine fails on one step; its conversations end with the error, the server goes on."""
+    from aiohttp import web
+
+    from jmoshi_nb.batch_engine import BatchEngine
+    from jmoshi_nb.multi_server import MultiChatServer
+
+    engine = BatchEngine.load("tiny", slots=2, seed=1, warmup=False)
+    real_step = engine.step
+    calls = 0
+
+    def flaky(frames, forced_audio=None):  # type: ignore[no-untyped-def]
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise RuntimeError("simulated CUDA error")
+        return real_step(frames, forced_audio)
+
+    engine.step = flaky  # type: ignore[method-assign]
+    server = MultiChatServer(engine)
+    runner = web.AppRunner(server.make_app())
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    url = f"ws://127.0.0.1:{port}"
+    try:
+        async with connect(url) as s:
+            for _ in range(5):
+                await s.send_frame(np.zeros(FRAME_SIZE, np.float32))
+            error = await s.wait_error()
+            assert "engine error, session ended: simulated CUDA error" in error
+        async with connect(url) as s:  # the next conversation is served normally
+            for _ in range(3):
+                await s.send_frame(np.zeros(FRAME_SIZE, np.float32))
+            await s.drain()
+            assert [m["frame"] for m in s.recording.metrics] == [0, 1, 2]
+        for _ in range(50):  # the server releases the slot just after the client has gone
+            if len(server._free) == 2:
+                break
+            await asyncio.sleep(0.1)
+        assert sorted(server._free) == [0, 1]
+    finally:
+        await runner.cleanup()

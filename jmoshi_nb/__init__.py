@@ -15,6 +15,7 @@ _EXPORTS = {
     "Session": "client",
     "ServerError": "client",
     "Engine": "engine",
+    "BatchEngine": "batch_engine",
     "Recording": "recording",
     "SessionConfig": "config",
     "Sampling": "config",
@@ -33,8 +34,8 @@ _EXPORTS = {
 }
 
 __all__ = [  # noqa: RUF022 - grouped as _EXPORTS
-    "connect", "Session", "ServerError", "Engine", "Recording", "SessionConfig", "Sampling", "ConfigError",
-    "load_config", "make_tiny", "run_wav", "start_server", "start", "turn_taking", "sweep",
+    "connect", "Session", "ServerError", "Engine", "BatchEngine", "Recording", "SessionConfig", "Sampling",
+    "ConfigError", "load_config", "make_tiny", "run_wav", "start_server", "start", "turn_taking", "sweep",
     "prompted_continuation", "plot_recording", "plot_timeline", "plot_sweep_heatmap", "__version__",
 ]
 assert set(__all__) == set(_EXPORTS) | {"__version__"}
@@ -42,6 +43,7 @@ assert set(__all__) == set(_EXPORTS) | {"__version__"}
 if TYPE_CHECKING:  # pragma: no cover
     from .analysis import turn_taking
     from .backends import start_server
+    from .batch_engine import BatchEngine
     from .client import ServerError, Session, connect
     from .config import ConfigError, Sampling, SessionConfig, load_config
     from .engine import Engine

@@ -16,6 +16,7 @@ _EXPORTS = {
     "Session": "serve.client",
     "ServerError": "serve.client",
     "Engine": "model.engine",
+    "BatchEngine": "model.batch_engine",
     "Recording": "core.recording",
     "SessionConfig": "core.config",
     "Sampling": "core.config",
@@ -26,7 +27,7 @@ _EXPORTS = {
     "start_server": "serve.backends",
     "start": "notebook.session",
     "turn_taking": "research.turn_taking",
-    "sweep": "research.continuation",
+    "sweep": "research.sweeps",
     "prompted_continuation": "research.continuation",
     "plot_recording": "research.plots",
     "plot_timeline": "research.plots",
@@ -34,8 +35,8 @@ _EXPORTS = {
 }
 
 __all__ = [  # noqa: RUF022 - grouped as _EXPORTS
-    "connect", "Session", "ServerError", "Engine", "Recording", "SessionConfig", "Sampling", "ConfigError",
-    "load_config", "make_tiny", "run_wav", "start_server", "start", "turn_taking", "sweep",
+    "connect", "Session", "ServerError", "Engine", "BatchEngine", "Recording", "SessionConfig", "Sampling",
+    "ConfigError", "load_config", "make_tiny", "run_wav", "start_server", "start", "turn_taking", "sweep",
     "prompted_continuation", "plot_recording", "plot_timeline", "plot_sweep_heatmap", "__version__",
 ]
 assert set(__all__) == set(_EXPORTS) | {"__version__"}
@@ -43,12 +44,14 @@ assert set(__all__) == set(_EXPORTS) | {"__version__"}
 if TYPE_CHECKING:  # pragma: no cover
     from .core.config import ConfigError, Sampling, SessionConfig, load_config
     from .core.recording import Recording
+    from .model.batch_engine import BatchEngine
     from .model.engine import Engine
     from .model.tiny import make_tiny
     from .notebook.session import start
-    from .research.continuation import prompted_continuation, sweep
+    from .research.continuation import prompted_continuation
     from .research.plots import plot_recording, plot_sweep_heatmap, plot_timeline
     from .research.runner import run_wav
+    from .research.sweeps import sweep
     from .research.turn_taking import turn_taking
     from .serve.backends import start_server
     from .serve.client import ServerError, Session, connect

@@ -16,6 +16,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .serve.server import serve
 
     config = config_from_arguments(args, args.model)
+    if args.max_sessions != 1:
+        return _serve_sessions(args, config)
     print(f"loading {config.model} ...", flush=True)
     engine = Engine.load(
         config.model, revision=args.revision, device=args.device, sampling=config.sampling, seed=config.seed
@@ -23,6 +25,34 @@ def cmd_serve(args: argparse.Namespace) -> int:
     d = engine.describe()
     print(f"serving {d['model']} on {d['device']} ({d['dtype']}) at ws://{args.host}:{args.port}/api/chat", flush=True)
     serve(engine, host=args.host, port=args.port, token=args.token)
+    return 0
+
+
+def _serve_sessions(args: argparse.Namespace, config: SessionConfig) -> int:
+    """``serve --max-sessions N``: N conversations at once, as slots of one batched engine."""
+    from .model.batch_engine import MAX_SLOTS, BatchEngine, check_slots
+    from .serve.multi_server import serve_multi
+
+    check_slots(args.max_sessions, MAX_SLOTS, "--max-sessions")
+    print(f"loading {config.model} with {args.max_sessions} conversation slots ...", flush=True)
+    try:
+        engine = BatchEngine.load(
+            config.model,
+            slots=args.max_sessions,
+            revision=args.revision,
+            device=args.device,
+            sampling=config.sampling,
+            seed=config.seed,
+        )
+    except ConfigError as exc:
+        raise ConfigError(f"--max-sessions {args.max_sessions}: {exc}") from None
+    d = engine.describe()
+    print(
+        f"serving {d['model']} on {d['device']} ({d['dtype']}) at ws://{args.host}:{args.port}/api/chat, "
+        f"up to {args.max_sessions} conversations at once",
+        flush=True,
+    )
+    serve_multi(engine, host=args.host, port=args.port, token=args.token)
     return 0
 
 
@@ -109,6 +139,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8998)
     p.add_argument("--device", help="cuda or cpu (default: cuda if available)")
     p.add_argument("--token", help="require this token from clients (?token= or Bearer)")
+    p.add_argument(
+        "--max-sessions",
+        type=int,
+        default=1,
+        help="conversations served at once on one model, as slots of a batched engine (default 1)",
+    )
     add_config_arguments(p)
 
     p = add_command(sub, "run", cmd_run, "stream a WAV file through a session and save the recording")

@@ -283,3 +283,33 @@ def test_gpu_containers_read_weights_offline_and_say_how_to_fill_the_volume(monk
     monkeypatch.setattr(jmoshi_nb.model.checkpoints, "resolve", resolve)
     with pytest.raises(RuntimeError, match="not in the Volume.*jmoshi-nb modal download-weights --model j-moshi-ext"):
         modal_app.load_to_cpu("j-moshi-ext")
+
+
+def test_concurrency_follows_the_session_count(recorded: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JMOSHI_MODAL_MAX_SESSIONS", "3")
+    m = importlib.reload(modal_app)
+    assert recorded["concurrent"] == [{"max_inputs": 6, "target_inputs": 3}]
+    assert m.SETTINGS_ENV["JMOSHI_MODAL_MAX_SESSIONS"] == "3"
+
+
+def test_server_class_with_several_sessions_serves_them_at_once(
+    local_container: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(modal_app, "MAX_SESSIONS", 2)
+    container = modal_app.JMoshiServer._get_user_cls()()
+    container.load()
+    container.warm_up()
+    assert container.engine.slots == 2
+    container.serve()
+    try:
+        base = container.server.url
+        status, health = _get(base + "/api/health")
+        assert status == 200 and health["max_sessions"] == 2 and health["sessions"] == 0
+
+        async def both() -> list[list[dict[str, Any]]]:
+            return await asyncio.gather(_talk(base, TOKEN), _talk(base, TOKEN))
+
+        for metrics in asyncio.run(both()):
+            assert [m["frame"] for m in metrics] == [0, 1, 2, 3]
+    finally:
+        container.shutdown()

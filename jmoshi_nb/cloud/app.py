@@ -102,8 +102,13 @@ STARTUP_TIMEOUT_S = 1200
 # check during a conversation is answered (instead of starting another GPU) and an extra client gets
 # that clear "busy" message instead of waiting in a queue; TARGET_INPUTS=1 makes the autoscaler add a
 # container per conversation when MAX_CONTAINERS allows more than one.
-MAX_INPUTS = 4
-TARGET_INPUTS = 1
+# With JMOSHI_MODAL_MAX_SESSIONS=N (> 1) a container serves N conversations at once as slots of one
+# batched engine (``multi_server``): Modal routes up to N of them (plus room for health checks and a
+# "busy" answer) to a container before the autoscaler adds another. The default stays 1 until the
+# batched engine is measured on the GPU (benchmarks/batch_throughput.py).
+MAX_SESSIONS = int(os.environ.get("JMOSHI_MODAL_MAX_SESSIONS", "1"))
+MAX_INPUTS = MAX_SESSIONS + 3
+TARGET_INPUTS = MAX_SESSIONS
 MAX_CONTAINERS = int(os.environ.get("JMOSHI_MODAL_MAX_CONTAINERS", "1"))  # GPU spending cap (personal use)
 MEMORY_MIB = 32 * 1024  # host RAM: the bf16 weights sit in CPU memory before the snapshot / the GPU copy
 # CPU cores reserved for each GPU container (Modal's default is 0.125, shared with other tenants): one
@@ -137,6 +142,7 @@ SETTINGS_ENV = {
     "JMOSHI_MODAL_TOKEN_SECRET": TOKEN_SECRET_NAME,
     "JMOSHI_MODAL_HF_SECRET": HF_SECRET_NAME,
     "JMOSHI_MODAL_MAX_CONTAINERS": str(MAX_CONTAINERS),
+    "JMOSHI_MODAL_MAX_SESSIONS": str(MAX_SESSIONS),
     "JMOSHI_MODAL_SWEEP_MAX_CONTAINERS": str(SWEEP_MAX_CONTAINERS),
     "JMOSHI_MODAL_SNAPSHOT": "1" if SNAPSHOT else "0",
     "JMOSHI_MODAL_TORCH_COMPILE": "1" if TORCH_COMPILE else "0",
@@ -240,9 +246,22 @@ def load_to_cpu(model: str = MODEL, revision: str | None = REVISION, dtype_name:
     )
 
 
-def build_engine(loaded: LoadedModel, device: str, seed: int | None = 42, warmup: bool = True) -> Engine:
-    """Move the parts to ``device`` and make a warmed-up engine (what ``Engine.load`` does in one go)."""
+def build_engine(
+    loaded: LoadedModel, device: str, seed: int | None = 42, warmup: bool = True, sessions: int | None = None
+) -> Engine:
+    """Move the parts to ``device`` and make a warmed-up engine (what ``Engine.load`` does in one go).
+
+    ``sessions`` (default ``MAX_SESSIONS``) > 1: a ``BatchEngine`` with that many conversation slots.
+    """
     from ..model.engine import Engine
+
+    sessions = MAX_SESSIONS if sessions is None else sessions
+    if sessions > 1:
+        from ..model.batch_engine import BatchEngine
+
+        return BatchEngine.from_parts(  # type: ignore[return-value]
+            loaded.resolved, loaded.mimi, loaded.lm, loaded.tokenizer, device, slots=sessions, seed=seed, warmup=warmup
+        )
 
     return Engine.from_parts(
         loaded.resolved, loaded.mimi, loaded.lm, loaded.tokenizer, device, seed=seed, warmup=warmup
@@ -378,8 +397,14 @@ def sweep_pool(device: str | None = None) -> EnginePool:
     return _POOL
 
 
-def sweep_job(config: dict[str, Any], audio: bytes, name: str = "") -> dict[str, Any]:
-    """One sweep job: ``SessionConfig`` as a dict, audio as ``.npy``/WAV bytes -> recording as plain data."""
+def sweep_job(
+    config: dict[str, Any] | list[dict[str, Any]], audio: bytes | list[bytes], name: str | list[str] = ""
+) -> dict[str, Any] | list[dict[str, Any]]:
+    """One sweep job: ``SessionConfig`` as a dict, audio as ``.npy``/WAV bytes -> recording as plain data.
+
+    Lists are a batch (``run_jobs(..., batch_size=N)``): the jobs run as slots of one batched engine in
+    this container and a list of recordings comes back.
+    """
     from ..research.sweeps import run_job_payload
 
     return run_job_payload(sweep_pool(), config, audio, name, executor="modal")
@@ -489,7 +514,9 @@ class SweepWorker:
             self.loaded = None
 
     @modal.method()
-    def run(self, config: dict[str, Any], audio: bytes, name: str = "") -> dict[str, Any]:
+    def run(
+        self, config: dict[str, Any] | list[dict[str, Any]], audio: bytes | list[bytes], name: str | list[str] = ""
+    ) -> dict[str, Any] | list[dict[str, Any]]:
         return sweep_job(config, audio, name)
 
 

@@ -1,8 +1,4 @@
-"""The research layer: parameter sweeps as tables, and prompted dialogue continuation.
-
-``sweep`` expands a grid of sampling parameters over a list of inputs, runs every combination
-through the sweep executor (``sweeps.run_jobs``: in-process, or fanned out on Modal GPUs) and
-returns one pandas row per run: the parameters, turn-taking metrics and frame timings.
+"""Prompted dialogue continuation.
 
 ``prompted_continuation`` follows the J-Moshi paper's evaluation: the first ``prompt_s`` seconds of
 a recorded dialogue are given to the model (the user channel as input, the model channel forced
@@ -11,8 +7,7 @@ into the model's own audio stream), then the model goes on alone for ``continuat
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -20,120 +15,15 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from ..core.audio import FRAME_SIZE, SAMPLE_RATE, read_wav, sha256_of
-from ..core.config import ConfigError, Sampling, SessionConfig
+from ..core.config import SessionConfig
 from ..core.recording import Recording
 
 if TYPE_CHECKING:
-    import pandas as pd
 
+    from ..model.batch_engine import BatchEngine
     from ..model.engine import Engine
 
-GRID_KEYS = (*Sampling.model_fields, "seed")
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
-
-
-# ---- sweeps ----------------------------------------------------------------------------------------
-
-
-def expand_grid(grid: Mapping[str, Sequence[Any]], base: SessionConfig | None = None) -> list[SessionConfig]:
-    """Every combination of ``grid`` values applied to ``base``, each validated (ConfigError names the field)."""
-    base = base or SessionConfig()
-    unknown = sorted(set(grid) - set(GRID_KEYS))
-    if unknown:
-        raise ConfigError(f"grid: unknown parameter(s) {', '.join(unknown)}; allowed: {', '.join(GRID_KEYS)}")
-    for key, values in grid.items():
-        if isinstance(values, str) or not isinstance(values, Sequence) or len(values) == 0:
-            raise ConfigError(f"grid: {key} must be a non-empty list of values, got {values!r}")
-    keys = list(grid)
-    configs = []
-    for combo in itertools.product(*(grid[k] for k in keys)):
-        values = dict(zip(keys, combo, strict=True))
-        seed = values.pop("seed", base.seed)
-        data = base.model_dump()
-        data["sampling"] = base.sampling.updated(**values).model_dump()
-        data["seed"] = seed
-        configs.append(SessionConfig.from_dict(data))
-    return configs
-
-
-def _input_label(inp: str | Path | np.ndarray, index: int) -> str:
-    return Path(inp).stem if not isinstance(inp, np.ndarray) else f"array{index}"
-
-
-def run_metrics(rec: Recording, **turn_taking_kwargs: Any) -> dict[str, Any]:
-    """The numbers a sweep table holds for one recording (turn-taking, text stream, frame timing)."""
-    from .turn_taking import turn_taking
-
-    tt = turn_taking(rec, **turn_taking_kwargs)
-    stats = tt.stats()
-    row: dict[str, Any] = {"duration_s": round(tt.duration, 3)}
-    for kind in ("ipu", "pause", "gap", "overlap", "backchannel"):
-        row[f"model_{kind}_per_min"] = stats[kind]["model"]["per_minute"]
-        row[f"model_{kind}_mean_s"] = stats[kind]["model"]["mean_s"]
-    row["model_speech_ratio"] = stats["ipu"]["model"]["ratio"]
-    row["overlap_ratio"] = stats["overlap"]["all"]["ratio"]
-    if tt.text is not None:
-        row["text_rate"] = tt.text.text_rate
-        row["padding_ratio"] = tt.text.padding_ratio
-    totals = [m["total_ms"] for m in rec.metrics]
-    if totals:
-        row["frame_ms_p50"] = float(np.percentile(totals, 50))
-        row["frame_ms_p99"] = float(np.percentile(totals, 99))
-    return row
-
-
-def sweep(
-    grid: Mapping[str, Sequence[Any]],
-    inputs: Sequence[str | Path | np.ndarray],
-    base: SessionConfig | None = None,
-    executor: Literal["local", "modal"] = "local",
-    out_dir: str | Path | None = None,
-    progress: bool = True,
-    objective: Literal["turn_taking", "bench"] = "turn_taking",
-    **turn_taking_kwargs: Any,
-) -> pd.DataFrame:
-    """Run ``grid`` (e.g. ``{"temp": [0.6, 0.8], "top_k": [50, 250]}``) over ``inputs``; one row per run.
-
-    The recordings are kept in ``df.attrs["recordings"]`` (and saved under ``out_dir/<run>`` if given).
-    ``objective="bench"``: the benchmark instead (``jmoshi_nb.research.bench.runner.sweep``): ``inputs`` is a
-    task set folder (or empty: one is built in ``out_dir/_set``), one row per setting with each task's
-    headline metrics; the other keyword arguments (``limit``, ``tasks``, ``vad``...) go to it.
-    """
-    import pandas as pd
-
-    from .sweeps import Job, run_jobs
-
-    if objective == "bench":
-        from .bench.runner import sweep as bench_sweep
-
-        if out_dir is None:
-            raise ValueError("sweep(objective='bench') needs out_dir: each setting's run is a folder")
-        source = inputs[0] if inputs else None
-        if isinstance(source, np.ndarray):
-            raise ValueError("sweep(objective='bench'): inputs is a task set folder (or empty), not audio")
-        return bench_sweep(grid, out_dir, source=source, base=base, executor=executor, progress=progress,
-                           **turn_taking_kwargs)  # fmt: skip
-    if not inputs:
-        raise ValueError("sweep: give at least one input (a WAV path or a 24 kHz mono array)")
-    configs = expand_grid(grid, base)
-    jobs: list[Job] = []
-    for ci, cfg in enumerate(configs):
-        for ii, inp in enumerate(inputs):
-            jobs.append(Job(cfg, inp, name=f"{ci:03d}-{_input_label(inp, ii)}"))
-    recordings = run_jobs(jobs, executor=executor, progress=progress, out_dir=out_dir)
-    rows = []
-    for job, rec in zip(jobs, recordings, strict=True):
-        row: dict[str, Any] = {"run": job.name, "input": job.describe_input() or job.name.split("-", 1)[1]}
-        row.update(job.config.sampling.model_dump())
-        row["seed"] = job.config.seed
-        row["model"] = job.config.model
-        row.update(run_metrics(rec, **turn_taking_kwargs))
-        if out_dir is not None:
-            row["recording"] = str(Path(out_dir) / job.name)
-        rows.append(row)
-    df = pd.DataFrame(rows)
-    df.attrs["recordings"] = recordings
-    return df
 
 
 # ---- prompted continuation --------------------------------------------------------------------------
@@ -213,16 +103,10 @@ def dialogue_files(source: str | Path | Sequence[str | Path]) -> list[Path]:
     return [Path(p) for p in source]
 
 
-def continue_dialogue(
-    engine: Engine,
-    dialogue: DialogueInput,
-    config: SessionConfig,
-    prompt_s: float = 10.0,
-    continuation_s: float = 20.0,
-    user_after_prompt: Literal["silence", "continue"] = "silence",
-    out: str | Path | None = None,
-) -> Recording:
-    """One prompted continuation on ``engine``; see ``prompted_continuation`` (``out``: stream it there)."""
+def _continuation_input(
+    dialogue: DialogueInput, prompt_s: float, continuation_s: float, user_after_prompt: str
+) -> tuple[np.ndarray, int, int]:
+    """The user channel the model hears, the prompt's frame count and the total frame count."""
     if prompt_s <= 0 or continuation_s <= 0:
         raise ValueError(f"prompt_s and continuation_s must be > 0, got {prompt_s} and {continuation_s}")
     n_prompt = int(round(prompt_s * SAMPLE_RATE / FRAME_SIZE))
@@ -235,6 +119,46 @@ def continue_dialogue(
     user = np.zeros(n_total * FRAME_SIZE, dtype=np.float32)
     keep = n_prompt * FRAME_SIZE if user_after_prompt == "silence" else min(len(dialogue.user), len(user))
     user[:keep] = dialogue.user[:keep]
+    return user, n_prompt, n_total
+
+
+def _continuation_meta(
+    dialogue: DialogueInput, prompt_s: float, continuation_s: float, n_prompt: int, forced: bool, user_after: str
+) -> dict[str, Any]:
+    return {
+        "task": "prompted_continuation",
+        "source": str(dialogue.path),
+        "input_sha256": sha256_of(dialogue.user),
+        "prompt_s": prompt_s,
+        "continuation_s": continuation_s,
+        "prompt_frames": n_prompt,
+        "model_channel_forced": forced,
+        "user_after_prompt": user_after,
+    }
+
+
+def _record_frame(rec: Recording, frame: np.ndarray, r: Any, forced: bool) -> None:
+    rec.add_user(frame)
+    if r.pcm is None:
+        rec.add_model_silence(FRAME_SIZE)
+    else:
+        rec.add_model(r.pcm)
+    if r.text:
+        rec.add_text(r.index, int(r.text_token or 0), r.text)
+    rec.add_metrics({**r.metrics(), "forced": forced})
+
+
+def continue_dialogue(
+    engine: Engine,
+    dialogue: DialogueInput,
+    config: SessionConfig,
+    prompt_s: float = 10.0,
+    continuation_s: float = 20.0,
+    user_after_prompt: Literal["silence", "continue"] = "silence",
+    out: str | Path | None = None,
+) -> Recording:
+    """One prompted continuation on ``engine``; see ``prompted_continuation`` (``out``: stream it there)."""
+    user, n_prompt, n_total = _continuation_input(dialogue, prompt_s, continuation_s, user_after_prompt)
     forcer = ModelChannelForcer(engine, dialogue.model) if dialogue.model is not None else None
 
     engine.reset(config.sampling, config.seed)
@@ -247,27 +171,61 @@ def continue_dialogue(
         frame = user[i * FRAME_SIZE : (i + 1) * FRAME_SIZE]
         forced = forcer.tokens_for_step(i) if forcer is not None and i < n_prompt else None
         r = engine.step(frame, forced_audio=forced)
-        rec.add_user(frame)
-        if r.pcm is None:
-            rec.add_model_silence(FRAME_SIZE)
-        else:
-            rec.add_model(r.pcm)
-        if r.text:
-            rec.add_text(r.index, int(r.text_token or 0), r.text)
-        rec.add_metrics({**r.metrics(), "forced": forced is not None})
+        _record_frame(rec, frame, r, forced is not None)
     rec.meta.update(
-        {
-            "task": "prompted_continuation",
-            "source": str(dialogue.path),
-            "input_sha256": sha256_of(dialogue.user),
-            "prompt_s": prompt_s,
-            "continuation_s": continuation_s,
-            "prompt_frames": n_prompt,
-            "model_channel_forced": forcer is not None,
-            "user_after_prompt": user_after_prompt,
-        }
+        _continuation_meta(dialogue, prompt_s, continuation_s, n_prompt, forcer is not None, user_after_prompt)
     )
     return rec
+
+
+def continue_dialogues_batched(
+    engine: BatchEngine,
+    dialogues: Sequence[DialogueInput],
+    config: SessionConfig,
+    prompt_s: float = 10.0,
+    continuation_s: float = 20.0,
+    user_after_prompt: Literal["silence", "continue"] = "silence",
+) -> list[Recording]:
+    """Prompted continuations as slots of one batched engine, ``engine.slots`` dialogues at a time.
+
+    Each dialogue's recording is what it gets alone in the batched engine (own slot, own forcer, own
+    random stream seeded with ``config.seed``).
+    """
+    plans = [_continuation_input(d, prompt_s, continuation_s, user_after_prompt) for d in dialogues]
+    recs: list[Recording] = []
+    for start in range(0, len(dialogues), engine.slots):
+        chunk = list(range(start, min(start + engine.slots, len(dialogues))))
+        for slot in engine.busy_slots:
+            engine.release(slot)
+        slots = {i: engine.open(config.sampling, config.seed) for i in chunk}
+        forcers = {i: ModelChannelForcer(engine, dialogues[i].model) for i in chunk if dialogues[i].model is not None}
+        chunk_recs = {}
+        for i in chunk:
+            rec = Recording(config=config)
+            rec.session = {k: v for k, v in engine.describe(slots[i]).items() if k not in ("slot", "slots")}
+            rec.add_params(0, config.sampling.model_dump(), config.seed)
+            chunk_recs[i] = rec
+        for step in range(max(plans[i][2] for i in chunk)):
+            frames = {}
+            forced = {}
+            for i in chunk:
+                user, n_prompt, n_total = plans[i]
+                if step < n_total:
+                    frames[slots[i]] = user[step * FRAME_SIZE : (step + 1) * FRAME_SIZE]
+                    if i in forcers and step < n_prompt:
+                        forced[slots[i]] = forcers[i].tokens_for_step(step)
+            results = engine.step(frames, forced_audio=forced)
+            for i in chunk:
+                if slots[i] in results:
+                    _record_frame(chunk_recs[i], frames[slots[i]], results[slots[i]], slots[i] in forced)
+        for i in chunk:
+            engine.release(slots[i])
+            meta = _continuation_meta(
+                dialogues[i], prompt_s, continuation_s, plans[i][1], i in forcers, user_after_prompt
+            )
+            chunk_recs[i].meta.update({**meta, "batch_size": engine.slots})
+            recs.append(chunk_recs[i])
+    return recs
 
 
 def prompted_continuation(
@@ -278,7 +236,8 @@ def prompted_continuation(
     out_dir: str | Path | None = None,
     model_channel: int = 0,
     user_after_prompt: Literal["silence", "continue"] = "silence",
-    engine: Engine | None = None,
+    engine: Engine | BatchEngine | None = None,
+    batch_size: int = 1,
 ) -> list[Recording]:
     """Prompt the model with the start of each dialogue in ``source`` and let it continue.
 
@@ -288,11 +247,28 @@ def prompted_continuation(
     the user channel is silent (``user_after_prompt="silence"``: what follows is the model's own) or
     goes on with the recording (``"continue"``: the model reacts to the real partner).
     Each run is saved under ``out_dir/<file stem>`` if given.
+
+    ``batch_size`` > 1 runs that many dialogues at once as slots of a batched engine (``engine`` may be
+    a ``BatchEngine``); each recording is the same at any ``batch_size`` > 1.
     """
     from ..model.engine import Engine
+    from .sweeps import check_batch_size
 
+    check_batch_size(batch_size)
     config = config or SessionConfig()
     files = dialogue_files(source)
+    if batch_size > 1 or (engine is not None and not isinstance(engine, Engine)):
+        from ..model.batch_engine import BatchEngine
+
+        dialogues = [read_dialogue(path, model_channel) for path in files]
+        if not isinstance(engine, BatchEngine):
+            slots = min(batch_size, len(files))
+            engine = BatchEngine.load(config.model, slots=slots, revision=config.revision, seed=config.seed)
+        recs = continue_dialogues_batched(engine, dialogues, config, prompt_s, continuation_s, user_after_prompt)
+        if out_dir is not None:
+            for path, rec in zip(files, recs, strict=True):
+                rec.save(Path(out_dir) / path.stem)
+        return recs
     engine = engine or Engine.load(config.model, revision=config.revision, sampling=config.sampling, seed=config.seed)
     recordings = []
     for path in files:
@@ -304,10 +280,3 @@ def prompted_continuation(
             rec.save(out)
         recordings.append(rec)
     return recordings
-
-
-def iter_recordings(folder: str | Path) -> Iterator[tuple[str, Recording]]:
-    """Every recording under ``folder`` (one level), by name: re-analyse saved runs without the model."""
-    for sub in sorted(Path(folder).iterdir()):
-        if (sub / "session.json").exists():
-            yield sub.name, Recording.load(sub)

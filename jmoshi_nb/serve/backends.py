@@ -31,13 +31,19 @@ def serve_engine(
     name: str = "jmoshi-nb-server",
     routes: dict[str, Callable[[web.Request], Awaitable[web.StreamResponse]]] | None = None,
 ) -> AppThread:
-    """The kit's ChatServer for ``engine`` on a background thread, plus extra GET ``routes``; started.
+    """The kit's server for ``engine`` on a background thread, plus extra GET ``routes``; started.
+
+    A ``BatchEngine`` is served by ``MultiChatServer`` (one conversation per slot), an ``Engine`` by
+    ``ChatServer`` (one conversation).
 
     The local backends and the Modal container's web server both start their server this way.
     """
+    from ..model.batch_engine import BatchEngine
+    from .multi_server import MultiChatServer
     from .server import ChatServer
 
-    app = ChatServer(engine, token=token).make_app()
+    server_class = MultiChatServer if isinstance(engine, BatchEngine) else ChatServer  # N slots: N conversations
+    app = server_class(engine, token=token).make_app()
     for path, handler in (routes or {}).items():
         app.router.add_get(path, handler)
     return AppThread(app, host, port, name=name).start()

@@ -235,7 +235,7 @@ class ChatServer:
             obj = P.parse_json(payload)
             if obj["type"] != "set_params":
                 raise P.ProtocolError(f"unknown metadata type {obj['type']!r}: the server accepts 'set_params'")
-            self._set_params(obj)
+            self._set_params(obj, s)
         elif kind == P.Kind.PING:
             await s.ws.send_bytes(P.pack(P.Kind.PING))
         elif kind == P.Kind.CONTROL:
@@ -243,7 +243,7 @@ class ChatServer:
         else:
             raise P.ProtocolError(f"message kind {kind.name.lower()} (0x{kind:02x}) is not accepted from clients")
 
-    def _set_params(self, obj: dict[str, Any]) -> None:
+    def _set_params(self, obj: dict[str, Any], s: _Session | None = None) -> None:
         changes = {k: v for k, v in obj.items() if k != "type"}
         unknown = sorted(set(changes) - _SAMPLING_KEYS - {"seed"})
         if unknown:
@@ -253,6 +253,9 @@ class ChatServer:
             )
         seed = changes.pop("seed", None)
         check_seed(seed)
+        self._apply_params(s, seed, changes)
+
+    def _apply_params(self, s: _Session | None, seed: int | None, changes: dict[str, Any]) -> None:
         self.engine.set_params(seed=seed, **changes)
 
     async def _run_frames(self, s: _Session) -> None:

@@ -273,7 +273,7 @@ def sweep(
     """
     import pandas as pd
 
-    from ..continuation import expand_grid
+    from ..sweeps import expand_grid
     from .scoring import headline
 
     out = Path(out)

@@ -32,7 +32,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..core.config import GPU_DEFAULT, SessionConfig
+from ..core.config import SessionConfig
+from ..core.models import GPU_DEFAULT
 from .settings import APP_NAME as DEFAULT_APP_NAME
 from .settings import GPU as DEFAULT_GPU
 from .settings import (

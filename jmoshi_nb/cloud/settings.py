@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
-from ..core.config import GPU_DEFAULT
+from ..core.models import GPU_DEFAULT
 
 APP_NAME = "jmoshi-nb"
 GPU = "A10G"  # 24 GB: the 7B bf16 weights (15.4 GB) + KV cache + Mimi

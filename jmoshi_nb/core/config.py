@@ -15,18 +15,12 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .models import MODELS, looks_hub, looks_local, unknown_model_message
+
 SCHEMA_VERSION = 1
 
-# Vocabulary sizes of the known checkpoints: audio codebook size (card) and text vocabulary.
-MODEL_CARDS: dict[str, tuple[int, int]] = {
-    "j-moshi-ext": (2048, 32000),
-    "j-moshi": (2048, 32000),
-    "moshiko": (2048, 32000),
-    "tiny": (256, 256),
-}
 MAX_TEMP = 5.0
 SEED_MAX = 2**63 - 1  # seeds are 63-bit: what torch's generators take from Python ints
-GPU_DEFAULT = "j-moshi-ext"  # the model a GPU backend serves unless told otherwise
 
 
 class ConfigError(ValueError):
@@ -164,21 +158,16 @@ class SessionConfig(BaseModel):
     @field_validator("model")
     @classmethod
     def _known_model(cls, v: str) -> str:
-        looks_local = v.startswith(("/", ".", "~")) or "\\" in v
-        looks_repo = v.count("/") == 1 and all(v.split("/"))
-        if v in MODEL_CARDS or looks_local or looks_repo:
+        if v in MODELS or looks_local(v) or looks_hub(v):
             return v
-        raise ValueError(
-            f"unknown model {v!r}: use one of {', '.join(MODEL_CARDS)}, a Hugging Face repo id (owner/name) "
-            "or a local checkpoint folder (a path starting with /, . or ~)"
-        )
+        raise ValueError(unknown_model_message(v))
 
     @model_validator(mode="after")
     def _cards(self) -> SessionConfig:
-        cards = MODEL_CARDS.get(self.model)
-        if cards is not None:
+        spec = MODELS.get(self.model)
+        if spec is not None:
             try:
-                self.sampling.check_cards(*cards)
+                self.sampling.check_cards(spec.card, spec.text_card)
             except ConfigError as exc:
                 raise ValueError(f"sampling: {exc} for model {self.model!r}") from None
         return self

@@ -15,37 +15,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..core.models import MODELS, TINY, looks_hub, unknown_model_message
 from .moshi_api import loaders
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """A known checkpoint."""
-
-    name: str
-    repo_id: str | None
-    description: str
-    has_config: bool = True
-    gpu_only: bool = True
-
-
-TINY = "tiny"
-REGISTRY: dict[str, ModelSpec] = {
-    "j-moshi-ext": ModelSpec(
-        "j-moshi-ext",
-        "nu-dialogue/j-moshi-ext",
-        "J-Moshi trained with augmented dialogue data (the GPU default)",
-        has_config=False,
-    ),
-    "j-moshi": ModelSpec("j-moshi", "nu-dialogue/j-moshi", "J-Moshi", has_config=False),
-    "moshiko": ModelSpec("moshiko", "kyutai/moshiko-pytorch-bf16", "Kyutai Moshiko (English), bf16"),
-    TINY: ModelSpec(
-        TINY,
-        None,
-        "Tiny random-weight model of the same architecture, built locally (offline default)",
-        gpu_only=False,
-    ),
-}
 
 
 class ModelNotFoundError(ValueError):
@@ -139,7 +110,7 @@ def resolve(model: str = TINY, revision: str | None = None) -> ResolvedModel:
     if model == TINY:
         folder = tiny_dir()
         return ResolvedModel(TINY, "tiny", str(folder), None, _from_local_dir(folder))
-    spec = REGISTRY.get(model)
+    spec = MODELS.get(model)
     if spec is not None and spec.repo_id is not None:
         if spec.has_config:
             info = loaders.CheckpointInfo.from_hf_repo(spec.repo_id, revision=revision)
@@ -149,10 +120,7 @@ def resolve(model: str = TINY, revision: str | None = None) -> ResolvedModel:
     path = Path(model).expanduser()
     if path.is_dir():
         return ResolvedModel(str(path), "local", str(path.resolve()), None, _from_local_dir(path))
-    if model.count("/") == 1 and not model.startswith((".", "/", "~")):
+    if looks_hub(model):
         info = loaders.CheckpointInfo.from_hf_repo(model, revision=revision)
         return ResolvedModel(model, "hf", model, revision, info)
-    known = ", ".join(REGISTRY)
-    raise ModelNotFoundError(
-        f"unknown model {model!r}: use one of {known}, a local checkpoint folder, or a Hugging Face repo id"
-    )
+    raise ModelNotFoundError(unknown_model_message(model))

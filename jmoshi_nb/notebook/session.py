@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 
 from ..core.audio import FRAME_S, FRAME_SIZE, AudioFileError, decode_audio, read_wav, sha256_of
-from ..core.config import GPU_DEFAULT, Sampling, SessionConfig, check_seed, describe_params, load_config
+from ..core.config import Sampling, SessionConfig, check_seed, describe_params, load_config
+from ..core.models import GPU_DEFAULT
 from ..core.recording import Recording
 from ..serve.backends import ServerHandle, start_server
 from ..serve.client import Event, Session, connect, paced_frames

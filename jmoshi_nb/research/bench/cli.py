@@ -49,7 +49,7 @@ def _report(scores: dict[str, Any], folder: Path) -> int:
 
 
 def cmd_bench_run(args: argparse.Namespace) -> int:
-    from ...core.config import config_from_arguments
+    from ...core.cli_args import config_from_arguments
     from .runner import run
 
     config = config_from_arguments(args, args.model)

@@ -31,7 +31,7 @@ import torch
 from jmoshi_nb.core.audio import FRAME_SIZE, frames
 from jmoshi_nb.model.engine import Engine
 from jmoshi_nb.model.moshi_api import LMGen
-from jmoshi_nb.serve.client import Session, connect
+from jmoshi_nb.serve.client import ChatClient, connect
 
 
 def input_audio(n_frames: int) -> np.ndarray:
@@ -85,7 +85,7 @@ def timed(fn, *args) -> float:  # type: ignore[no-untyped-def]
     return (time.perf_counter() - t) * 1e3
 
 
-async def server_frame(s: Session, frame: np.ndarray, n: int) -> None:
+async def server_frame(s: ChatClient, frame: np.ndarray, n: int) -> None:
     await s.send_frame(frame)
     await s.wait_frames(n)
 

@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "connect": "serve.client",
+    "ChatClient": "serve.client",
     "Session": "serve.client",
     "ServerError": "serve.client",
     "Engine": "model.engine",
@@ -35,9 +36,10 @@ _EXPORTS = {
 }
 
 __all__ = [  # noqa: RUF022 - grouped as _EXPORTS
-    "connect", "Session", "ServerError", "Engine", "BatchEngine", "Recording", "SessionConfig", "Sampling",
-    "ConfigError", "load_config", "make_tiny", "run_wav", "start_server", "start", "turn_taking", "sweep",
-    "prompted_continuation", "plot_recording", "plot_timeline", "plot_sweep_heatmap", "__version__",
+    "connect", "ChatClient", "Session", "ServerError", "Engine",
+    "BatchEngine", "Recording", "SessionConfig", "Sampling", "ConfigError", "load_config", "make_tiny",
+    "run_wav", "start_server", "start", "turn_taking", "sweep", "prompted_continuation", "plot_recording",
+    "plot_timeline", "plot_sweep_heatmap", "__version__",
 ]
 assert set(__all__) == set(_EXPORTS) | {"__version__"}
 
@@ -54,6 +56,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from .research.sweeps import sweep
     from .research.turn_taking import turn_taking
     from .serve.backends import start_server
-    from .serve.client import ServerError, Session, connect
+    from .serve.client import ChatClient, ServerError, Session, connect
 
 __getattr__ = lazy_getattr(__name__, _EXPORTS)

@@ -39,10 +39,10 @@ import numpy as np
 import torch
 
 from ..core.audio import FRAME_SIZE, SAMPLE_RATE
-from ..core.config import ConfigError, Sampling, parse_sampling
+from ..core.config import ConfigError, Sampling
 from ..core.text import PieceDecoder
-from .checkpoints import ResolvedModel, resolve
-from .engine import FrameResult, _Pending, _StageClock, default_device
+from .checkpoints import ResolvedModel
+from .engine import FrameResult, _Pending, _StageClock, checkpoint_sampling, describe_model, load_parts
 from .moshi_api import LMGen, LMModel, MimiModel
 
 MAX_SLOTS = 64  # a hard ceiling; memory may allow fewer (see ``slot_capacity``)
@@ -255,17 +255,8 @@ class BatchEngine:
     ) -> BatchEngine:
         """Load a checkpoint (see ``checkpoints.resolve``) and build a ready engine with ``slots`` slots."""
         check_slots(slots)
-        resolved = resolve(model, revision=revision)
-        device = device or default_device()
-        if dtype is None:
-            if device.startswith("cuda"):
-                dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-            else:
-                dtype = torch.float32
-        info = resolved.info
-        mimi = info.get_mimi(device=device)
-        lm = info.get_moshi(device=device, dtype=dtype)
-        return cls.from_parts(resolved, mimi, lm, info.get_text_tokenizer(), device, slots, sampling, seed, warmup)
+        resolved, mimi, lm, tokenizer, device = load_parts(model, revision, device, dtype)
+        return cls.from_parts(resolved, mimi, lm, tokenizer, device, slots, sampling, seed, warmup)
 
     @classmethod
     def from_parts(
@@ -281,9 +272,8 @@ class BatchEngine:
         warmup: bool = True,
     ) -> BatchEngine:
         """An engine from loaded models (moved to ``device``); the checkpoint's sampling unless ``sampling``."""
-        base = dict(resolved.info.lm_gen_config)
-        sampling = sampling or parse_sampling({k: base[k] for k in Sampling.model_fields if k in base})
-        lm_gen = SlotLMGen(lm.to(device), **{k: v for k, v in base.items() if k not in Sampling.model_fields})
+        sampling, gen_kwargs = checkpoint_sampling(resolved, sampling)
+        lm_gen = SlotLMGen(lm.to(device), **gen_kwargs)
         engine = cls(resolved, mimi.to(device), lm_gen, tokenizer, device, slots, sampling, seed)
         if warmup:
             engine.warmup()
@@ -536,19 +526,7 @@ class BatchEngine:
     def describe(self, slot: int | None = None) -> dict[str, Any]:
         """Facts about the loaded model (and the slot's sampling and seed), as ``Engine.describe``."""
         s = self._slots[slot] if slot is not None else None
-        info = {
-            "model": self.model.model_id,
-            "source": self.model.source,
-            "location": self.model.location,
-            "revision": self.model.revision,
-            "commit": self.model.commit,
-            "device": str(self.device),
-            "dtype": str(self.lm_gen.lm_model.dtype).removeprefix("torch."),
-            "sample_rate": SAMPLE_RATE,
-            "frame_size": FRAME_SIZE,
-            "card": self.card,
-            "text_card": self.text_card,
-            "pad_tokens": list(self.pad_tokens),
+        info = describe_model(self.model, self.device, self.lm_gen.lm_model) | {
             "sampling": (s.sampling if s else self.default_sampling).model_dump(),
             "seed": s.seed if s else self.default_seed,
             "slots": self.n_slots,

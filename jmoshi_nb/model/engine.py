@@ -123,6 +123,51 @@ def recapture_depformer_graph(lm_gen: LMGen) -> bool:
     return True
 
 
+def load_parts(
+    model: str, revision: str | None = None, device: str | None = None, dtype: torch.dtype | None = None
+) -> tuple[ResolvedModel, MimiModel, LMModel, Any, str]:
+    """Resolve a checkpoint (``checkpoints.resolve``) and load Mimi, the LM and the tokenizer on ``device``.
+
+    ``dtype`` None: bf16 on GPUs (what the real weights are and what they run fast; fp16 on GPUs without
+    bf16, e.g. T4/V100), fp32 on CPUs (faster there).
+    """
+    resolved = resolve(model, revision=revision)
+    device = device or default_device()
+    if dtype is None:
+        if device.startswith("cuda"):
+            dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        else:
+            dtype = torch.float32
+    info = resolved.info
+    mimi, lm = info.get_mimi(device=device), info.get_moshi(device=device, dtype=dtype)
+    return resolved, mimi, lm, info.get_text_tokenizer(), device
+
+
+def checkpoint_sampling(resolved: ResolvedModel, sampling: Sampling | None = None) -> tuple[Sampling, dict[str, Any]]:
+    """(the sampling in force: ``sampling`` or the checkpoint's ``lm_gen_config``, the other LMGen arguments)."""
+    base = dict(resolved.info.lm_gen_config)
+    sampling = sampling or parse_sampling({k: base[k] for k in Sampling.model_fields if k in base})
+    return sampling, {k: v for k, v in base.items() if k not in Sampling.model_fields}
+
+
+def describe_model(model: ResolvedModel, device: torch.device, lm: LMModel) -> dict[str, Any]:
+    """Facts about a loaded model that every session description starts with."""
+    return {
+        "model": model.model_id,
+        "source": model.source,
+        "location": model.location,
+        "revision": model.revision,
+        "commit": model.commit,
+        "device": str(device),
+        "dtype": str(lm.dtype).removeprefix("torch."),
+        "sample_rate": SAMPLE_RATE,
+        "frame_size": FRAME_SIZE,
+        "card": lm.card,
+        "text_card": lm.text_card,
+        "pad_tokens": [lm.end_of_text_padding_id, lm.text_padding_token_id],
+    }
+
+
 def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -180,20 +225,9 @@ class Engine:
         seed: int | None = 42,
         warmup: bool = True,
     ) -> Engine:
-        """Load a checkpoint (see ``checkpoints.resolve``) and build a ready engine."""
-        resolved = resolve(model, revision=revision)
-        device = device or default_device()
-        if dtype is None:
-            # bf16 is what the real weights are and what GPUs run fast (fp16 on GPUs without bf16,
-            # e.g. T4/V100); CPUs run fp32 faster.
-            if device.startswith("cuda"):
-                dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-            else:
-                dtype = torch.float32
-        info = resolved.info
-        mimi = info.get_mimi(device=device)
-        lm = info.get_moshi(device=device, dtype=dtype)
-        return cls.from_parts(resolved, mimi, lm, info.get_text_tokenizer(), device, sampling, seed, warmup)
+        """Load a checkpoint (see ``load_parts``) and build a ready engine."""
+        resolved, mimi, lm, tokenizer, device = load_parts(model, revision, device, dtype)
+        return cls.from_parts(resolved, mimi, lm, tokenizer, device, sampling, seed, warmup)
 
     @classmethod
     def from_parts(
@@ -211,9 +245,8 @@ class Engine:
 
         The checkpoint's ``lm_gen_config`` gives the default sampling unless ``sampling`` is given.
         """
-        base = dict(resolved.info.lm_gen_config)
-        sampling = sampling or parse_sampling({k: base[k] for k in Sampling.model_fields if k in base})
-        lm_gen = LMGen(lm.to(device), **{k: v for k, v in base.items() if k not in Sampling.model_fields})
+        sampling, gen_kwargs = checkpoint_sampling(resolved, sampling)
+        lm_gen = LMGen(lm.to(device), **gen_kwargs)
         engine = cls(resolved, mimi.to(device), lm_gen, tokenizer, device, sampling, seed)
         if warmup:
             engine.warmup()  # on CUDA this captures the CUDA graphs before the first client arrives
@@ -366,19 +399,7 @@ class Engine:
 
     def describe(self) -> dict[str, Any]:
         """Facts about the loaded model, sent to clients at the start of a session."""
-        return {
-            "model": self.model.model_id,
-            "source": self.model.source,
-            "location": self.model.location,
-            "revision": self.model.revision,
-            "commit": self.model.commit,
-            "device": str(self.device),
-            "dtype": str(self.lm_gen.lm_model.dtype).removeprefix("torch."),
-            "sample_rate": SAMPLE_RATE,
-            "frame_size": FRAME_SIZE,
-            "card": self.card,
-            "text_card": self.text_card,
-            "pad_tokens": list(self.pad_tokens),
+        return describe_model(self.model, self.device, self.lm_gen.lm_model) | {
             "sampling": self._sampling.model_dump(),
             "seed": self._seed,
         }

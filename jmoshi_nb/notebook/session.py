@@ -33,7 +33,7 @@ from ..core.config import Sampling, SessionConfig, check_seed, describe_params, 
 from ..core.models import GPU_DEFAULT
 from ..core.recording import Recording
 from ..serve.backends import ServerHandle, start_server
-from ..serve.client import Event, Session, connect, paced_frames
+from ..serve.client import ChatClient, Event, connect, paced_frames
 from ..serve.loop_thread import LoopThread
 
 if TYPE_CHECKING:
@@ -90,7 +90,7 @@ class NotebookSession:
         self.input: str | None = None  # "mic" or the WAV path of the latest talk()/play_wav()
         self._sampling: Sampling = self._initial.sampling
         self._seed: int | None = self._initial.seed
-        self._client: Session | None = None
+        self._client: ChatClient | None = None
         self._recording: Recording | None = None
         self._server: ServerHandle | None = None
         self._stopped = False
@@ -145,7 +145,7 @@ class NotebookSession:
             self._error = exc
             raise
 
-    async def _send_loop(self, client: Session) -> None:
+    async def _send_loop(self, client: ChatClient) -> None:
         while True:
             seq, pcm = await self._queue.get()
             try:
@@ -205,7 +205,7 @@ class NotebookSession:
         if len(self.refresh_ms) > 2000:
             del self.refresh_ms[:1000]
 
-    async def _finish(self, client: Session, tasks: list[asyncio.Task[Any]]) -> None:
+    async def _finish(self, client: ChatClient, tasks: list[asyncio.Task[Any]]) -> None:
         if self._wav is not None and not self._wav.done():
             self._wav.cancel()
         with contextlib.suppress(TimeoutError):

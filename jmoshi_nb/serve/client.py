@@ -66,7 +66,7 @@ def chat_url(url: str) -> str:
     return url
 
 
-class Session:
+class ChatClient:
     """A live conversation. Create it with ``connect``."""
 
     def __init__(self, ws: aiohttp.ClientWebSocketResponse, config: SessionConfig | None) -> None:
@@ -293,7 +293,7 @@ async def connect(
     config: SessionConfig | None = None,
     timeout: float = 30.0,
     headers: dict[str, str] | None = None,
-) -> AsyncIterator[Session]:
+) -> AsyncIterator[ChatClient]:
     """Open a conversation; the session closes (and its recording stays) when the block ends.
 
     ``token`` travels as an ``Authorization: Bearer`` header (never in the URL, where proxies log
@@ -313,7 +313,7 @@ async def connect(
             raise ServerError(f"cannot open a session at {url}: HTTP {exc.status}") from None
         except aiohttp.ClientConnectionError as exc:
             raise ServerError(f"cannot reach a server at {url}: {exc}") from None
-        session = Session(ws, config)
+        session = ChatClient(ws, config)
         try:
             await session._start(timeout)
             yield session
@@ -325,7 +325,7 @@ IN_FLIGHT_FRAMES = 8  # faster than real time: at most this many frames sent ahe
 
 
 async def paced_frames(
-    session: Session, pcm: np.ndarray, realtime: bool = True, timeout: float = 60.0
+    session: ChatClient, pcm: np.ndarray, realtime: bool = True, timeout: float = 60.0
 ) -> AsyncIterator[np.ndarray]:
     """The frames of mono 24 kHz ``pcm``, each yielded when it is due: every 80 ms if ``realtime``,
     else as soon as the server is at most ``IN_FLIGHT_FRAMES`` behind what ``session`` has sent."""
@@ -341,10 +341,15 @@ async def paced_frames(
         yield frame
 
 
-async def stream_pcm(session: Session, pcm: np.ndarray, realtime: bool = True, tail_timeout: float = 60.0) -> Recording:
+async def stream_pcm(
+    session: ChatClient, pcm: np.ndarray, realtime: bool = True, tail_timeout: float = 60.0
+) -> Recording:
     """Send mono 24 kHz audio frame by frame (paced at 80 ms if ``realtime``) and wait for the end."""
     session.recording.meta["input_sha256"] = sha256_of(pcm)
     async for frame in paced_frames(session, pcm, realtime, tail_timeout):
         await session.send_frame(frame)
     await session.drain(timeout=tail_timeout)
     return session.recording
+
+
+Session = ChatClient  # the name before the layout of 0.2 (``jmoshi_nb.Session``)

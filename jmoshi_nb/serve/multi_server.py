@@ -31,7 +31,7 @@ from aiohttp import web
 from ..model.batch_engine import BatchEngine
 from ..model.engine import FrameResult
 from . import protocol as P
-from .server import ChatServer, _bind_device, _Session
+from .server import ChatServer, _bind_device, _Conversation
 
 log = logging.getLogger("jmoshi_nb.server")
 
@@ -49,7 +49,7 @@ class _WakingQueue(asyncio.Queue):  # type: ignore[type-arg]
 
 
 @dataclass
-class _SlotSession(_Session):
+class _SlotSession(_Conversation):
     slot: int = -1
     results: asyncio.Queue[FrameResult | BaseException | None] = field(default_factory=asyncio.Queue)
 
@@ -165,7 +165,7 @@ class MultiChatServer(ChatServer):
             if not s.ws.closed:
                 await self._send_result(s, r)
 
-    def _apply_params(self, s: _Session | None, seed: int | None, changes: dict[str, Any]) -> None:
+    def _apply_params(self, s: _Conversation | None, seed: int | None, changes: dict[str, Any]) -> None:
         assert isinstance(s, _SlotSession)
         self.batch.set_params(s.slot, seed=seed, **changes)
 

@@ -68,7 +68,7 @@ def client_gone(exc: BaseException | None) -> bool:
 
 
 @dataclass
-class _Session:
+class _Conversation:
     ws: web.WebSocketResponse
     reader: sphn.OpusStreamReader = field(default_factory=lambda: sphn.OpusStreamReader(SAMPLE_RATE))
     writer: sphn.OpusStreamWriter = field(default_factory=lambda: sphn.OpusStreamWriter(SAMPLE_RATE))
@@ -161,7 +161,7 @@ class ChatServer:
         # With no default seed each conversation draws one (and reports it in its description).
         seed = self.default_seed if self.default_seed is not None else secrets.randbits(63)
         await loop.run_in_executor(self._executor, self.engine.reset, self.default_sampling, seed)
-        session = _Session(ws)
+        session = _Conversation(ws)
         await ws.send_bytes(P.pack(P.Kind.HANDSHAKE))
         await ws.send_bytes(P.pack_json({"type": "session", **self.engine.describe()}))
         worker = asyncio.create_task(self._run_frames(session))
@@ -196,7 +196,7 @@ class ChatServer:
         except ConnectionError as exc:  # a result was on its way when the socket closed
             log.info("client disconnected while results were being sent (%s)", exc)
 
-    async def _receive(self, s: _Session) -> None:
+    async def _receive(self, s: _Conversation) -> None:
         async for msg in s.ws:
             if msg.type == WSMsgType.BINARY:
                 try:
@@ -211,7 +211,7 @@ class ChatServer:
                 log.warning("websocket error: %s", s.ws.exception())
                 break
 
-    async def _handle_message(self, s: _Session, data: bytes) -> None:
+    async def _handle_message(self, s: _Conversation, data: bytes) -> None:
         kind, payload = P.unpack(data)
         if kind == P.Kind.AUDIO:
             check_ogg_page(payload)
@@ -243,7 +243,7 @@ class ChatServer:
         else:
             raise P.ProtocolError(f"message kind {kind.name.lower()} (0x{kind:02x}) is not accepted from clients")
 
-    def _set_params(self, obj: dict[str, Any], s: _Session | None = None) -> None:
+    def _set_params(self, obj: dict[str, Any], s: _Conversation | None = None) -> None:
         changes = {k: v for k, v in obj.items() if k != "type"}
         unknown = sorted(set(changes) - _SAMPLING_KEYS - {"seed"})
         if unknown:
@@ -255,10 +255,10 @@ class ChatServer:
         check_seed(seed)
         self._apply_params(s, seed, changes)
 
-    def _apply_params(self, s: _Session | None, seed: int | None, changes: dict[str, Any]) -> None:
+    def _apply_params(self, s: _Conversation | None, seed: int | None, changes: dict[str, Any]) -> None:
         self.engine.set_params(seed=seed, **changes)
 
-    async def _run_frames(self, s: _Session) -> None:
+    async def _run_frames(self, s: _Conversation) -> None:
         loop = asyncio.get_running_loop()
         while True:
             frame = await s.frames.get()
@@ -269,7 +269,7 @@ class ChatServer:
                 continue
             await self._send_result(s, result)
 
-    async def _send_result(self, s: _Session, r: FrameResult) -> None:
+    async def _send_result(self, s: _Conversation, r: FrameResult) -> None:
         if r.params_changed:
             await s.ws.send_bytes(
                 P.pack_json(

@@ -37,13 +37,13 @@ from typing import TYPE_CHECKING, Any
 import modal
 
 from ..core.pins import MOSHI_VERSION, PYTHON_VERSION, TORCH_INDEX_URL, TORCH_VERSION, torch_compile_enabled
+from ..serve.backends import LocalServer
 from . import settings as names
 
 if TYPE_CHECKING:
     from ..model.checkpoints import ResolvedModel
     from ..model.engine import Engine
     from ..research.sweeps import EnginePool
-    from ..serve.loop_thread import AppThread
 
 # ## Settings
 #
@@ -280,17 +280,18 @@ def container_token() -> str:
     return token
 
 
-class ChatServerThread:
-    """The kit's ChatServer on a background thread (the web server Modal routes to).
+class ChatServerThread(LocalServer):
+    """The kit's server for ``engine`` on a background thread (the web server Modal routes to).
 
-    Besides ChatServer's own routes it answers ``/api/modal`` (token required) with the container's
+    Besides the server's own routes it answers ``/api/modal`` (token required) with the container's
     id, so that the client can stop exactly this container and release its GPU.
     """
 
     def __init__(self, engine: Engine, token: str | None, host: str = HOST, port: int = PORT) -> None:
-        self.engine, self.token, self.host, self.port = engine, token, host, port
-        self.url = ""
-        self._thread: AppThread | None = None
+        super().__init__(
+            host=host, port=port, token=token, engine=engine, name="jmoshi-nb-modal-server", scheme="http",
+            routes={"/api/modal": self._modal_info},
+        )  # fmt: skip
 
     def info(self) -> dict[str, Any]:
         return {
@@ -301,28 +302,14 @@ class ChatServerThread:
             "device": str(self.engine.device),
         }
 
-    def start(self) -> ChatServerThread:
+    async def _modal_info(self, request: Any) -> Any:
         from aiohttp import web
 
-        from ..serve.backends import serve_engine
         from ..serve.server import token_ok
 
-        async def modal_info(request: web.Request) -> web.Response:
-            if not token_ok(request, self.token):
-                return web.json_response({"error": "missing or wrong token"}, status=401)
-            return web.json_response(self.info())
-
-        self._thread = serve_engine(
-            self.engine, self.token, self.host, self.port, "jmoshi-nb-modal-server", {"/api/modal": modal_info}
-        )
-        self.port = self._thread.port
-        self.url = f"http://{self.host}:{self.port}"
-        return self
-
-    def stop(self) -> None:
-        if self._thread is not None:
-            self._thread.stop()
-        self._thread = None
+        if not token_ok(request, self.token):
+            return web.json_response({"error": "missing or wrong token"}, status=401)
+        return web.json_response(self.info())
 
 
 def start_chat_server(engine: Engine, token: str | None, host: str = HOST, port: int = PORT) -> ChatServerThread:

@@ -60,10 +60,14 @@ class LocalServer:
         host: str = "127.0.0.1",
         port: int = 0,
         token: str | None = None,
-        engine: object | None = None,
+        engine: Any | None = None,
         device: str | None = None,
+        name: str = "jmoshi-nb-server",
+        scheme: str = "ws",
+        routes: dict[str, Callable[[web.Request], Awaitable[web.StreamResponse]]] | None = None,
     ) -> None:
         self.model, self.revision, self.host, self.port = model, revision, host, port
+        self.name, self.scheme, self.routes = name, scheme, routes
         self.config = config
         self.token = token
         self.device = device
@@ -83,9 +87,9 @@ class LocalServer:
                 sampling=cfg.sampling if cfg else None,
                 seed=cfg.seed if cfg else 42,
             )
-        self._thread = serve_engine(self.engine, self.token, self.host, self.port)
+        self._thread = serve_engine(self.engine, self.token, self.host, self.port, self.name, self.routes)
         self.port = self._thread.port
-        self.url = f"ws://{self.host}:{self.port}"
+        self.url = f"{self.scheme}://{self.host}:{self.port}"
         return self
 
     def stop(self) -> None:

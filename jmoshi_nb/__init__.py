@@ -33,13 +33,14 @@ _EXPORTS = {
     "plot_recording": "research.plots",
     "plot_timeline": "research.plots",
     "plot_sweep_heatmap": "research.plots",
+    "bench": "research.bench",
 }
 
 __all__ = [  # noqa: RUF022 - grouped as _EXPORTS
     "connect", "ChatClient", "Session", "ServerError", "Engine",
     "BatchEngine", "Recording", "SessionConfig", "Sampling", "ConfigError", "load_config", "make_tiny",
     "run_wav", "start_server", "start", "turn_taking", "sweep", "prompted_continuation", "plot_recording",
-    "plot_timeline", "plot_sweep_heatmap", "__version__",
+    "plot_timeline", "plot_sweep_heatmap", "bench", "__version__",
 ]
 assert set(__all__) == set(_EXPORTS) | {"__version__"}
 
@@ -50,6 +51,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .model.engine import Engine
     from .model.tiny import make_tiny
     from .notebook.session import start
+    from .research import bench
     from .research.continuation import prompted_continuation
     from .research.plots import plot_recording, plot_sweep_heatmap, plot_timeline
     from .research.runner import run_wav

@@ -234,10 +234,12 @@ def test_bad_items_are_named_and_the_others_scored(tmp_path: Path) -> None:
 
 
 def test_package_names_stay_functions_after_submodule_imports() -> None:
+    import jmoshi_nb
     import jmoshi_nb.research.bench.plots  # noqa: F401 - imports every submodule
     import jmoshi_nb.research.bench.runner  # noqa: F401
     from jmoshi_nb.research import bench
 
+    assert jmoshi_nb.bench is bench  # the public name: jmoshi_nb.bench.run / .score
     assert callable(bench.score) and callable(bench.run) and callable(bench.build)
 
 

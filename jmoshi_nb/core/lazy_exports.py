@@ -11,14 +11,16 @@ from typing import Any
 def lazy_getattr(package: str, exports: Mapping[str, str]) -> Callable[[str], Any]:
     """A module ``__getattr__`` for ``package``: ``exports`` maps each name to its submodule.
 
-    The first access imports the submodule and caches the value in the package's namespace.
+    The first access imports the submodule and caches the value in the package's namespace. A name
+    that is the submodule's own last part (``"bench": "research.bench"``) is the submodule itself.
     """
 
     def __getattr__(name: str) -> Any:
         module = exports.get(name)
         if module is None:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        value = getattr(importlib.import_module(f".{module}", package), name)
+        target = importlib.import_module(f".{module}", package)
+        value = target if module.rpartition(".")[2] == name else getattr(target, name)
         setattr(sys.modules[package], name, value)
         return value
 

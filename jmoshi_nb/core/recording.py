@@ -24,16 +24,27 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import soundfile as sf
 
-from .audio import FRAME_S, SAMPLE_RATE, sha256_of, write_wav
+from .audio import FRAME_S, FRAME_SIZE, SAMPLE_RATE, sha256_of, write_wav
 from .config import SessionConfig, package_versions
 from .record_writer import PART_FILES, STATE_COMPLETE, STATE_RECORDING, RecordWriter, read_part
 
 LAYOUT_VERSION = 1
+
+
+class FrameOutput(Protocol):
+    """What one engine step gives (``model.engine.FrameResult``), as far as a recording needs it."""
+
+    index: int
+    pcm: np.ndarray | None
+    text_token: int | None
+    text: str
+
+    def metrics(self) -> dict[str, Any]: ...
 
 
 @dataclass
@@ -65,6 +76,11 @@ class Recording:
     _header_key: tuple[Any, ...] = field(default=(), repr=False, compare=False)
 
     # ---- streaming to disk -----------------------------------------------------------------
+    @property
+    def streaming_to(self) -> Path | None:
+        """The folder this recording is being written to as it happens, if any."""
+        return self._writer.folder if self._writer is not None else None
+
     def stream_to(self, folder: str | Path) -> RecordWriter:
         """Write this recording into ``folder`` as it grows; ``save(folder)`` completes it."""
         if self._writer is not None:
@@ -79,9 +95,6 @@ class Recording:
             self._writer.put_event(ev)
         return self._writer
 
-    @property
-    def streaming_to(self) -> Path | None:
-        return self._writer.folder if self._writer is not None else None
 
     def _meta_key(self) -> tuple[Any, ...]:
         return (len(self.meta), self.meta.get("seed"), len(self.session))
@@ -120,6 +133,21 @@ class Recording:
             self.model_chunks.append(np.zeros(samples, dtype=np.float32))
             if self._writer is not None:
                 self._writer.put_audio("model", self.model_chunks[-1])
+
+    def add_frame(self, user: np.ndarray, result: FrameOutput, **metrics: Any) -> None:
+        """One engine step as a client records it: the user's frame, the model's audio (silence while
+        the LM is in its initial delay), its text, and the frame's metrics (``metrics`` added to them).
+
+        The sweeps, the batched sweeps, prompted continuation and the benchmark record through this.
+        """
+        self.add_user(user)
+        if result.pcm is None:
+            self.add_model_silence(FRAME_SIZE)
+        else:
+            self.add_model(result.pcm)
+        if result.text:
+            self.add_text(result.index, int(result.text_token or 0), result.text)
+        self.add_metrics({**result.metrics(), **metrics})
 
     def add_text(self, frame: int, token: int, text: str, t: float | None = None) -> None:
         self.text.append(TextEvent(frame, token, text, self.elapsed() if t is None else t))

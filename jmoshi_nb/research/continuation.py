@@ -137,17 +137,6 @@ def _continuation_meta(
     }
 
 
-def _record_frame(rec: Recording, frame: np.ndarray, r: Any, forced: bool) -> None:
-    rec.add_user(frame)
-    if r.pcm is None:
-        rec.add_model_silence(FRAME_SIZE)
-    else:
-        rec.add_model(r.pcm)
-    if r.text:
-        rec.add_text(r.index, int(r.text_token or 0), r.text)
-    rec.add_metrics({**r.metrics(), "forced": forced})
-
-
 def continue_dialogue(
     engine: Engine,
     dialogue: DialogueInput,
@@ -171,7 +160,7 @@ def continue_dialogue(
         frame = user[i * FRAME_SIZE : (i + 1) * FRAME_SIZE]
         forced = forcer.tokens_for_step(i) if forcer is not None and i < n_prompt else None
         r = engine.step(frame, forced_audio=forced)
-        _record_frame(rec, frame, r, forced is not None)
+        rec.add_frame(frame, r, forced=forced is not None)
     rec.meta.update(
         _continuation_meta(dialogue, prompt_s, continuation_s, n_prompt, forcer is not None, user_after_prompt)
     )
@@ -217,7 +206,7 @@ def continue_dialogues_batched(
             results = engine.step(frames, forced_audio=forced)
             for i in chunk:
                 if slots[i] in results:
-                    _record_frame(chunk_recs[i], frames[slots[i]], results[slots[i]], slots[i] in forced)
+                    chunk_recs[i].add_frame(frames[slots[i]], results[slots[i]], forced=slots[i] in forced)
         for i in chunk:
             engine.release(slots[i])
             meta = _continuation_meta(

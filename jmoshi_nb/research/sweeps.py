@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from ..cloud.settings import StarmapFunction
-from ..core.audio import FRAME_SIZE, decode_audio, encode_audio, frames, read_wav, sha256_of
+from ..core.audio import decode_audio, encode_audio, frames, read_wav, sha256_of
 from ..core.config import ConfigError, Sampling, SessionConfig
 from ..core.recording import Recording, TextEvent
 
@@ -129,15 +129,7 @@ def run_on_engine(
         rec.stream_to(out)
     rec.add_params(0, config.sampling.model_dump(), seed)
     for frame in frames(pcm):
-        rec.add_user(frame)
-        result = engine.step(frame)
-        if result.pcm is None:
-            rec.add_model_silence(FRAME_SIZE)  # the LM's initial delay, as the client records it
-        else:
-            rec.add_model(result.pcm)
-        if result.text:
-            rec.add_text(result.index, int(result.text_token or 0), result.text)
-        rec.add_metrics({**result.metrics(), "queued": 0})
+        rec.add_frame(frame, engine.step(frame), queued=0)
     rec.meta.update(meta or {})
     rec.meta.update({"input_sha256": sha256_of(pcm), "seed": seed, "path": "engine"})
     if name:
@@ -190,15 +182,8 @@ def run_batch_on_engine(
         results = engine.step({slot: r.frames[r.done] for slot, r in running.items()})
         for slot, result in results.items():
             r = running[slot]
-            r.rec.add_user(r.frames[r.done])
+            r.rec.add_frame(r.frames[r.done], result, queued=0)
             r.done += 1
-            if result.pcm is None:
-                r.rec.add_model_silence(FRAME_SIZE)
-            else:
-                r.rec.add_model(result.pcm)
-            if result.text:
-                r.rec.add_text(result.index, int(result.text_token or 0), result.text)
-            r.rec.add_metrics({**result.metrics(), "queued": 0})
             if r.done == len(r.frames):
                 r.rec.meta["wall_s"] = round(time.perf_counter() - r.started, 3)
                 recs[r.index] = r.rec

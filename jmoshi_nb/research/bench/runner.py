@@ -55,7 +55,10 @@ def _forcing(item: Item) -> tuple[np.ndarray, int] | None:
 
 
 def run_item(engine: Engine, item: Item, config: SessionConfig) -> Recording:
-    """One item on ``engine``: the user is input.wav; the model's channel is forced where the item asks."""
+    """One item on ``engine``: the user is input.wav; the model's channel is forced where the item asks.
+
+    The recording streams into the item's ``recording/`` folder as it runs (a killed run leaves it readable).
+    """
     from ..continuation import DialogueInput, continue_dialogue
     from ..sweeps import run_on_engine
 
@@ -67,10 +70,10 @@ def run_item(engine: Engine, item: Item, config: SessionConfig) -> Recording:
         step_s = FRAME_S
         rec = continue_dialogue(engine, DialogueInput(item.input, user, model), config,
                                 prompt_s=forced * step_s, continuation_s=(n_frames - forced) * step_s,
-                                user_after_prompt="continue")  # fmt: skip
+                                user_after_prompt="continue", out=item.recording)  # fmt: skip
         rec.meta.update(forced=True, forced_frames=forced)
     else:
-        rec = run_on_engine(engine, user, config, name=f"{item.task}/{item.id}")
+        rec = run_on_engine(engine, user, config, name=f"{item.task}/{item.id}", out=item.recording)
         rec.meta["forced"] = False
     return rec
 
@@ -106,7 +109,8 @@ def _run_url(items: Sequence[Item], config: SessionConfig, url: str, token: str 
     recs: list[Recording | None] = []
     for item in items:
         try:
-            rec = run_blocking(run_pcm_async(read_wav(item.input), url, token, config, realtime=False))
+            pcm = read_wav(item.input)
+            rec = run_blocking(run_pcm_async(pcm, url, token, config, realtime=False, out=item.recording))
         except Exception as exc:
             _failed(item, exc)
             recs.append(None)
@@ -147,7 +151,8 @@ def save_item(item: Item, rec: Recording) -> None:
     model = rec.model_pcm[:n]
     write_wav(item.output, np.pad(model, (0, n - len(model))), SAMPLE_RATE)
     rec.meta.update(bench_task=item.task, bench_item=item.id)
-    if item.recording.exists():
+    streamed = rec.streaming_to is not None and rec.streaming_to.resolve() == item.recording.resolve()
+    if item.recording.exists() and not streamed:  # a streamed folder was cleared when its stream began
         shutil.rmtree(item.recording)
     rec.save(item.recording)
 

@@ -95,7 +95,6 @@ class Recording:
             self._writer.put_event(ev)
         return self._writer
 
-
     def _meta_key(self) -> tuple[Any, ...]:
         return (len(self.meta), self.meta.get("seed"), len(self.session))
 

@@ -121,3 +121,14 @@ def test_no_import_cycles_at_module_level() -> None:
     for node in sorted(graph):
         if node not in state:
             visit(node)
+
+
+def test_the_public_names_are_what_the_readme_calls() -> None:
+    import inspect
+
+    import jmoshi_nb
+
+    assert inspect.isfunction(jmoshi_nb.turn_taking) and inspect.isfunction(jmoshi_nb.sweep)
+    assert inspect.ismodule(jmoshi_nb.bench) and callable(jmoshi_nb.bench.run) and callable(jmoshi_nb.bench.score)
+    for name in jmoshi_nb.__all__:
+        assert getattr(jmoshi_nb, name) is not None

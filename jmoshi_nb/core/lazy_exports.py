@@ -12,7 +12,8 @@ def lazy_getattr(package: str, exports: Mapping[str, str]) -> Callable[[str], An
     """A module ``__getattr__`` for ``package``: ``exports`` maps each name to its submodule.
 
     The first access imports the submodule and caches the value in the package's namespace. A name
-    that is the submodule's own last part (``"bench": "research.bench"``) is the submodule itself.
+    that is the submodule's own last part and not an attribute of it (``"bench": "research.bench"``)
+    is the submodule itself; otherwise it is the submodule's attribute (``"turn_taking"``).
     """
 
     def __getattr__(name: str) -> Any:
@@ -20,7 +21,12 @@ def lazy_getattr(package: str, exports: Mapping[str, str]) -> Callable[[str], An
         if module is None:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
         target = importlib.import_module(f".{module}", package)
-        value = target if module.rpartition(".")[2] == name else getattr(target, name)
+        if hasattr(target, name):
+            value = getattr(target, name)
+        elif module.rpartition(".")[2] == name:
+            value = target
+        else:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
         setattr(sys.modules[package], name, value)
         return value
 

@@ -88,6 +88,39 @@ def test_run_on_the_tiny_model_writes_outputs_recordings_and_scores(tmp_path: Pa
     assert first.read_bytes() == second.read_bytes()
 
 
+def test_batched_run_gives_each_item_its_own_slot_forced_where_asked(tmp_path: Path, tiny_path: Path) -> None:
+    """The set as slots of one batched engine: outputs, streamed recordings, the interruption item's
+    channel forced for exactly its 8 frames, and the same outputs whatever the slot count."""
+    from jmoshi_nb.model.batch_engine import BatchEngine
+
+    source = _short_set(tmp_path / "set")
+    runs = {}
+    for slots in (4, 2):
+        out = tmp_path / f"run{slots}"
+        engine = BatchEngine.load("tiny", slots=slots, seed=42)
+        scores = run(out, source=source, engine=engine, progress=False)
+        assert set(scores) == set(TASKS) and all(scores[t]["summary"]["errors"] == 0 for t in TASKS)
+        runs[slots] = out
+    for task in TASKS:
+        item = runs[4] / task / "000"
+        assert read_wav(item / "output.wav").shape == read_wav(item / "input.wav").shape
+        session = json.loads((item / "recording" / "session.json").read_text(encoding="utf-8"))
+        assert session["meta"]["state"] == "complete" and session["meta"]["forced"] is (task == "interruption")
+        metrics = [json.loads(line) for line in (item / "recording" / "events.jsonl").read_text().splitlines()]
+        metrics = [m for m in metrics if m["type"] == "metrics"]
+        assert len(metrics) == 20
+        if task == "interruption":
+            assert [m["forced"] for m in metrics] == [True] * 8 + [False] * 12
+        assert (item / "output.wav").read_bytes() == (runs[2] / task / "000" / "output.wav").read_bytes()
+
+
+def test_batch_size_is_checked(tmp_path: Path) -> None:
+    from jmoshi_nb.core.config import ConfigError
+
+    with pytest.raises(ConfigError, match="batch_size=0"):
+        run(tmp_path / "x", source=_short_set(tmp_path / "set"), batch_size=0, progress=False)
+
+
 def test_cli_bench_score(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from jmoshi_nb.cli import main
 

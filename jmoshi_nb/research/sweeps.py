@@ -144,12 +144,16 @@ class _Running:
     rec: Recording
     started: float
     done: int = 0
+    forcer: Any = None  # continuation.ModelChannelForcer while the model's channel is forced
+    forced_frames: int = 0
 
 
 def run_batch_on_engine(
     engine: BatchEngine,
     jobs: Sequence[tuple[np.ndarray, SessionConfig, str, dict[str, Any] | None]],
     on_done: Callable[[int, Recording], None] | None = None,
+    outs: Sequence[str | Path | None] | None = None,
+    forcing: Sequence[tuple[np.ndarray, int] | None] | None = None,
 ) -> list[Recording]:
     """Many sessions as slots of one batched engine: ``(pcm, config, name, meta)`` per job, recordings in order.
 
@@ -157,6 +161,10 @@ def run_batch_on_engine(
     job frees its slot for the next. A recording is what ``run_on_engine`` records for the same job
     (the engine path, no Opus), so ``run_jobs`` gives the same form at any batch size; the slot and
     the batch size go to ``meta``. ``on_done(index, recording)`` is called as each job finishes.
+
+    Per job, in the same order: ``outs`` streams its recording into that folder as it runs;
+    ``forcing`` = ``(model_pcm, frames)`` forces the model's channel for its first ``frames`` frames
+    (teacher forcing, as in prompted continuation; those frames' metrics say ``forced``).
     """
     recs: list[Recording | None] = [None] * len(jobs)
     todo = list(range(len(jobs)))
@@ -178,11 +186,20 @@ def run_batch_on_engine(
             rec.meta.update({"batch_size": engine.slots, "slot": slot})
             if name:
                 rec.meta["job"] = name
+            if outs is not None and outs[i] is not None:
+                rec.stream_to(outs[i])
             running[slot] = _Running(i, list(frames(pcm)), rec, time.perf_counter())
-        results = engine.step({slot: r.frames[r.done] for slot, r in running.items()})
+            if forcing is not None and forcing[i] is not None:
+                from .continuation import ModelChannelForcer
+
+                model_pcm, n_forced = forcing[i]
+                running[slot].forcer, running[slot].forced_frames = ModelChannelForcer(engine, model_pcm), n_forced
+        forced = {s: r.forcer.tokens_for_step(r.done) for s, r in running.items() if r.done < r.forced_frames}
+        results = engine.step({slot: r.frames[r.done] for slot, r in running.items()}, forced_audio=forced or None)
         for slot, result in results.items():
             r = running[slot]
-            r.rec.add_frame(r.frames[r.done], result, queued=0)
+            extra = {"forced": slot in forced} if r.forcer is not None else {}
+            r.rec.add_frame(r.frames[r.done], result, queued=0, **extra)
             r.done += 1
             if r.done == len(r.frames):
                 r.rec.meta["wall_s"] = round(time.perf_counter() - r.started, 3)

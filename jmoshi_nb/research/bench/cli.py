@@ -55,7 +55,8 @@ def cmd_bench_run(args: argparse.Namespace) -> int:
     config = config_from_arguments(args, args.model)
     scores = run(args.out, source=args.source, config=config, limit=args.limit, tasks=args.tasks,
                  per_task=args.per_task, seed=args.set_seed, url=args.url, token=args.token,
-                 executor=args.executor, vad=args.vad, progress=not args.quiet)  # fmt: skip
+                 executor=args.executor, vad=args.vad, progress=not args.quiet,
+                 batch_size=args.batch_size)  # fmt: skip
     run_info = json.loads((Path(args.out) / "run.json").read_text(encoding="utf-8"))
     print(f"ran {run_info['items']} items ({run_info['audio_s']:.1f} s of audio) in {run_info['wall_s']:.1f} s")
     return _report(scores, Path(args.out))
@@ -71,6 +72,7 @@ def cmd_bench_score(args: argparse.Namespace) -> int:
 def add_bench_commands(sub: Any) -> None:
     """Add ``bench run`` and ``bench score`` to the ``jmoshi-nb`` parser's subcommands."""
     from ...core.cli_args import add_command, add_config_arguments
+    from .runner import DEFAULT_BATCH_SIZE
 
     bench = sub.add_parser("bench", help="a Japanese full-duplex benchmark (Full-Duplex-Bench layout)")
     bsub = bench.add_subparsers(dest="bench_command", required=True)
@@ -88,6 +90,8 @@ def add_bench_commands(sub: Any) -> None:
     p.add_argument("--executor", choices=("local", "modal"), default="local")
     p.add_argument("--vad", choices=("webrtc", "silero"), default="webrtc")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
+                   help=f"items run at once as batched-engine slots (default {DEFAULT_BATCH_SIZE}; 1: one by one)")
     add_config_arguments(p)
 
     p = add_command(bsub, "score", cmd_bench_score, "score a folder in FDB's layout into DIR/scores.json")

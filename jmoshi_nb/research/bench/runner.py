@@ -38,10 +38,12 @@ from .vad import VadName
 if TYPE_CHECKING:
     import pandas as pd
 
+    from ...model.batch_engine import BatchEngine
     from ...model.engine import Engine
 
 log = logging.getLogger(__name__)
 RUN_FILE = "run.json"
+DEFAULT_BATCH_SIZE = 8  # items run at once as slots of one batched engine (local executor)
 _COPY = (TIMING_FILE, MODEL_FILE, "pause.json", "turn_taking.json", "interrupt.json", "metadata.json")
 
 
@@ -84,14 +86,17 @@ def _failed(item: Item, exc: BaseException) -> None:
 
 
 def run_items(
-    engine: Engine, items: Sequence[Item], config: SessionConfig, progress: bool = False
+    engine: Engine | BatchEngine, items: Sequence[Item], config: SessionConfig, progress: bool = False
 ) -> list[Recording | None]:
-    """Every item on ``engine``, one at a time (the batched engine will run them together here).
+    """Every item on ``engine``: one at a time on an ``Engine``, as slots on a ``BatchEngine``.
 
     An item that fails is logged and gives None (the scorer then names it); the others still run.
     """
+    from ...model.batch_engine import BatchEngine
     from ..sweeps import _progress
 
+    if isinstance(engine, BatchEngine):
+        return _run_items_batched(engine, items, config)
     recs: list[Recording | None] = []
     for item in _progress(items, len(items), progress, "bench"):
         try:
@@ -99,6 +104,32 @@ def run_items(
         except Exception as exc:  # one bad item must not lose the others
             _failed(item, exc)
             recs.append(None)
+    return recs
+
+
+def _run_items_batched(engine: BatchEngine, items: Sequence[Item], config: SessionConfig) -> list[Recording | None]:
+    """The items as slots of one batched engine (``sweeps.run_batch_on_engine``), forced where they ask."""
+    from ..sweeps import run_batch_on_engine
+
+    ready: list[int] = []
+    jobs, outs, forcing = [], [], []
+    for i, item in enumerate(items):
+        try:
+            user = read_wav(item.input)
+            force = _forcing(item)
+        except Exception as exc:  # unreadable input: named, the others run
+            _failed(item, exc)
+            continue
+        n_frames = math.ceil(len(user) / FRAME_SIZE)
+        ready.append(i)
+        jobs.append((user, config, f"{item.task}/{item.id}", None))
+        outs.append(item.recording)
+        forcing.append(force if force is not None and force[1] < n_frames else None)
+    recs: list[Recording | None] = [None] * len(items)
+    done = run_batch_on_engine(engine, jobs, outs=outs, forcing=forcing)
+    for i, force, rec in zip(ready, forcing, done, strict=True):
+        rec.meta.update(forced=force is not None, **({"forced_frames": force[1]} if force is not None else {}))
+        recs[i] = rec
     return recs
 
 
@@ -191,9 +222,10 @@ def run(
     url: str | None = None,
     token: str | None = None,
     executor: Literal["local", "modal"] = "local",
-    engine: Engine | None = None,
+    engine: Engine | BatchEngine | None = None,
     vad: VadName = "webrtc",
     progress: bool = True,
+    batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> dict[str, Any]:
     """Run the benchmark into ``out`` and return its scores (also in ``out/scores.json``).
 
@@ -203,11 +235,16 @@ def run(
     ``tasks``: a subset of the four. ``model`` (default: the config's, ``tiny``) and ``config`` (a
     SessionConfig or a YAML/JSON file) set the model, sampling and seed. ``url``/``token``: a running
     server instead of an engine in this process; ``executor="modal"``: Modal GPUs (``sweeps.run_jobs``);
-    ``engine``: an engine already loaded (local only). Items that fail are logged and left without
-    output, so the scores name them; the others are scored.
+    ``engine``: an engine already loaded (local only; a ``BatchEngine`` runs items as its slots).
+    ``batch_size`` > 1 (local, no ``engine``): that many items at once as slots of one batched engine;
+    1: one at a time on an ``Engine``. Items that fail are logged and left without output, so the
+    scores name them; the others are scored.
     """
     if executor not in ("local", "modal"):
         raise BenchError(f"unknown executor {executor!r}: local or modal")
+    from ..sweeps import check_batch_size
+
+    check_batch_size(batch_size)
     cfg = _config(config, model)
     out = Path(out)
     if source is not None:
@@ -221,7 +258,14 @@ def run(
     elif executor == "modal":
         recs = _run_modal(items, cfg, progress)
     else:
-        if engine is None:
+        if engine is None and batch_size > 1:
+            from ...model.batch_engine import BatchEngine
+
+            slots = min(batch_size, max(len(items), 1))
+            engine = BatchEngine.load(
+                cfg.model, slots=slots, revision=cfg.revision, sampling=cfg.sampling, seed=cfg.seed
+            )
+        elif engine is None:
             from ...model.engine import Engine
 
             engine = Engine.load(cfg.model, revision=cfg.revision, sampling=cfg.sampling, seed=cfg.seed)

@@ -14,7 +14,7 @@ It measures, in one process, on the same modules:
   of the depformer's CUDA graph), plus the check that the change really holds under CUDA graphs;
 * batched steps with 1, 4, 8, 16 and 32 conversations: moshi's own streaming at batch size B (one
   Mimi encode, one ``LMGen.step``, one Mimi decode per frame for all of them), and the kit's batched
-  engine through the hook ``engine_batched_loop`` once it exists;
+  ``BatchEngine`` at the same slot count (``engine_batched_loop``: per-row sampling, its own streams);
 * Mimi's streaming encode and decode per frame;
 * peak GPU memory (peak RSS on CPU) and the card's name.
 
@@ -78,17 +78,30 @@ def row_names(batches: tuple[int, ...] | list[int]) -> list[str]:
     ]
 
 
-# ## The hook for the batched engine
+# ## The kit's batched engine
 #
-# The kit's engine steps one conversation today; a batched engine (slots, per-slot sampling as tensors)
-# is being written. When it lands, make this return the wall time in ms of each step of ``batch`` busy
-# slots fed ``frames`` (after its own warm-up), like ``gpu_frame_loop.engine_loop``; the table then shows
-# it next to moshi's batched loop.
+# ``BatchEngine`` with ``batch`` slots, every slot busy and fed ``frames``: the wall time in ms of each
+# step (the engine synchronises the device itself), next to moshi's own batched loop in the table.
 
 
-def engine_batched_loop(s: gfl.Setup, batch: int, frames: list[np.ndarray]) -> list[float] | None:
-    """HOOK: per-step ms of the kit's batched engine at ``batch`` slots; None while the kit has none."""
-    return None
+def engine_batched_loop(s: gfl.Setup, batch: int, frames: list[np.ndarray]) -> list[float]:
+    """Per-step ms of the kit's ``BatchEngine`` at ``batch`` busy slots (its per-row sampling included)."""
+    from jmoshi_nb.core.config import Sampling
+    from jmoshi_nb.model.batch_engine import BatchEngine, SlotLMGen
+
+    gen_kwargs = {k: v for k, v in s.lm_gen_kwargs.items() if k not in Sampling.model_fields}
+    lm_gen = SlotLMGen(s.lm, **gen_kwargs)
+    engine = BatchEngine(s.resolved, s.mimi, lm_gen, s.tokenizer, s.device, batch, Sampling(), 42)
+    try:
+        slots = [engine.open(seed=i) for i in range(batch)]
+        times: list[float] = []
+        for frame in frames:
+            t0 = time.perf_counter()
+            engine.step(dict.fromkeys(slots, frame))
+            times.append((time.perf_counter() - t0) * 1e3)
+        return times
+    finally:
+        engine.close()  # the models go on serving moshi's loop and the single-conversation engine
 
 
 # ## Sections
@@ -186,8 +199,7 @@ def batched(s: gfl.Setup, batches: list[int], frames: list[np.ndarray], warmup: 
             ms = gfl.bare_loop(s, frames, batch=b)[warmup:]
             row["bare"] = gfl.stats(ms)
             row["per_conversation_p50_ms"] = row["bare"]["p50"] / b
-            hook = engine_batched_loop(s, b, frames)
-            row["engine"] = None if hook is None else gfl.stats(hook[warmup:])
+            row["engine"] = gfl.stats(engine_batched_loop(s, b, frames)[warmup:])
         except RuntimeError as exc:  # torch.OutOfMemoryError is a RuntimeError
             if "out of memory" not in str(exc).lower():
                 raise
@@ -357,11 +369,7 @@ def table(r: dict[str, Any]) -> str:
         st = b["bare"]
         fits = "fits" if st["p99"] <= budget else "does NOT fit"
         engine = b["engine"]
-        eng = (
-            "not in the kit yet (hook engine_batched_loop)"
-            if engine is None
-            else (f"p50 {engine['p50']:.2f}, p99 {engine['p99']:.2f}")
-        )
+        eng = f"p50 {engine['p50']:.2f}, p99 {engine['p99']:.2f} ms (fits: {engine['p99'] <= budget})"
         note = (
             f"moshi streaming at batch {b['batch']}; {b['per_conversation_p50_ms']:.2f} ms per conversation; "
             f"p99 {fits} {budget:.0f} ms; peak {_gib(b['peak_bytes'])}; batched engine: {eng}"

@@ -313,6 +313,17 @@ class BatchEngine:
         self._slots[slot].busy = True
         return slot
 
+    def close(self) -> None:
+        """End streaming on Mimi and the LM, so the same loaded models can serve another engine.
+
+        moshi ends a ``streaming_forever`` only through its ``_stop_streaming`` (what its own
+        ``streaming()`` context calls on exit); the engine is unusable afterwards.
+        """
+        self.mimi._stop_streaming()
+        self.lm_gen._stop_streaming()
+        self.lm_gen.lm_model._stop_streaming()  # LMGen starts the LM's streaming inside its own state
+        self._slots = []
+
     def release(self, slot: int) -> None:
         """End the slot's conversation; the slot is free for the next one (its state is reset on ``open``)."""
         s = self._slot(slot)

@@ -75,10 +75,11 @@ def _draw_text(ax: Axes, rec: Recording, time_range: tuple[float, float] | None,
     ax.set_yticks([])
     ax.set_ylabel("text")
     hidden = sum(lane < 0 for _, _, lane in labels)
-    note = "(no text)" if not labels else f"{hidden} of {len(labels)} phrases as ticks: zoom in" if hidden else None
-    if note:
-        ax.text(0.995, 0.04, note, transform=ax.transAxes, ha="right", va="bottom", color="0.3", fontsize=8,
-                bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8})  # fmt: skip
+    if not labels:
+        ax.text(0.5, 0.5, "(no text)", transform=ax.transAxes, ha="center", va="center", color="0.3")
+    elif hidden:  # above the row, right: clear of the phrases
+        ax.text(1.0, 1.02, f"{hidden} of {len(labels)} phrases as ticks: zoom in", transform=ax.transAxes,
+                ha="right", va="bottom", color="0.3", fontsize=8)  # fmt: skip
 
 
 def _metric(rec: Recording, key: str) -> np.ndarray:

@@ -246,3 +246,47 @@ def test_a_wav_chosen_in_the_panel_is_the_input_where_no_microphone_exists(
     rec = session.finish()
     assert rec is not None and len(rec.metrics) * FRAME_SIZE >= len(read_wav(speech_path))
     assert rec.meta["inputs"][0]["sha256"]
+
+
+# ---- the shadow setting: a second slot fed the same microphone ---------------------------------------
+def test_a_shadow_conversation_hears_the_same_microphone_with_its_own_setting(
+    tiny_path: Path, speech_pcm: np.ndarray, tmp_path: Path
+) -> None:
+    from jmoshi_nb.model.batch_engine import BatchEngine
+
+    engine = BatchEngine.load("tiny", slots=2, seed=42)
+    with LocalServer(engine=engine) as srv:
+        s = start(url=srv.url, config=SessionConfig(model="tiny", seed=42), update_hz=20, out=tmp_path / "rec")
+        try:
+            calm = SessionConfig(model="tiny", seed=7, sampling=Sampling(temp=0.3, temp_text=0.3))
+            browser = Browser(s)  # the panel, before the shadow joins it
+            s.talk(shadow=calm)
+            assert s.panel is not None and s.panel.hear.value == "main"
+            n = browser.speak(speech_pcm[: 12 * FRAME_SIZE])
+            shadow = s.shadow_recording
+            assert shadow is not None
+            wait_until(lambda: len(s.recording.metrics) >= n and len(shadow.metrics) >= n, timeout=60)
+            assert s.audio_samples_sent["main"] > 0 and s.audio_samples_sent["shadow"] == 0  # the main is heard
+            s.hear("shadow")  # what the panel's toggle does
+            assert s.panel.hear.value == "shadow"
+            n2 = browser.speak(speech_pcm[12 * FRAME_SIZE : 20 * FRAME_SIZE])
+            wait_until(lambda: len(shadow.metrics) >= n + n2 and s.audio_samples_sent["shadow"] > 0, timeout=60)
+            main = s.stop()
+        finally:
+            s.stop()
+    # Both heard exactly the same input; each answered with its own setting.
+    assert len(main.metrics) == len(shadow.metrics) == n + n2
+    delay = main.meta.get("opus_delay_samples", 0)
+    np.testing.assert_array_equal(main.user_pcm[delay:], shadow.user_pcm[delay:])
+    assert {m["params"]["temp"] for m in shadow.metrics} == {0.3}
+    assert {m["params"]["temp"] for m in main.metrics} == {0.8}
+    assert shadow.meta["seed"] == 7 and shadow.meta["shadow"] is True
+    assert (tmp_path / "rec" / "shadow" / "session.json").exists()  # both recorded
+    with pytest.raises(ValueError, match="one of main, shadow"):
+        s.hear("both")
+
+
+def test_a_shadow_needs_a_server_with_room_for_two(session: NotebookSession) -> None:
+    session.talk()
+    with pytest.raises(RuntimeError, match="max_sessions=2"):
+        session.talk(shadow=SessionConfig(model="tiny", seed=7))

@@ -35,6 +35,7 @@ from ..core.recording import Recording
 from ..serve.backends import ServerHandle, start_server
 from ..serve.client import ChatClient, Event, connect, paced_frames
 from ..serve.loop_thread import LoopThread
+from .shadow import HEAR, ShadowConversation
 
 if TYPE_CHECKING:
     from .widgets import TalkPanel
@@ -97,6 +98,9 @@ class NotebookSession:
         self.ended_by_panel = False  # the user pressed the panel's End button
         self._stop_lock = threading.Lock()
         self._final: Recording | None = None  # the recording, once stopped
+        self._shadow: ShadowConversation | None = None  # talk(shadow=...): a second slot, same input
+        self.hearing = "main"  # which conversation the speaker plays ("main" or "shadow")
+        self.audio_samples_sent = dict.fromkeys(HEAR, 0)  # model audio forwarded to the browser, per source
         self._error: BaseException | None = None
         self._wav: concurrent.futures.Future[Recording] | None = None
         self._seq_of_frame: dict[int, int] = {}
@@ -171,9 +175,15 @@ class NotebookSession:
             elif panel is None:
                 continue
             elif ev.kind == "audio":
-                panel.audio.send_audio(ev.data)
+                self._forward_audio("main", ev.data)
             elif ev.kind == "error":
                 panel.audio.error = str(ev.data)
+
+    def _forward_audio(self, source: str, pcm: np.ndarray) -> None:
+        """Model audio of ``source`` ("main" / "shadow") to the speaker, if that is the one heard."""
+        if self.panel is not None and source == self.hearing:
+            self.panel.audio.send_audio(pcm)
+            self.audio_samples_sent[source] += len(pcm)
 
     def _frame_finished(self, panel: TalkPanel | None) -> None:
         """The oldest frame in flight came back (frames are processed in order; drops were removed)."""
@@ -201,6 +211,8 @@ class NotebookSession:
             return
         t0 = time.perf_counter()
         self.panel.refresh(self._recording, self.stats(), self.status(), force=force)
+        if self._shadow is not None and self._shadow.client is not None:
+            self.panel.refresh_shadow(self._shadow.recording)
         self.refresh_ms.append((time.perf_counter() - t0) * 1e3)
         if len(self.refresh_ms) > 2000:
             del self.refresh_ms[:1000]
@@ -208,6 +220,8 @@ class NotebookSession:
     async def _finish(self, client: ChatClient, tasks: list[asyncio.Task[Any]]) -> None:
         if self._wav is not None and not self._wav.done():
             self._wav.cancel()
+        if self._shadow is not None:
+            await self._shadow.close()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(30):
                 await self._queue.join()
@@ -228,6 +242,8 @@ class NotebookSession:
         self.mic_frames += 1
         self._mic_energy += float(np.dot(pcm, pcm))
         self._queue.put_nowait((seq, pcm))
+        if self._shadow is not None:
+            self._shadow.queue.put_nowait(pcm)
 
     def play_wav(self, path: str | Path | np.ndarray, realtime: bool = True, wait: bool = False) -> Any:
         """Stream a WAV (path or 24 kHz mono array) as the user's voice, paced at 80 ms per frame if realtime.
@@ -255,6 +271,8 @@ class NotebookSession:
         assert client is not None
         async for frame in paced_frames(client, pcm, realtime, timeout=120):
             await self._queue.put((-1, frame))
+            if self._shadow is not None:
+                await self._shadow.queue.put(frame)
         await self._queue.join()
         await client.drain(timeout=120)
         return client.recording
@@ -266,12 +284,22 @@ class NotebookSession:
         return self.recording
 
     # ---- the panel -----------------------------------------------------------------------------
-    def talk(self, input: str | Path | None = None, realtime: bool = True, plots: bool = True) -> TalkPanel:
+    def talk(
+        self,
+        input: str | Path | None = None,
+        realtime: bool = True,
+        plots: bool = True,
+        shadow: SessionConfig | str | Path | None = None,
+    ) -> TalkPanel:
         """Show the panel (the cell's result) and start listening.
 
         ``input``: ``"mic"`` (the default unless the config says ``input.source: wav``) or a WAV
         path, streamed at once (real time unless ``realtime=False``) while the panel shows the text
         and plots. The conversation runs in the background; ``stop()`` ends it.
+
+        ``shadow``: another config (or its file) for a second conversation on the same server, fed
+        exactly the same input (see ``notebook.shadow``); the panel shows both, a toggle picks the one
+        the speaker plays (``hear()``), ``shadow_recording`` holds its recording.
         """
         self._check_running()
         from .widgets import TalkPanel
@@ -303,12 +331,50 @@ class NotebookSession:
             self.panel.audio.on_wav(self._on_wav_choice)
         else:
             self.panel.audio.input_mode = mode
+        if shadow is not None and self._shadow is None:
+            self._open_shadow(shadow)
         self.panel.audio.status = self.status()
         if mode == "wav":
             self.play_wav(input, realtime=realtime)  # type: ignore[arg-type]
         else:
             self.input = "mic"
         return self.panel
+
+    def _open_shadow(self, shadow: SessionConfig | str | Path) -> None:
+        config = load_config(shadow) if isinstance(shadow, str | Path) else shadow
+        conversation = ShadowConversation(config)
+        out = self.out / "shadow" if self.out is not None else None
+
+        def on_audio(pcm: np.ndarray) -> None:  # on the loop thread
+            self._forward_audio("shadow", pcm)
+
+        try:
+            opening = conversation.open(self.url, self._token, out, on_audio, **self._connect_kwargs)
+            self._lt.submit(opening).result(timeout=60)
+        except Exception as exc:
+            raise RuntimeError(
+                f"the shadow conversation could not open ({exc}): the server must hold two conversations, "
+                "e.g. jmoshi_nb.start(..., max_sessions=2) or jmoshi-nb serve --max-sessions 2"
+            ) from exc
+        self._shadow = conversation
+        assert self.panel is not None
+        self.panel.add_shadow(describe_params(config.sampling.model_dump(), config.seed), self.hear)
+
+    def hear(self, which: str) -> None:
+        """Play ``"main"`` or ``"shadow"`` on the speaker (what the panel's toggle does)."""
+        if which not in HEAR:
+            raise ValueError(f"hear({which!r}): one of {', '.join(HEAR)}")
+        if which == "shadow" and self._shadow is None:
+            raise RuntimeError("there is no shadow conversation: talk(shadow=config) first")
+        self.hearing = which
+        toggle = getattr(self.panel, "hear", None)
+        if toggle is not None and toggle.value != which:
+            toggle.value = which
+
+    @property
+    def shadow_recording(self) -> Recording | None:
+        """The shadow conversation's recording (None without one)."""
+        return self._shadow.recording if self._shadow is not None and self._shadow.client is not None else None
 
     def _on_end_button(self) -> None:
         """Comm thread: the panel's End button. Stopping waits for the server, so it runs aside."""
@@ -522,8 +588,10 @@ def start(
 
     ``config``: a SessionConfig or a YAML/JSON file. Keyword arguments: ``url``/``token`` (and
     ``headers``) to use a running server instead, ``out`` (a folder: the recording streams there while
-    the session runs, completed by ``stop()``), ``lang`` ("ja", "en", "both") for labels, ``update_hz`` for the plots,
-    and anything the backend accepts. Use as ``with jmoshi_nb.start() as session:`` to stop at the end.
+    the session runs, completed by ``stop()``), ``lang`` ("ja", "en", "both") for labels, ``update_hz``
+    for the plots, and anything the backend accepts: ``max_sessions=2`` (tiny / local) serves the model
+    as two slots, so that ``session.talk(shadow=other_config)`` can run a second setting beside the first.
+    Use as ``with jmoshi_nb.start() as session:`` to stop at the end.
     """
     running = [s for s in _LIVE if s.running]
     if running:

@@ -65,9 +65,11 @@ class LocalServer:
         name: str = "jmoshi-nb-server",
         scheme: str = "ws",
         routes: dict[str, Callable[[web.Request], Awaitable[web.StreamResponse]]] | None = None,
+        max_sessions: int = 1,
     ) -> None:
         self.model, self.revision, self.host, self.port = model, revision, host, port
         self.name, self.scheme, self.routes = name, scheme, routes
+        self.max_sessions = max_sessions  # > 1: a batched engine, one conversation per slot
         self.config = config
         self.token = token
         self.device = device
@@ -80,13 +82,14 @@ class LocalServer:
 
         if self.engine is None:
             cfg = self.config
-            self.engine = Engine.load(
-                self.model,
-                revision=self.revision,
-                device=self.device,
-                sampling=cfg.sampling if cfg else None,
-                seed=cfg.seed if cfg else 42,
-            )
+            options: dict[str, Any] = {"revision": self.revision, "device": self.device}
+            options.update(sampling=cfg.sampling if cfg else None, seed=cfg.seed if cfg else 42)
+            if self.max_sessions > 1:
+                from ..model.batch_engine import BatchEngine
+
+                self.engine = BatchEngine.load(self.model, slots=self.max_sessions, **options)
+            else:
+                self.engine = Engine.load(self.model, **options)
         self._thread = serve_engine(self.engine, self.token, self.host, self.port, self.name, self.routes)
         self.port = self._thread.port
         self.url = f"{self.scheme}://{self.host}:{self.port}"

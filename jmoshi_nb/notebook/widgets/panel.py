@@ -7,6 +7,7 @@ counters and plots from the recording the session fills.
 
 from __future__ import annotations
 
+import html
 import logging
 import time
 from collections.abc import Callable
@@ -142,6 +143,26 @@ class TalkPanel(widgets.VBox):
                     a.status = status
         if self.plots is not None:
             self.plots.update(rec)
+
+    def add_shadow(self, description: str, on_hear: Callable[[str], None]) -> None:
+        """Show a shadow conversation: its live plots under a title, and which one the speaker plays."""
+        lang = self.audio.lang
+        self.hear = widgets.ToggleButtons(
+            options=[(bilingual("メイン", "main", lang), "main"), (bilingual("シャドー", "shadow", lang), "shadow")],
+            value="main",
+            description=bilingual("スピーカー", "Speaker", lang),
+            style={"description_width": "initial"},
+        )
+        self.hear.add_class("jmoshi-hear")
+        self.hear.observe(lambda change: on_hear(change["new"]), names="value")
+        title = widgets.HTML(f"<b>{html.escape(bilingual('シャドー', 'Shadow', lang))}</b>: {html.escape(description)}")
+        self.shadow_plots = LivePlots(window_s=self.plots.window_s if self.plots else 20.0, lang=lang)
+        self.shadow_plots.widget.add_class("jmoshi-shadow-plots")
+        self.children = [*self.children, self.hear, title, self.shadow_plots.widget]
+
+    def refresh_shadow(self, rec: Recording) -> None:
+        if getattr(self, "shadow_plots", None) is not None:
+            self.shadow_plots.update(rec)
 
     def close_session(self, status: str) -> None:
         """The session ended: disable input, release the microphone, keep everything visible."""

@@ -29,23 +29,13 @@ import urllib.request
 
 import numpy as np
 
+from jmoshi_nb.core.audio import FRAME_BUDGET_MS as FRAME_MS
 from jmoshi_nb.core.audio import FRAME_SIZE, SAMPLE_RATE
 from jmoshi_nb.core.config import Sampling, SessionConfig
 from jmoshi_nb.model.batch_engine import BatchEngine
-from jmoshi_nb.model.engine import FRAME_MS, Engine
+from jmoshi_nb.model.engine import Engine
+from jmoshi_nb.research.speech import looped_speech
 from jmoshi_nb.research.sweeps import EnginePool, Job, run_jobs
-
-
-def speech(n_frames: int) -> np.ndarray:
-    try:
-        from jmoshi_nb.core.audio import read_wav
-        from jmoshi_nb.research.speech import speech_wav
-
-        pcm = read_wav(speech_wav("/tmp/jmoshi-bench-input.wav"))
-    except ImportError:
-        pcm = (np.random.default_rng(0).standard_normal(FRAME_SIZE * n_frames) * 0.1).astype(np.float32)
-    reps = int(np.ceil(n_frames * FRAME_SIZE / len(pcm)))
-    return np.tile(pcm, reps)[: n_frames * FRAME_SIZE]
 
 
 def pct(xs: list[float]) -> tuple[float, float]:
@@ -58,7 +48,7 @@ def load() -> str:
 
 def bench_steps(model: str, device: str | None, sizes: list[int], steps: int) -> None:
     """Every engine loaded first, then they take turns step by step, so machine noise hits them alike."""
-    pcm = speech(steps + 4)
+    pcm = looped_speech(steps + 4)
     chunks = [pcm[i * FRAME_SIZE : (i + 1) * FRAME_SIZE] for i in range(steps + 4)]
     engine = Engine.load(model, device=device)
     engine.reset(Sampling(), 1)
@@ -100,7 +90,7 @@ def bench_live(model: str, n: int, seconds: float) -> None:
                 break
             except OSError:
                 time.sleep(0.2)
-        pcm = speech(int(seconds * SAMPLE_RATE / FRAME_SIZE))
+        pcm = looped_speech(int(seconds * SAMPLE_RATE / FRAME_SIZE))
 
         async def one(seed: int):  # type: ignore[no-untyped-def]
             async with connect(f"ws://127.0.0.1:{port}") as s:
@@ -128,7 +118,7 @@ def bench_live(model: str, n: int, seconds: float) -> None:
 
 def bench_sweep(model: str, device: str | None, jobs_n: int, batch: int, seconds: float) -> None:
     n_frames = int(seconds * SAMPLE_RATE / FRAME_SIZE)
-    pcm = speech(n_frames)
+    pcm = looped_speech(n_frames)
     jobs = [
         Job(SessionConfig(model=model, sampling=Sampling(temp=0.6 + 0.02 * i), seed=i), pcm, f"j{i:02d}")
         for i in range(jobs_n)

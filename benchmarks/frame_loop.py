@@ -28,22 +28,11 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from jmoshi_nb.core.audio import FRAME_SIZE, frames
+from jmoshi_nb.core.audio import frames
 from jmoshi_nb.model.engine import Engine
 from jmoshi_nb.model.moshi_api import LMGen
+from jmoshi_nb.research.speech import looped_speech
 from jmoshi_nb.serve.client import ChatClient, connect
-
-
-def input_audio(n_frames: int) -> np.ndarray:
-    try:
-        from jmoshi_nb.core.audio import read_wav
-        from jmoshi_nb.research.speech import speech_wav
-
-        pcm = read_wav(speech_wav("/tmp/jmoshi-bench-input.wav"))
-    except ImportError:
-        pcm = (np.random.default_rng(0).standard_normal(FRAME_SIZE * n_frames) * 0.1).astype(np.float32)
-    reps = int(np.ceil(n_frames * FRAME_SIZE / len(pcm)))
-    return np.tile(pcm, reps)[: n_frames * FRAME_SIZE]
 
 
 class BareLoop:
@@ -125,7 +114,7 @@ def main() -> None:
 
     engine = Engine.load(args.model, device=args.device, seed=1)
     bare = BareLoop(engine)
-    chunks = list(frames(input_audio(args.frames)))
+    chunks = list(frames(looped_speech(args.frames)))
     for _ in range(4):  # warm the bare loop as the engine was warmed
         bare.step(chunks[0])
     times: dict[str, list[float]] = {"bare": [], "engine": [], "server": []}

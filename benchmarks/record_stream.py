@@ -29,18 +29,7 @@ from jmoshi_nb.core.audio import FRAME_SIZE, frames
 from jmoshi_nb.core.config import SessionConfig
 from jmoshi_nb.core.recording import Recording
 from jmoshi_nb.model.engine import Engine
-
-
-def input_audio(n_frames: int) -> np.ndarray:
-    try:
-        from jmoshi_nb.core.audio import read_wav
-        from jmoshi_nb.research.speech import speech_wav
-
-        pcm = read_wav(speech_wav("/tmp/jmoshi-bench-input.wav"))
-    except ImportError:
-        pcm = (np.random.default_rng(0).standard_normal(FRAME_SIZE * n_frames) * 0.1).astype(np.float32)
-    reps = int(np.ceil(n_frames * FRAME_SIZE / len(pcm)))
-    return np.tile(pcm, reps)[: n_frames * FRAME_SIZE]
+from jmoshi_nb.research.speech import looped_speech
 
 
 class SyntheticEngine:
@@ -73,15 +62,6 @@ class SyntheticEngine:
         return SimpleNamespace(pcm=pcm, text=text, text_token=metrics["text_token"], index=i, metrics=lambda: metrics)
 
 
-def record(rec: Recording, frame: np.ndarray, result) -> None:  # type: ignore[no-untyped-def]
-    rec.add_user(frame)
-    if result.pcm is None:
-        rec.add_model_silence(FRAME_SIZE)
-    else:
-        rec.add_model(result.pcm)
-    if result.text:
-        rec.add_text(result.index, int(result.text_token or 0), result.text)
-    rec.add_metrics({**result.metrics(), "queued": 0})
 
 
 def main() -> None:
@@ -99,7 +79,7 @@ def main() -> None:
         if args.synthetic is not None
         else Engine.load(args.model, device=args.device, seed=1)
     )
-    chunks = list(frames(input_audio(args.frames)))
+    chunks = list(frames(looped_speech(args.frames)))
     frame_ms: dict[str, list[float]] = {"memory only": [], "streamed to disk": []}
     record_us: dict[str, list[float]] = {"memory only": [], "streamed to disk": []}
     batches = 0
@@ -117,7 +97,7 @@ def main() -> None:
                     t0 = time.perf_counter()
                     result = engine.step(f)
                     t1 = time.perf_counter()
-                    record(rec, f, result)
+                    rec.add_frame(f, result, queued=0)
                     t2 = time.perf_counter()
                     frame_ms[name].append((t2 - t0) * 1e3)
                     record_us[name].append((t2 - t1) * 1e6)

@@ -91,7 +91,7 @@ def engine_batched_loop(s: gfl.Setup, batch: int, frames: list[np.ndarray]) -> l
 
     gen_kwargs = {k: v for k, v in s.lm_gen_kwargs.items() if k not in Sampling.model_fields}
     lm_gen = SlotLMGen(s.lm, **gen_kwargs)
-    engine = BatchEngine(s.resolved, s.mimi, lm_gen, s.tokenizer, s.device, batch, Sampling(), 42)
+    engine = BatchEngine(s.resolved, s.mimi, lm_gen, s.tokenizer, s.device, Sampling(), 42, slots=batch)
     try:
         slots = [engine.open(seed=i) for i in range(batch)]
         times: list[float] = []

@@ -30,22 +30,28 @@ sampler). ``support_out_of_sync=True`` makes LMGen report, per row, which slots 
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Self
 
 import numpy as np
 import torch
 
-from ..core.audio import FRAME_SIZE, SAMPLE_RATE
+from ..core.audio import FRAME_SIZE
 from ..core.config import ConfigError, Sampling
 from ..core.text import PieceDecoder
-from .checkpoints import ResolvedModel
-from .engine import FrameResult, _Pending, _StageClock, checkpoint_sampling, describe_model, load_parts
+from .engine import (
+    MAX_SLOTS,
+    Conversation,
+    EngineBase,
+    FrameResult,
+    _Pending,
+    _StageClock,
+    check_frame,
+    check_slots,
+)
 from .moshi_api import LMGen, LMModel, MimiModel
 
-MAX_SLOTS = 64  # a hard ceiling; memory may allow fewer (see ``slot_capacity``)
 # Rows are a multiple of four (the spare ones always masked): CPU BLAS (torch 2.13 here) multiplies rows
 # in blocks of four and the rows left over (one, two or three) with other kernels whose rounding differs,
 # and a near-tie in sampling then flips a token. In whole blocks a row's arithmetic was measured to be
@@ -144,15 +150,12 @@ class SlotLMGen(LMGen):
 # ---- slots ---------------------------------------------------------------------------------------
 
 
-@dataclass
-class _Slot:
-    sampling: Sampling
-    seed: int | None
+@dataclass(kw_only=True)
+class _Slot(Conversation):
+    """A conversation slot: its row's random stream, and whether a conversation holds it."""
+
     generator: torch.Generator
     busy: bool = False
-    frame: int = 0
-    pieces: PieceDecoder | None = None
-    pending: _Pending = field(default_factory=_Pending)
 
 
 def slot_bytes(lm: LMModel, mimi: MimiModel) -> int:
@@ -178,54 +181,27 @@ def slot_capacity(lm: LMModel, mimi: MimiModel, device: torch.device) -> int:
     return max(1, min(MAX_SLOTS, int(free * 0.75) // per_slot))
 
 
-def check_slots(slots: int, capacity: int = MAX_SLOTS, what: str = "slots") -> int:
-    """``slots`` if 1 <= slots <= capacity, else a ConfigError that names the limit."""
-    if isinstance(slots, bool) or not isinstance(slots, int):
-        raise ConfigError(f"{what} must be an integer, got {slots!r}")
-    if slots < 1:
-        raise ConfigError(f"{what}={slots} is out of range: allowed 1..{capacity}")
-    if slots > capacity:
-        raise ConfigError(
-            f"{what}={slots} is more than this engine can hold: at most {capacity} conversations on this model "
-            "and device"
-        )
-    return slots
+class BatchEngine(EngineBase):
+    """One model, ``slots`` conversations. ``step`` and slot control from one thread; ``set_params`` from any.
 
+    Built as ``Engine`` is (``load``, ``from_parts``, the constructor), with ``slots=N`` more.
+    """
 
-class BatchEngine:
-    """One model, ``slots`` conversations. ``step`` and slot control from one thread; ``set_params`` from any."""
+    lm_gen_class = SlotLMGen
 
-    def __init__(
-        self,
-        model: ResolvedModel,
-        mimi: MimiModel,
-        lm_gen: SlotLMGen,
-        tokenizer: Any,
-        device: str,
-        slots: int,
-        sampling: Sampling,
-        seed: int | None,
-    ) -> None:
-        self.model = model
-        self.mimi = mimi
-        self.lm_gen = lm_gen
-        self.tokenizer = tokenizer
-        self.device = torch.device(device)
-        lm = lm_gen.lm_model
-        self.card, self.text_card, self.dep_q = lm.card, lm.text_card, lm.dep_q
-        self.pad_tokens = (lm.end_of_text_padding_id, lm.text_padding_token_id)  # as Engine: the LM's own ids
-        self.capacity = slot_capacity(lm, mimi, self.device)
-        self.n_slots = check_slots(slots, self.capacity)
-        sampling.check_cards(self.card, self.text_card)
-        self.default_sampling, self.default_seed = sampling, seed
-        self._lock = threading.Lock()  # guards each slot's ``pending``
-        self._stepping = threading.Lock()
+    def _capacity(self) -> int:
+        return slot_capacity(self.lm_gen.lm_model, self.mimi, self.device)
+
+    def _start_streaming(self) -> None:
+        sampling, dev = self.default_sampling, self.device
         # Under CUDA graphs every tensor the graphed depformer reads keeps its shape and address: the
         # noise is as wide as the vocabulary. On CPU it is as wide as the largest top-k in use.
-        self._static = self.device.type == "cuda"
-        self._slots = [_Slot(sampling, seed, torch.Generator(device=self.device)) for _ in range(slots)]
-        self.n_rows = b = -(-slots // ROW_BLOCK) * ROW_BLOCK
-        dev = self.device
+        self._static = dev.type == "cuda"
+        self._slots = [
+            _Slot(sampling, self.default_seed, PieceDecoder(self.tokenizer), row=row, generator=torch.Generator(dev))
+            for row in range(self.n_slots)
+        ]
+        self.n_rows = b = -(-self.n_slots // ROW_BLOCK) * ROW_BLOCK
         self.rows = _Rows(
             temp=torch.full((b,), sampling.temp, device=dev),
             temp_text=torch.full((b,), sampling.temp_text, device=dev),
@@ -236,52 +212,21 @@ class BatchEngine:
             force_mask=torch.zeros(b, dtype=torch.bool, device=dev),
             forced=torch.zeros((b, self.dep_q), dtype=torch.long, device=dev),
         )
-        lm_gen.rows = self.rows
-        mimi.streaming_forever(b)
-        lm_gen.streaming_forever(b)
-
-    # ---- construction ------------------------------------------------------------------------
-    @classmethod
-    def load(
-        cls,
-        model: str = "tiny",
-        slots: int = 4,
-        revision: str | None = None,
-        device: str | None = None,
-        dtype: torch.dtype | None = None,
-        sampling: Sampling | None = None,
-        seed: int | None = 42,
-        warmup: bool = True,
-    ) -> BatchEngine:
-        """Load a checkpoint (see ``checkpoints.resolve``) and build a ready engine with ``slots`` slots."""
-        check_slots(slots)
-        resolved, mimi, lm, tokenizer, device = load_parts(model, revision, device, dtype)
-        return cls.from_parts(resolved, mimi, lm, tokenizer, device, slots, sampling, seed, warmup)
+        assert isinstance(self.lm_gen, SlotLMGen), "BatchEngine samples through SlotLMGen"
+        self.lm_gen.rows = self.rows
+        self.mimi.streaming_forever(b)
+        self.lm_gen.streaming_forever(b)
 
     @classmethod
-    def from_parts(
-        cls,
-        resolved: ResolvedModel,
-        mimi: MimiModel,
-        lm: LMModel,
-        tokenizer: Any,
-        device: str,
-        slots: int = 4,
-        sampling: Sampling | None = None,
-        seed: int | None = 42,
-        warmup: bool = True,
-    ) -> BatchEngine:
-        """An engine from loaded models (moved to ``device``); the checkpoint's sampling unless ``sampling``."""
-        sampling, gen_kwargs = checkpoint_sampling(resolved, sampling)
-        lm_gen = SlotLMGen(lm.to(device), **gen_kwargs)
-        engine = cls(resolved, mimi.to(device), lm_gen, tokenizer, device, slots, sampling, seed)
-        if warmup:
-            engine.warmup()
-        return engine
+    def load(cls, model: str = "tiny", slots: int = 4, **options: Any) -> Self:
+        """Load a checkpoint and build a ready engine with ``slots`` slots (``options``: as ``Engine.load``)."""
+        check_slots(slots)  # before the weights load
+        return super().load(model, slots=slots, **options)
 
     # ---- slots -------------------------------------------------------------------------------
     @property
     def slots(self) -> int:
+        """How many conversations the engine holds at once."""
         return self.n_slots
 
     @property
@@ -333,37 +278,13 @@ class BatchEngine:
 
     def reset(self, slot: int, sampling: Sampling | None = None, seed: int | None = None) -> None:
         """Start the slot's conversation afresh; the other slots are untouched. None keeps the current value."""
-        s = self._slot(slot)
-        with self._lock:
-            s.pending = _Pending()
-        if sampling is not None:
-            sampling.check_cards(self.card, self.text_card)
-            self._apply_sampling(slot, sampling)
-        if seed is not None:
-            s.seed = seed
-        mask = self._mask([slot])
-        self.mimi.reset_streaming(mask)
-        self.lm_gen.reset_streaming(mask)
-        if s.seed is not None:
-            s.generator.manual_seed(s.seed)
-        else:
-            s.generator.seed()
-        s.frame = 0
-        s.pieces = PieceDecoder(self.tokenizer)
+        self._restart(self._slot(slot), sampling, seed, self._mask([slot]))
 
     def set_params(
         self, slot: int, sampling: Sampling | None = None, seed: int | None = None, **changes: Any
     ) -> Sampling:
         """Schedule new sampling parameters and/or seed for the slot's next frame (validated now)."""
-        s = self._slot(slot)
-        with self._lock:
-            base = s.pending.sampling or s.sampling
-            new = sampling if sampling is not None else base.updated(**changes)
-            new.check_cards(self.card, self.text_card)
-            s.pending.sampling = new
-            if seed is not None:
-                s.pending.seed = seed
-            return new
+        return self._schedule(self._slot(slot), sampling, seed, changes)
 
     def sampling(self, slot: int) -> Sampling:
         return self._slot(slot).sampling
@@ -380,8 +301,7 @@ class BatchEngine:
         busy = [s.busy for s in self._slots]
         for _ in range(frames):
             self.step(dict.fromkeys(range(self.n_slots), silence))
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
+        self._sync()
         for i, was_busy in enumerate(busy):
             self.reset(i, self.default_sampling, self.default_seed)
             self._slots[i].busy = was_busy
@@ -392,26 +312,20 @@ class BatchEngine:
         mask[list(slots)] = True
         return mask.to(self.device)
 
-    def _apply_sampling(self, slot: int, sampling: Sampling) -> None:
-        rows = self.rows
-        rows.temp[slot] = sampling.temp
-        rows.temp_text[slot] = sampling.temp_text
-        rows.top_k[slot] = sampling.top_k
-        rows.top_k_text[slot] = sampling.top_k_text
-        self._slots[slot].sampling = sampling
+    def _apply_sampling(self, conv: Conversation, sampling: Sampling) -> None:
+        rows, row = self.rows, conv.row
+        rows.temp[row] = sampling.temp
+        rows.temp_text[row] = sampling.temp_text
+        rows.top_k[row] = sampling.top_k
+        rows.top_k_text[row] = sampling.top_k_text
+        conv.sampling = sampling
 
-    def _apply_pending(self, slot: int) -> bool:
-        s = self._slots[slot]
-        with self._lock:
-            pending, s.pending = s.pending, _Pending()
-        if pending.sampling is None and pending.seed is None:
-            return False
-        if pending.sampling is not None and pending.sampling != s.sampling:
-            self._apply_sampling(slot, pending.sampling)
-        if pending.seed is not None:
-            s.seed = pending.seed
-            s.generator.manual_seed(pending.seed)
-        return True
+    def _reseed(self, conv: Conversation) -> None:
+        generator = self._slots[conv.row].generator
+        if conv.seed is not None:
+            generator.manual_seed(conv.seed)
+        else:
+            generator.seed()
 
     def _draw_noise(self, active: list[int], forced: set[int]) -> None:
         """Each executing slot's Exp(1) draws for this step, from its own generator, in moshi's order."""
@@ -446,26 +360,19 @@ class BatchEngine:
         """
         for slot, pcm in frames.items():
             self._slot(slot)
-            if np.shape(pcm) != (FRAME_SIZE,):
-                raise ValueError(
-                    f"slot {slot}: a frame is {FRAME_SIZE} samples at {SAMPLE_RATE} Hz, got shape {np.shape(pcm)}"
-                )
+            check_frame(pcm, f"slot {slot}: ")
         for slot in forced_audio or {}:
             if slot not in frames:
                 raise ValueError(f"slot {slot}: forced audio tokens given without a frame")
         if not frames:
             return {}
-        if not self._stepping.acquire(blocking=False):
-            raise RuntimeError("engine busy: another caller is stepping it")
-        try:
+        with self._stepping_alone():
             return self._step(frames, forced_audio or {})
-        finally:
-            self._stepping.release()
 
     def _step(self, frames: Mapping[int, np.ndarray], forced_audio: Mapping[int, np.ndarray]) -> dict[int, FrameResult]:
         clock = _StageClock(self.device)
         active = sorted(frames)
-        changed = {i: self._apply_pending(i) for i in active}
+        changed = {i: self._apply_pending(self._slots[i]) for i in active}
         rows = self.rows
         exec_mask = self._mask(active)
 
@@ -501,50 +408,29 @@ class BatchEngine:
             audio = self.mimi.decode(tokens[:, 1:, None].clamp(min=0))
             out_pcm = audio[:, 0].float().cpu().numpy()
         tokens_np = tokens.cpu().numpy()
-        encode_ms, lm_ms, decode_ms, total_ms = clock.finish()
-
+        times = clock.finish()
         results: dict[int, FrameResult] = {}
         for i in active:
-            s = self._slots[i]
-            text_token = None
-            text = ""
-            slot_tokens = None
-            slot_pcm = None
-            if ready_cpu[i]:
-                assert out_pcm is not None
-                slot_pcm = out_pcm[i].copy()
-                slot_tokens = tokens_np[i].copy()
-                text_token = int(slot_tokens[0])
-                if text_token not in self.pad_tokens and s.pieces is not None:
-                    text = s.pieces.decode_id(text_token)
-            results[i] = FrameResult(
-                index=s.frame,
-                pcm=slot_pcm,
-                text_token=text_token,
-                text=text,
-                tokens=slot_tokens,
-                encode_ms=encode_ms,
-                lm_ms=lm_ms,
-                decode_ms=decode_ms,
-                total_ms=total_ms,
-                sampling=s.sampling,
-                seed=s.seed,
-                params_changed=changed[i],
-            )
-            s.frame += 1
+            ready_pcm = out_pcm[i].copy() if ready_cpu[i] and out_pcm is not None else None
+            ready_tokens = tokens_np[i].copy() if ready_cpu[i] else None
+            results[i] = self._frame_result(self._slots[i], ready_pcm, ready_tokens, times, changed[i])
         return results
 
     def describe(self, slot: int | None = None) -> dict[str, Any]:
         """Facts about the loaded model (and the slot's sampling and seed), as ``Engine.describe``."""
-        s = self._slots[slot] if slot is not None else None
-        info = describe_model(self.model, self.device, self.lm_gen.lm_model) | {
-            "sampling": (s.sampling if s else self.default_sampling).model_dump(),
-            "seed": s.seed if s else self.default_seed,
-            "slots": self.n_slots,
-        }
+        info = self._describe(self._slots[slot] if slot is not None else None) | {"slots": self.n_slots}
         if slot is not None:
             info["slot"] = slot
         return info
 
 
-__all__ = ["BatchEngine", "SlotLMGen", "SlotsFull", "sample_rows", "draw_noise", "check_slots", "slot_capacity"]
+__all__ = [
+    "MAX_SLOTS",
+    "BatchEngine",
+    "SlotLMGen",
+    "SlotsFull",
+    "sample_rows",
+    "draw_noise",
+    "check_slots",
+    "slot_capacity",
+]

@@ -15,14 +15,16 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Self
 
 import numpy as np
 import torch
 
 from ..core.audio import FRAME_SIZE, SAMPLE_RATE
-from ..core.config import Sampling, parse_sampling
+from ..core.config import ConfigError, Sampling, parse_sampling
 from ..core.text import PieceDecoder
 from .checkpoints import ResolvedModel, resolve
 from .moshi_api import LMGen, LMModel, MimiModel
@@ -179,8 +181,49 @@ def seed_everything(seed: int) -> None:
         torch.cuda.manual_seed_all(seed)
 
 
-class Engine:
-    """One model, one conversation at a time. Not thread-safe except ``set_params``."""
+MAX_SLOTS = 64  # a hard ceiling on conversations per engine; memory may allow fewer (``BatchEngine``)
+
+
+def check_slots(slots: int, capacity: int = MAX_SLOTS, what: str = "slots") -> int:
+    """``slots`` if 1 <= slots <= capacity, else a ConfigError that names the limit."""
+    if isinstance(slots, bool) or not isinstance(slots, int):
+        raise ConfigError(f"{what} must be an integer, got {slots!r}")
+    if slots < 1:
+        raise ConfigError(f"{what}={slots} is out of range: allowed 1..{capacity}")
+    if slots > capacity:
+        raise ConfigError(
+            f"{what}={slots} is more than this engine can hold: at most {capacity} conversations on this model "
+            "and device"
+        )
+    return slots
+
+
+def check_frame(pcm: np.ndarray, where: str = "") -> None:
+    """A ValueError unless ``pcm`` is one frame: ``FRAME_SIZE`` samples (``where``: e.g. "slot 2: ")."""
+    if np.shape(pcm) != (FRAME_SIZE,):
+        raise ValueError(f"{where}a frame is {FRAME_SIZE} samples at {SAMPLE_RATE} Hz, got shape {np.shape(pcm)}")
+
+
+@dataclass
+class Conversation:
+    """One conversation on an engine: the sampling and seed in force, those scheduled for its next frame
+    (``pending``, guarded by the engine's lock), its frame counter and its text decoder. ``row``: its row in
+    the engine's batch."""
+
+    sampling: Sampling
+    seed: int | None
+    pieces: PieceDecoder
+    row: int = 0
+    frame: int = 0
+    pending: _Pending = field(default_factory=_Pending)
+
+
+class EngineBase:
+    """What both engines share: the loaded model and its facts, loading from a checkpoint, each conversation's
+    parameter schedule, restart and frame results. A subclass says how sampling and seeds reach the model
+    (``_apply_sampling``, ``_reseed``) and how a frame is stepped."""
+
+    lm_gen_class: ClassVar[type[LMGen]] = LMGen
 
     def __init__(
         self,
@@ -191,27 +234,29 @@ class Engine:
         device: str,
         sampling: Sampling,
         seed: int | None,
+        slots: int = 1,
     ) -> None:
-        self.model = model
-        self.mimi = mimi
-        self.lm_gen = lm_gen
-        self.tokenizer = tokenizer
+        self.model, self.mimi, self.lm_gen, self.tokenizer = model, mimi, lm_gen, tokenizer
         self.device = torch.device(device)
-        self.card = lm_gen.lm_model.card
-        self.text_card = lm_gen.lm_model.text_card
+        lm = lm_gen.lm_model
+        self.card, self.text_card, self.dep_q = lm.card, lm.text_card, lm.dep_q
         # Text tokens that carry no text: the LM's own ids (moshi's defaults are 0 and 3, text.PAD_TOKENS).
-        self.pad_tokens = (lm_gen.lm_model.end_of_text_padding_id, lm_gen.lm_model.text_padding_token_id)
+        self.pad_tokens = (lm.end_of_text_padding_id, lm.text_padding_token_id)
+        self.capacity = self._capacity()
+        self.n_slots = check_slots(slots, self.capacity)
         sampling.check_cards(self.card, self.text_card)
-        self._sampling = sampling
-        self._seed = seed
-        self._lock = threading.Lock()  # guards _pending; never replaced
+        self.default_sampling, self.default_seed = sampling, seed
+        self._lock = threading.Lock()  # guards each conversation's ``pending``; never replaced
         self._stepping = threading.Lock()  # one step at a time: a second caller is an error
-        self._pending = _Pending()
-        self._frame = 0
-        self._pieces = PieceDecoder(tokenizer)
-        self._apply_sampling(sampling)
-        mimi.streaming_forever(1)
-        lm_gen.streaming_forever(1)
+        self._start_streaming()
+
+    def _capacity(self) -> int:
+        """How many conversations this engine can hold at once."""
+        return 1
+
+    def _start_streaming(self) -> None:
+        """Make the conversations and put Mimi and the LM in streaming mode (the end of ``__init__``)."""
+        raise NotImplementedError
 
     # ---- construction ------------------------------------------------------------------------
     @classmethod
@@ -221,13 +266,12 @@ class Engine:
         revision: str | None = None,
         device: str | None = None,
         dtype: torch.dtype | None = None,
-        sampling: Sampling | None = None,
-        seed: int | None = 42,
-        warmup: bool = True,
-    ) -> Engine:
-        """Load a checkpoint (see ``load_parts``) and build a ready engine."""
+        **options: Any,
+    ) -> Self:
+        """Load a checkpoint (see ``load_parts``) and build a ready engine; ``options`` as ``from_parts``
+        (``sampling``, ``seed``, ``warmup``, ``slots``)."""
         resolved, mimi, lm, tokenizer, device = load_parts(model, revision, device, dtype)
-        return cls.from_parts(resolved, mimi, lm, tokenizer, device, sampling, seed, warmup)
+        return cls.from_parts(resolved, mimi, lm, tokenizer, device, **options)
 
     @classmethod
     def from_parts(
@@ -240,31 +284,151 @@ class Engine:
         sampling: Sampling | None = None,
         seed: int | None = 42,
         warmup: bool = True,
-    ) -> Engine:
+        **shape: Any,
+    ) -> Self:
         """An engine from loaded models (moved to ``device``), e.g. ones restored from a memory snapshot.
 
         The checkpoint's ``lm_gen_config`` gives the default sampling unless ``sampling`` is given.
         """
         sampling, gen_kwargs = checkpoint_sampling(resolved, sampling)
-        lm_gen = LMGen(lm.to(device), **gen_kwargs)
-        engine = cls(resolved, mimi.to(device), lm_gen, tokenizer, device, sampling, seed)
+        lm_gen = cls.lm_gen_class(lm.to(device), **gen_kwargs)
+        engine = cls(resolved, mimi.to(device), lm_gen, tokenizer, device, sampling, seed, **shape)
         if warmup:
             engine.warmup()  # on CUDA this captures the CUDA graphs before the first client arrives
-        engine.reset()
         return engine
+
+    def warmup(self, frames: int = 4) -> None:
+        raise NotImplementedError
+
+    # ---- a conversation's parameters -----------------------------------------------------------
+    def _apply_sampling(self, conv: Conversation, sampling: Sampling) -> None:
+        """Put ``sampling`` in force for ``conv`` (and record it there)."""
+        raise NotImplementedError
+
+    def _reseed(self, conv: Conversation) -> None:
+        """Restart ``conv``'s random stream from ``conv.seed``."""
+        raise NotImplementedError
+
+    def _schedule(self, conv: Conversation, sampling: Sampling | None, seed: int | None, changes: dict) -> Sampling:
+        """``set_params``: validate now, apply at the conversation's next frame; the parameters that will hold."""
+        with self._lock:
+            base = conv.pending.sampling or conv.sampling
+            new = sampling if sampling is not None else base.updated(**changes)
+            new.check_cards(self.card, self.text_card)
+            conv.pending.sampling = new
+            if seed is not None:
+                conv.pending.seed = seed
+            return new
+
+    def _restart(
+        self, conv: Conversation, sampling: Sampling | None, seed: int | None, mask: torch.Tensor | None = None
+    ) -> None:
+        """A fresh conversation: nothing scheduled, new parameters (None keeps them), the streaming state of
+        its row (``mask``; None: the whole batch) reset, the seed applied, frame 0."""
+        with self._lock:
+            conv.pending = _Pending()
+        if sampling is not None:
+            sampling.check_cards(self.card, self.text_card)
+            self._apply_sampling(conv, sampling)
+        if seed is not None:
+            conv.seed = seed
+        self.mimi.reset_streaming(mask)
+        self.lm_gen.reset_streaming(mask)
+        self._reseed(conv)
+        conv.frame = 0
+        conv.pieces = PieceDecoder(self.tokenizer)
+
+    def _apply_pending(self, conv: Conversation) -> bool:
+        """Put the parameters scheduled for ``conv`` in force; True if any were."""
+        with self._lock:
+            pending, conv.pending = conv.pending, _Pending()
+        if pending.sampling is None and pending.seed is None:
+            return False
+        if pending.sampling is not None and pending.sampling != conv.sampling:
+            self._apply_sampling(conv, pending.sampling)
+        if pending.seed is not None:
+            conv.seed = pending.seed
+            self._reseed(conv)
+        return True
+
+    # ---- the frame ---------------------------------------------------------------------------
+    @contextmanager
+    def _stepping_alone(self, hint: str = "") -> Iterator[None]:
+        if not self._stepping.acquire(blocking=False):
+            raise RuntimeError(f"engine busy: another caller is stepping it{hint}")
+        try:
+            yield
+        finally:
+            self._stepping.release()
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+
+    def _frame_result(
+        self,
+        conv: Conversation,
+        pcm: np.ndarray | None,
+        tokens: np.ndarray | None,
+        times: tuple[float, float, float, float],
+        changed: bool,
+    ) -> FrameResult:
+        """``conv``'s result for this frame (its text piece decoded from ``tokens``), and its frame counter on."""
+        text_token = None if tokens is None else int(tokens[0])
+        text = ""
+        if text_token is not None and text_token not in self.pad_tokens:
+            text = conv.pieces.decode_id(text_token)
+        encode_ms, lm_ms, decode_ms, total_ms = times
+        result = FrameResult(
+            index=conv.frame,
+            pcm=pcm,
+            text_token=text_token,
+            text=text,
+            tokens=tokens,
+            encode_ms=encode_ms,
+            lm_ms=lm_ms,
+            decode_ms=decode_ms,
+            total_ms=total_ms,
+            sampling=conv.sampling,
+            seed=conv.seed,
+            params_changed=changed,
+        )
+        conv.frame += 1
+        return result
+
+    def _describe(self, conv: Conversation | None) -> dict[str, Any]:
+        """Facts about the loaded model and ``conv``'s sampling and seed (None: the engine's defaults)."""
+        return describe_model(self.model, self.device, self.lm_gen.lm_model) | {
+            "sampling": (conv.sampling if conv else self.default_sampling).model_dump(),
+            "seed": conv.seed if conv else self.default_seed,
+        }
+
+
+class Engine(EngineBase):
+    """One model, one conversation at a time. Not thread-safe except ``set_params``."""
+
+    def _start_streaming(self) -> None:
+        self._conv = Conversation(self.default_sampling, self.default_seed, PieceDecoder(self.tokenizer))
+        self._apply_sampling(self._conv, self.default_sampling)
+        self.mimi.streaming_forever(1)
+        self.lm_gen.streaming_forever(1)
+        self.reset()
 
     # ---- session control ---------------------------------------------------------------------
     @property
     def sampling(self) -> Sampling:
-        return self._sampling
+        """The sampling parameters in force (a ``set_params`` change holds from the next frame)."""
+        return self._conv.sampling
 
     @property
     def seed(self) -> int | None:
-        return self._seed
+        """The seed the conversation's random stream last started from."""
+        return self._conv.seed
 
     @property
     def frame_index(self) -> int:
-        return self._frame
+        """Frames stepped since the conversation started."""
+        return self._conv.frame
 
     def set_params(self, sampling: Sampling | None = None, seed: int | None = None, **changes: Any) -> Sampling:
         """Schedule new sampling parameters (and/or a new seed) for the next frame.
@@ -273,33 +437,14 @@ class Engine:
         value) and applied at the start of the next ``step``. Returns the parameters that will be
         in force. Safe to call from another thread.
         """
-        with self._lock:
-            base = self._pending.sampling or self._sampling
-            new = sampling if sampling is not None else base.updated(**changes)
-            new.check_cards(self.card, self.text_card)
-            self._pending.sampling = new
-            if seed is not None:
-                self._pending.seed = seed
-            return new
+        return self._schedule(self._conv, sampling, seed, changes)
 
     def reset(self, sampling: Sampling | None = None, seed: int | None = None) -> None:
         """Start a new conversation: fresh streaming state, seed applied, frame counter at 0.
 
         ``sampling``/``seed`` of None keep the current ones.
         """
-        with self._lock:
-            self._pending = _Pending()
-        if sampling is not None:
-            sampling.check_cards(self.card, self.text_card)
-            self._apply_sampling(sampling)
-        if seed is not None:
-            self._seed = seed
-        self.mimi.reset_streaming()
-        self.lm_gen.reset_streaming()
-        if self._seed is not None:
-            seed_everything(self._seed)
-        self._frame = 0
-        self._pieces = PieceDecoder(self.tokenizer)
+        self._restart(self._conv, sampling, seed)
 
     def warmup(self, frames: int = 4) -> None:
         """Run a few silent frames (CUDA graphs are captured here), then reset."""
@@ -310,30 +455,18 @@ class Engine:
         self.reset()
 
     # ---- the frame loop ----------------------------------------------------------------------
-    def _apply_sampling(self, sampling: Sampling) -> None:
+    def _apply_sampling(self, conv: Conversation, sampling: Sampling) -> None:
         gen = self.lm_gen
         audio_changed = (gen.temp, gen.top_k) != (sampling.temp, sampling.top_k)
         gen.temp, gen.temp_text = sampling.temp, sampling.temp_text
         gen.top_k, gen.top_k_text = sampling.top_k, sampling.top_k_text
-        self._sampling = sampling
+        conv.sampling = sampling
         if audio_changed:
             recapture_depformer_graph(gen)
 
-    def _apply_pending(self) -> bool:
-        with self._lock:
-            pending, self._pending = self._pending, _Pending()
-        if pending.sampling is None and pending.seed is None:
-            return False
-        if pending.sampling is not None and pending.sampling != self._sampling:
-            self._apply_sampling(pending.sampling)
-        if pending.seed is not None:
-            self._seed = pending.seed
-            seed_everything(pending.seed)
-        return True
-
-    def _sync(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
+    def _reseed(self, conv: Conversation) -> None:
+        if conv.seed is not None:
+            seed_everything(conv.seed)
 
     @torch.no_grad()
     def step(self, pcm: np.ndarray, forced_audio: np.ndarray | None = None) -> FrameResult:
@@ -343,24 +476,20 @@ class Engine:
         delayed as the LM samples them), used instead of sampling: teacher forcing of the model
         channel, as in prompted dialogue continuation (see ``research.ModelChannelForcer``).
         """
-        if pcm.shape != (FRAME_SIZE,):
-            raise ValueError(f"a frame is {FRAME_SIZE} samples at {SAMPLE_RATE} Hz, got shape {pcm.shape}")
-        if not self._stepping.acquire(blocking=False):
-            raise RuntimeError("engine busy: another caller is stepping it (one conversation per engine)")
-        try:
+        check_frame(pcm)
+        with self._stepping_alone(" (one conversation per engine)"):
             return self._step(pcm, forced_audio)
-        finally:
-            self._stepping.release()
 
     def _step(self, pcm: np.ndarray, forced_audio: np.ndarray | None) -> FrameResult:
+        conv = self._conv
         clock = _StageClock(self.device)  # from here: parameter changes (a graph re-capture) count too
         replace = None
         if forced_audio is not None:
             replace = torch.as_tensor(forced_audio, dtype=torch.long, device=self.device).view(1, -1, 1)
-        changed = self._apply_pending()
+        changed = self._apply_pending(conv)
         chunk = torch.from_numpy(np.ascontiguousarray(pcm, dtype=np.float32)).to(self.device)[None, None]
         codes = self.mimi.encode(chunk)
-        if self._frame == 0:
+        if conv.frame == 0:
             # As moshi.server: the first frame is in the model's past; re-apply the left padding.
             self.mimi.reset_streaming()
         clock.mark()
@@ -369,37 +498,13 @@ class Engine:
             tokens = self.lm_gen.step(codes[:, :, c : c + 1], replace)
         clock.mark()
         out_pcm = None
-        text_token = None
-        text = ""
         tokens_np = None
         if tokens is not None:
             out = self.mimi.decode(tokens[:, 1:])
             out_pcm = out[0, 0].float().cpu().numpy()
             tokens_np = tokens[0, :, 0].cpu().numpy()
-            text_token = int(tokens_np[0])
-            if text_token not in self.pad_tokens:
-                text = self._pieces.decode_id(text_token)
-        encode_ms, lm_ms, decode_ms, total_ms = clock.finish()
-        result = FrameResult(
-            index=self._frame,
-            pcm=out_pcm,
-            text_token=text_token,
-            text=text,
-            tokens=tokens_np,
-            encode_ms=encode_ms,
-            lm_ms=lm_ms,
-            decode_ms=decode_ms,
-            total_ms=total_ms,
-            sampling=self._sampling,
-            seed=self._seed,
-            params_changed=changed,
-        )
-        self._frame += 1
-        return result
+        return self._frame_result(conv, out_pcm, tokens_np, clock.finish(), changed)
 
     def describe(self) -> dict[str, Any]:
         """Facts about the loaded model, sent to clients at the start of a session."""
-        return describe_model(self.model, self.device, self.lm_gen.lm_model) | {
-            "sampling": self._sampling.model_dump(),
-            "seed": self._seed,
-        }
+        return self._describe(self._conv)

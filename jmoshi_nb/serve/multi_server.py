@@ -92,7 +92,7 @@ class MultiChatServer(ConversationServer[_SlotSession]):
         self._live.pop(slot, None)
         try:
             # In the engine thread: after any step still holding this slot's frame.
-            await asyncio.get_running_loop().run_in_executor(self._executor, self.engine.release, slot)
+            await self._in_engine_thread(self.engine.release, slot)
         finally:
             self._free.add(slot)
 
@@ -106,9 +106,8 @@ class MultiChatServer(ConversationServer[_SlotSession]):
     async def _start_conversation(
         self, ws: web.WebSocketResponse, slot: int, seed: int
     ) -> tuple[_SlotSession, dict[str, Any]]:
-        loop = asyncio.get_running_loop()
         wake = self._ensure_scheduler()
-        await loop.run_in_executor(self._executor, lambda: self.engine.open(self.default_sampling, seed, slot=slot))
+        await self._in_engine_thread(lambda: self.engine.open(self.default_sampling, seed, slot=slot))
         s = _SlotSession(ws, frames=_WakingQueue(wake), slot=slot)
         self._live[slot] = s
         return s, self.engine.describe(slot)
@@ -131,7 +130,6 @@ class MultiChatServer(ConversationServer[_SlotSession]):
 
     # ---- the scheduler ---------------------------------------------------------------------------
     async def _schedule(self, wake: asyncio.Event) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             await wake.wait()
             wake.clear()
@@ -140,7 +138,7 @@ class MultiChatServer(ConversationServer[_SlotSession]):
                 continue
             frames = {slot: s.frames.get_nowait() for slot, s in sessions.items()}
             try:
-                results = await loop.run_in_executor(self._executor, self.engine.step, frames)
+                results = await self._in_engine_thread(self.engine.step, frames)
             except Exception as exc:  # every conversation of this step ends with the error
                 log.exception("batched step failed")
                 for s in sessions.values():

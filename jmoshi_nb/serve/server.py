@@ -14,6 +14,7 @@ import hmac
 import logging
 import secrets
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
@@ -80,6 +81,7 @@ class _Conversation:
 
 
 ConversationT = TypeVar("ConversationT", bound=_Conversation)
+R = TypeVar("R")
 
 
 class ServedEngine(Protocol):
@@ -110,9 +112,10 @@ class ConversationServer(ABC, Generic[ConversationT]):
     """The app and one conversation's life, whatever way the engine is shared between conversations.
 
     The app (chat, health, shutdown), the token check, the busy answer, the handshake, the messages
-    and their checks, sending results and ending a conversation are here, once. A subclass says how a
-    conversation gets its place on the engine (a slot: ``_claim_slot``, ``_start_conversation``, ``_release_slot``)
-    and how its results are computed (``_next_result``, ``_stop_results``, ``_apply_params``).
+    and their checks, sending results and ending a conversation are here, once. A subclass says how
+    a conversation gets its place on the engine (``_claim_slot``, ``_start_conversation``,
+    ``_release_slot``) and how its results are computed (``_next_result``, ``_stop_results``,
+    ``_apply_params``). The engine runs in one worker thread (``_in_engine_thread``).
     """
 
     engine: ServedEngine
@@ -134,6 +137,10 @@ class ConversationServer(ABC, Generic[ConversationT]):
         )
         self._open: set[web.WebSocketResponse] = set()
         self.sessions_served = 0
+
+    async def _in_engine_thread(self, fn: Callable[..., R], *args: Any) -> R:
+        """``fn(*args)`` in the engine thread (the event loop goes on receiving meanwhile)."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     # ---- app -----------------------------------------------------------------------------------
     def make_app(self) -> web.Application:
@@ -382,8 +389,7 @@ class ChatServer(ConversationServer[_Conversation]):
     async def _start_conversation(
         self, ws: web.WebSocketResponse, slot: int, seed: int
     ) -> tuple[_Conversation, dict[str, Any]]:
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, self.engine.reset, self.default_sampling, seed)
+        await self._in_engine_thread(self.engine.reset, self.default_sampling, seed)
         return _Conversation(ws), self.engine.describe()
 
     async def _next_result(self, s: _Conversation) -> FrameResult | None:
@@ -391,7 +397,7 @@ class ChatServer(ConversationServer[_Conversation]):
         frame = await s.frames.get()
         if frame is None:
             return None
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self.engine.step, frame)
+        return await self._in_engine_thread(self.engine.step, frame)
 
     async def _stop_results(self, s: _Conversation) -> None:
         await s.frames.put(None)

@@ -57,16 +57,14 @@ class MultiChatServer(ConversationServer[_SlotSession]):
     engine: BatchEngine
 
     def __init__(self, engine: BatchEngine, token: str | None = None, max_lag_frames: int = 250) -> None:
-        super().__init__(engine, engine.default_sampling, engine.default_seed, token, max_lag_frames)
+        super().__init__(
+            engine, engine.default_sampling, engine.default_seed, token, max_lag_frames, max_sessions=engine.slots
+        )
         self._free = set(range(engine.slots))  # slots no conversation holds (bookkept on the event loop)
         self._live: dict[int, _SlotSession] = {}  # slots whose frames the scheduler takes
         self._wake: asyncio.Event | None = None
         self._scheduler: asyncio.Task[None] | None = None
         self.steps = 0
-
-    @property
-    def max_sessions(self) -> int:
-        return self.engine.slots
 
     @property
     def busy(self) -> bool:

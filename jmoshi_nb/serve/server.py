@@ -127,8 +127,10 @@ class ConversationServer(ABC, Generic[ConversationT]):
         default_seed: int | None,
         token: str | None = None,
         max_lag_frames: int = 250,
+        max_sessions: int = 1,
     ) -> None:
         self.engine = engine
+        self.max_sessions = max_sessions  # conversations held at once; a client beyond them is told "busy"
         self.default_sampling, self.default_seed = default_sampling, default_seed
         self.token = token
         self.max_lag_frames = max_lag_frames
@@ -155,11 +157,6 @@ class ConversationServer(ABC, Generic[ConversationT]):
         for ws in list(self._open):
             await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
         self._executor.shutdown(wait=False, cancel_futures=True)
-
-    @property
-    def max_sessions(self) -> int:
-        """How many conversations the server holds at once."""
-        return 1
 
     @property
     @abstractmethod

@@ -246,6 +246,12 @@ def load_to_cpu(model: str = MODEL, revision: str | None = REVISION, dtype_name:
     )
 
 
+def load_before_snapshot() -> LoadedModel:
+    """The app's model in CPU memory, CUDA untouched: the GPU classes' ``load`` step (no GPU attached yet)."""
+    with no_cuda_probe():
+        return load_to_cpu(MODEL, REVISION)
+
+
 def build_engine(
     loaded: LoadedModel, device: str, seed: int | None = 42, warmup: bool = True, sessions: int | None = None
 ) -> Engine:
@@ -421,18 +427,24 @@ def settings() -> dict[str, str]:
     return dict(SETTINGS_ENV)
 
 
-SERVER_OPTIONS: dict[str, Any] = dict(
-    gpu=GPU,
-    volumes=volumes,
-    secrets=[token_secret],
-    scaledown_window=SCALEDOWN_WINDOW_S,
-    timeout=TIMEOUT_S,
-    startup_timeout=STARTUP_TIMEOUT_S,
-    max_containers=MAX_CONTAINERS,
-    memory=MEMORY_MIB,
-    cpu=GPU_CPU_CORES,
-    enable_memory_snapshot=SNAPSHOT,
-)
+def gpu_class_options(idle_s: int, timeout_s: int, max_containers: int) -> dict[str, Any]:
+    """``app.cls`` options of a GPU class: the GPU, the weights' Volume, host memory and cores and the
+    snapshot setting, which both classes share, plus how long an idle container stays (``idle_s``), the
+    longest input (``timeout_s``) and the container cap."""
+    return dict(
+        gpu=GPU,
+        volumes=volumes,
+        scaledown_window=idle_s,
+        timeout=timeout_s,
+        startup_timeout=STARTUP_TIMEOUT_S,
+        max_containers=max_containers,
+        memory=MEMORY_MIB,
+        cpu=GPU_CPU_CORES,
+        enable_memory_snapshot=SNAPSHOT,
+    )
+
+
+SERVER_OPTIONS = gpu_class_options(SCALEDOWN_WINDOW_S, TIMEOUT_S, MAX_CONTAINERS) | {"secrets": [token_secret]}
 
 
 @app.cls(**SERVER_OPTIONS)
@@ -445,8 +457,7 @@ class JMoshiServer:
         # Runs before the memory snapshot (deployed apps) or first thing (ephemeral runs, --no-snapshot,
         # where Modal runs both enter methods in the order declared here): no GPU yet.
         container_token()  # fail early, before minutes of loading, if the secret is missing
-        with no_cuda_probe():
-            self.loaded: LoadedModel | None = load_to_cpu(MODEL, REVISION)
+        self.loaded: LoadedModel | None = load_before_snapshot()
 
     @modal.enter(snap=False)
     def warm_up(self) -> None:
@@ -471,17 +482,7 @@ class JMoshiServer:
             self.server.stop()  # type: ignore[union-attr]
 
 
-SWEEP_OPTIONS: dict[str, Any] = dict(
-    gpu=GPU,
-    volumes=volumes,
-    scaledown_window=SWEEP_SCALEDOWN_WINDOW_S,
-    timeout=SWEEP_TIMEOUT_S,
-    startup_timeout=STARTUP_TIMEOUT_S,
-    max_containers=SWEEP_MAX_CONTAINERS,
-    memory=MEMORY_MIB,
-    cpu=GPU_CPU_CORES,
-    enable_memory_snapshot=SNAPSHOT,
-)
+SWEEP_OPTIONS = gpu_class_options(SWEEP_SCALEDOWN_WINDOW_S, SWEEP_TIMEOUT_S, SWEEP_MAX_CONTAINERS)
 
 
 @app.cls(**SWEEP_OPTIONS)
@@ -490,8 +491,7 @@ class SweepWorker:
 
     @modal.enter(snap=SNAPSHOT)  # as JMoshiServer.load: before the snapshot, or first without one
     def load(self) -> None:
-        with no_cuda_probe():
-            self.loaded: LoadedModel | None = load_to_cpu(MODEL, REVISION)
+        self.loaded: LoadedModel | None = load_before_snapshot()
 
     @modal.enter(snap=False)
     def warm_up(self) -> None:

@@ -29,11 +29,13 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from ..core.config import SessionConfig
 from ..core.models import GPU_DEFAULT
+from ..serve.backends import StartStopServer
 from .settings import APP_NAME as DEFAULT_APP_NAME
 from .settings import GPU as DEFAULT_GPU
 from .settings import (
@@ -135,6 +137,18 @@ def translate_error(exc: BaseException) -> BaseException:
     return exc
 
 
+@contextlib.contextmanager
+def readable_modal_errors() -> Iterator[None]:
+    """Re-raise what the block raises as ``translate_error`` makes it (a readable ``ModalSetupError``)."""
+    try:
+        yield
+    except BaseException as exc:
+        err = translate_error(exc)
+        if err is exc:
+            raise
+        raise err from exc
+
+
 class _Ephemeral:
     """``app.run()`` held open in a background thread until ``close()``."""
 
@@ -190,12 +204,13 @@ class _Ephemeral:
             self._thread.join(timeout=60)
 
 
+@dataclass
 class _Deployed:
-    deployed = True
+    """The deployed app ``app_name``: its functions looked up by name, its containers stopped one by one."""
 
-    def __init__(self, app_name: str, web_url: str) -> None:
-        self.app_name = app_name
-        self.web_url = web_url
+    app_name: str
+    web_url: str
+    deployed = True
 
     def settings(self) -> dict[str, str]:
         import modal
@@ -256,34 +271,30 @@ class RealModal:
         import modal
         from modal.exception import NotFoundError
 
-        try:
-            modal.Secret.from_name(name).hydrate()
-        except NotFoundError:
-            return False
-        except Exception as exc:
-            raise translate_error(exc) from exc
+        with readable_modal_errors():
+            try:
+                modal.Secret.from_name(name).hydrate()
+            except NotFoundError:
+                return False
         return True
 
     def create_secret(self, name: str, values: dict[str, str]) -> None:
         import modal
 
-        try:
+        with readable_modal_errors():
             modal.Secret.objects.create(name, values, allow_existing=True)
-        except Exception as exc:
-            raise translate_error(exc) from exc
 
     def lookup(self, app_name: str) -> Deployment | None:
         import modal
         from modal.exception import NotFoundError
 
-        try:
-            cls = modal.Cls.from_name(app_name, SERVER_CLASS)
-            cls.hydrate()
-            url = cls().serve.get_web_url()
-        except NotFoundError:
-            return None
-        except Exception as exc:
-            raise translate_error(exc) from exc
+        with readable_modal_errors():
+            try:
+                cls = modal.Cls.from_name(app_name, SERVER_CLASS)
+                cls.hydrate()
+                url = cls().serve.get_web_url()
+            except NotFoundError:
+                return None
         return _Deployed(app_name, url) if url else None
 
     def run_ephemeral(self, settings: dict[str, str]) -> Deployment:
@@ -380,7 +391,7 @@ def _get_json(url: str, timeout: float, token: str | None = None) -> tuple[int, 
         return status, None
 
 
-class ModalServer:
+class ModalServer(StartStopServer):
     """A ``ServerHandle`` for the kit's server on a Modal GPU (see the module docstring)."""
 
     def __init__(
@@ -434,14 +445,12 @@ class ModalServer:
 
     def start(self) -> ModalServer:
         self._t0 = time.monotonic()
-        try:
-            self._start()
-        except BaseException as exc:
-            self.stop()
-            err = translate_error(exc)
-            if err is exc:
+        with readable_modal_errors():
+            try:
+                self._start()
+            except BaseException:
+                self.stop()
                 raise
-            raise err from exc
         return self
 
     def _start(self) -> None:
@@ -549,12 +558,6 @@ class ModalServer:
             self._say("stopping the ephemeral app")
         dep.close()
 
-    def __enter__(self) -> ModalServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
     def __repr__(self) -> str:
         return f"ModalServer(app={self.app_name!r}, model={self.config.model!r}, gpu={self.gpu!r}, url={self.url!r})"
 
@@ -575,7 +578,7 @@ def sweep_worker(
     app_name = app_name or DEFAULT_APP_NAME
     models = models or [GPU_DEFAULT]
     say = print if progress else (lambda *_: None)
-    try:
+    with readable_modal_errors():
         api.check_credentials()
         dep = api.lookup(app_name)
         if dep is None:
@@ -588,11 +591,6 @@ def sweep_worker(
         for model in models:
             say(f"[modal] weights of {model}: making sure they are in the Volume")
             dep.download_weights(model, None)
-    except Exception as exc:
-        err = translate_error(exc)
-        if err is exc:
-            raise
-        raise err from exc
     try:
         yield dep.sweep_function()
     finally:

@@ -10,7 +10,9 @@ without starting a GPU. Modal is imported only when a command runs, so the CLI w
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from .backend import (
@@ -95,68 +97,68 @@ def _fail(exc: BaseException) -> int:
     return 2
 
 
-def cmd_deploy(args: argparse.Namespace) -> int:
-    api = _make_api()
-    try:
-        api.check_credentials()
-        token, source = ensure_token(api, token=args.token)
-        print(f"token: from {source}")
-        settings = _settings(args, api)
-        print(f"deploying '{args.app}': {args.model} on {settings['JMOSHI_MODAL_GPU']}")
-        url = api.deploy(settings)
-        print(f"chat endpoint: {url}/api/chat  (clients present the token: ?token=... or Bearer)")
-        if not args.no_download:
-            print(f"filling the weights Volume with {args.model} (first time: ~16 GB) ...", flush=True)
-            print(api.download(args.app, settings, args.model, args.revision or None))
-    except Exception as exc:
-        return _fail(exc)
+def modal_command(body: Callable[[argparse.Namespace, Any], None]) -> Callable[[argparse.Namespace], int]:
+    """A ``jmoshi-nb modal`` command: ``body(args, api)`` once the Modal credentials are checked.
+
+    Exit status 0, or 2 with the error, made readable (``translate_error``), on stderr.
+    """
+
+    @functools.wraps(body)
+    def command(args: argparse.Namespace) -> int:
+        api = _make_api()
+        try:
+            api.check_credentials()
+            body(args, api)
+        except Exception as exc:
+            return _fail(exc)
+        return 0
+
+    return command
+
+
+@modal_command
+def cmd_deploy(args: argparse.Namespace, api: Any) -> None:
+    token, source = ensure_token(api, token=args.token)
+    print(f"token: from {source}")
+    settings = _settings(args, api)
+    print(f"deploying '{args.app}': {args.model} on {settings['JMOSHI_MODAL_GPU']}")
+    url = api.deploy(settings)
+    print(f"chat endpoint: {url}/api/chat  (clients present the token: ?token=... or Bearer)")
+    if not args.no_download:
+        print(f"filling the weights Volume with {args.model} (first time: ~16 GB) ...", flush=True)
+        print(api.download(args.app, settings, args.model, args.revision or None))
     print(f"done. From a notebook: jmoshi_nb.start(backend='modal', model='{args.model}')")
-    return 0
 
 
-def cmd_download(args: argparse.Namespace) -> int:
-    api = _make_api()
-    try:
-        api.check_credentials()
-        ensure_token(api)  # the app declares the token secret, so an ephemeral run needs it to exist
-        settings = _settings(args, api)
-        print(f"downloading {args.model} into the Volume '{VOLUME_NAME}' (a no-op when it is there) ...", flush=True)
-        result = api.download(args.app, settings, args.model, args.revision or None)
-    except Exception as exc:
-        return _fail(exc)
-    print(result)
-    return 0
+@modal_command
+def cmd_download(args: argparse.Namespace, api: Any) -> None:
+    ensure_token(api)  # the app declares the token secret, so an ephemeral run needs it to exist
+    settings = _settings(args, api)
+    print(f"downloading {args.model} into the Volume '{VOLUME_NAME}' (a no-op when it is there) ...", flush=True)
+    print(api.download(args.app, settings, args.model, args.revision or None))
 
 
-def cmd_status(args: argparse.Namespace) -> int:
-    api = _make_api()
-    try:
-        api.check_credentials()
-    except Exception as exc:
-        return _fail(exc)
+@modal_command
+def cmd_status(args: argparse.Namespace, api: Any) -> None:
     print("Modal credentials: found")
-    try:
-        saved = read_saved_token()
-        has_token = api.secret_exists(TOKEN_SECRET_NAME)
-        known = "known on this machine" if saved else f"not saved in {token_file()}"
-        print(f"secret '{TOKEN_SECRET_NAME}': {'exists' if has_token else 'missing'} (token {known})")
-        has_hf = api.secret_exists(HF_SECRET_NAME)
-        print(f"secret '{HF_SECRET_NAME}': {'exists' if has_hf else 'missing (needed for gated models only)'}")
-        deployed = api.deployed_settings(args.app)
-        if deployed is None:
-            print(f"app '{args.app}': not deployed (jmoshi-nb modal deploy; sessions can also run ephemerally)")
-        else:
-            model, gpu = deployed.get("JMOSHI_MODAL_MODEL"), deployed.get("JMOSHI_MODAL_GPU")
-            print(f"app '{args.app}': deployed, serves {model} on {gpu}")
-        cached = api.cached_models(VOLUME_NAME)
-        if cached is None:
-            print(f"volume '{VOLUME_NAME}': not created yet")
-        else:
-            print(f"volume '{VOLUME_NAME}': {', '.join(cached) if cached else 'empty'}")
-        print("GPU containers: not probed (a health check would start one)")
-    except Exception as exc:
-        return _fail(exc)
-    return 0
+    saved = read_saved_token()
+    has_token = api.secret_exists(TOKEN_SECRET_NAME)
+    known = "known on this machine" if saved else f"not saved in {token_file()}"
+    print(f"secret '{TOKEN_SECRET_NAME}': {'exists' if has_token else 'missing'} (token {known})")
+    has_hf = api.secret_exists(HF_SECRET_NAME)
+    print(f"secret '{HF_SECRET_NAME}': {'exists' if has_hf else 'missing (needed for gated models only)'}")
+    deployed = api.deployed_settings(args.app)
+    if deployed is None:
+        print(f"app '{args.app}': not deployed (jmoshi-nb modal deploy; sessions can also run ephemerally)")
+    else:
+        model, gpu = deployed.get("JMOSHI_MODAL_MODEL"), deployed.get("JMOSHI_MODAL_GPU")
+        print(f"app '{args.app}': deployed, serves {model} on {gpu}")
+    cached = api.cached_models(VOLUME_NAME)
+    if cached is None:
+        print(f"volume '{VOLUME_NAME}': not created yet")
+    else:
+        print(f"volume '{VOLUME_NAME}': {', '.join(cached) if cached else 'empty'}")
+    print("GPU containers: not probed (a health check would start one)")
 
 
 def add_modal_commands(subparsers: Any) -> None:

@@ -7,8 +7,9 @@ same whichever backend serves it.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 from aiohttp import web
 
@@ -21,6 +22,22 @@ class ServerHandle(Protocol):
     token: str | None
 
     def stop(self) -> None: ...
+
+
+class StartStopServer(ABC):
+    """A ``ServerHandle`` that ``start()`` brings up and ``stop()`` ends; ``with handle:`` does both."""
+
+    @abstractmethod
+    def start(self) -> Self: ...
+
+    @abstractmethod
+    def stop(self) -> None: ...
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 def serve_engine(
@@ -49,7 +66,7 @@ def serve_engine(
     return AppThread(app, host, port, name=name).start()
 
 
-class LocalServer:
+class LocalServer(StartStopServer):
     """The kit's server on a background thread of this process (loopback, ephemeral port)."""
 
     def __init__(
@@ -99,12 +116,6 @@ class LocalServer:
         if self._thread is not None:
             self._thread.stop()
         self._thread = None
-
-    def __enter__(self) -> LocalServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 BACKENDS = ("tiny", "local", "modal")

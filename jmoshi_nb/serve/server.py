@@ -13,9 +13,11 @@ import contextlib
 import hmac
 import logging
 import secrets
+from abc import ABC, abstractmethod
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
 import sphn
@@ -24,6 +26,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from ..core.audio import FRAME_SIZE, SAMPLE_RATE
 from ..core.config import ConfigError, Sampling, check_seed
+from ..model.checkpoints import ResolvedModel
 from ..model.engine import Engine, FrameResult
 from . import protocol as P
 
@@ -77,6 +80,17 @@ class _Conversation:
     received: int = 0  # whole frames received from the client (queued or dropped)
 
 
+ConversationT = TypeVar("ConversationT", bound=_Conversation)
+R = TypeVar("R")
+
+
+class ServedEngine(Protocol):
+    """What the server reads of the engine it serves (an ``Engine`` or a ``BatchEngine``)."""
+
+    model: ResolvedModel
+    device: torch.device
+
+
 def token_ok(request: web.Request, token: str | None) -> bool:
     """Whether ``request`` presents ``token`` (``?token=`` or ``Authorization: Bearer``); True without one."""
     if not token:
@@ -88,20 +102,47 @@ def token_ok(request: web.Request, token: str | None) -> bool:
     return hmac.compare_digest(given.encode(), token.encode())
 
 
-class ChatServer:
-    """Serves one engine. ``token``: if set, clients must present it (``?token=`` or Bearer header)."""
+def busy_message(max_sessions: int) -> str:
+    """The 0x05 error for a client beyond ``max_sessions`` conversations."""
+    held = "one conversation" if max_sessions == 1 else f"{max_sessions} conversations"
+    return f"busy: this server holds {held} at a time; try again later"
 
-    def __init__(self, engine: Engine, token: str | None = None, max_lag_frames: int = 250) -> None:
+
+class ConversationServer(ABC, Generic[ConversationT]):
+    """The app and one conversation's life, whatever way the engine is shared between conversations.
+
+    The app (chat, health, shutdown), the token check, the busy answer, the handshake, the messages
+    and their checks, sending results and ending a conversation are here, once. A subclass says how
+    a conversation gets its place on the engine (``_claim_slot``, ``_start_conversation``,
+    ``_release_slot``) and how its results are computed (``_next_result``, ``_stop_results``,
+    ``_apply_params``). The engine runs in one worker thread (``_in_engine_thread``).
+    """
+
+    engine: ServedEngine
+
+    def __init__(
+        self,
+        engine: ServedEngine,
+        default_sampling: Sampling,
+        default_seed: int | None,
+        token: str | None = None,
+        max_lag_frames: int = 250,
+        max_sessions: int = 1,
+    ) -> None:
         self.engine = engine
-        self.default_sampling, self.default_seed = engine.sampling, engine.seed
+        self.max_sessions = max_sessions  # conversations held at once; a client beyond them is told "busy"
+        self.default_sampling, self.default_seed = default_sampling, default_seed
         self.token = token
         self.max_lag_frames = max_lag_frames
-        self._busy = asyncio.Lock()
         self._executor = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="jmoshi-engine", initializer=_bind_device, initargs=(engine.device,)
         )
         self._open: set[web.WebSocketResponse] = set()
         self.sessions_served = 0
+
+    async def _in_engine_thread(self, fn: Callable[..., R], *args: Any) -> R:
+        """``fn(*args)`` in the engine thread (the event loop goes on receiving meanwhile)."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     # ---- app -----------------------------------------------------------------------------------
     def make_app(self) -> web.Application:
@@ -117,11 +158,20 @@ class ChatServer:
             await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
         self._executor.shutdown(wait=False, cancel_futures=True)
 
+    @property
+    @abstractmethod
+    def busy(self) -> bool:
+        """Whether a new client would be told the server is busy."""
+
+    def health(self) -> dict[str, Any]:
+        """The ``/api/health`` answer."""
+        return {"status": "ok", "busy": self.busy, "sessions_served": self.sessions_served} | {
+            "model": self.engine.model.model_id,
+            "device": str(self.engine.device),
+        }
+
     async def handle_health(self, _request: web.Request) -> web.Response:
-        return web.json_response(
-            {"status": "ok", "busy": self._busy.locked(), "sessions_served": self.sessions_served}
-            | {"model": self.engine.model.model_id, "device": str(self.engine.device)}
-        )
+        return web.json_response(self.health())
 
     # ---- a conversation ------------------------------------------------------------------------
     async def handle_chat(self, request: web.Request) -> web.StreamResponse:
@@ -139,38 +189,43 @@ class ChatServer:
         return ws
 
     async def _serve(self, ws: web.WebSocketResponse) -> None:
-        if self._busy.locked():
-            await ws.send_bytes(P.pack_error("busy: this server holds one conversation at a time; try again later"))
+        slot = await self._claim_slot()
+        if slot is None:
+            await ws.send_bytes(P.pack_error(busy_message(self.max_sessions)))
             await ws.close()
             return
-        async with self._busy:
-            self.sessions_served += 1
+        self.sessions_served += 1
+        try:
+            await self._converse(ws, slot)
+        except Exception as exc:  # the server must survive anything a session does
+            log.exception("session failed")
+            if not ws.closed:
+                await ws.send_bytes(P.pack_error(f"internal error: {exc}"))
+        finally:
             try:
-                await self._converse(ws)
-            except Exception as exc:  # the server must survive anything a session does
-                log.exception("session failed")
-                if not ws.closed:
-                    await ws.send_bytes(P.pack_error(f"internal error: {exc}"))
-            finally:
                 if not ws.closed:
                     await ws.close()
+            finally:
+                await self._release_slot(slot)
 
-    async def _converse(self, ws: web.WebSocketResponse) -> None:
-        loop = asyncio.get_running_loop()
+    def _draw_seed(self) -> int:
+        """The seed a new conversation starts with: the server's default, or a fresh draw without one."""
+        return self.default_seed if self.default_seed is not None else secrets.randbits(63)
+
+    async def _converse(self, ws: web.WebSocketResponse, slot: int) -> None:
         # Every conversation starts from the server's defaults; clients change them with set_params.
         # With no default seed each conversation draws one (and reports it in its description).
-        seed = self.default_seed if self.default_seed is not None else secrets.randbits(63)
-        await loop.run_in_executor(self._executor, self.engine.reset, self.default_sampling, seed)
-        session = _Conversation(ws)
+        session, description = await self._start_conversation(ws, slot, self._draw_seed())
         await ws.send_bytes(P.pack(P.Kind.HANDSHAKE))
-        await ws.send_bytes(P.pack_json({"type": "session", **self.engine.describe()}))
-        worker = asyncio.create_task(self._run_frames(session))
+        await ws.send_bytes(P.pack_json({"type": "session", **description}))
+        sender = asyncio.create_task(self._send_results(session))
         receiver = asyncio.create_task(self._receive(session))
-        done, _ = await asyncio.wait({worker, receiver}, return_when=asyncio.FIRST_COMPLETED)
-        if worker in done:
+        done, _ = await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
+        self._detach(session)
+        if sender in done:
             # The engine failed (or the socket broke while sending): tell the client, end the session.
             receiver.cancel()
-            exc = worker.exception()
+            exc = sender.exception()
             gone = client_gone(exc)
             if exc is not None and not gone and not ws.closed:
                 await ws.send_bytes(P.pack_error(f"engine error, session ended: {exc}"))
@@ -182,7 +237,7 @@ class ChatServer:
             elif exc is not None:
                 log.error("engine failed: %s", exc)
             return
-        # The client is gone or closed: drop what it queued (nobody will hear it), stop the worker.
+        # The client is gone or closed: drop what it queued (nobody will hear it), stop the sender.
         rexc = receiver.exception()
         if client_gone(rexc):
             log.info("client disconnected (%s)", rexc)
@@ -190,13 +245,13 @@ class ChatServer:
             log.error("session input failed: %s", rexc)
         while not session.frames.empty():
             session.frames.get_nowait()
-        await session.frames.put(None)
+        await self._stop_results(session)
         try:
-            await worker
+            await sender
         except ConnectionError as exc:  # a result was on its way when the socket closed
             log.info("client disconnected while results were being sent (%s)", exc)
 
-    async def _receive(self, s: _Conversation) -> None:
+    async def _receive(self, s: ConversationT) -> None:
         async for msg in s.ws:
             if msg.type == WSMsgType.BINARY:
                 try:
@@ -211,7 +266,7 @@ class ChatServer:
                 log.warning("websocket error: %s", s.ws.exception())
                 break
 
-    async def _handle_message(self, s: _Conversation, data: bytes) -> None:
+    async def _handle_message(self, s: ConversationT, data: bytes) -> None:
         kind, payload = P.unpack(data)
         if kind == P.Kind.AUDIO:
             check_ogg_page(payload)
@@ -243,7 +298,7 @@ class ChatServer:
         else:
             raise P.ProtocolError(f"message kind {kind.name.lower()} (0x{kind:02x}) is not accepted from clients")
 
-    def _set_params(self, obj: dict[str, Any], s: _Conversation | None = None) -> None:
+    def _set_params(self, obj: dict[str, Any], s: ConversationT) -> None:
         changes = {k: v for k, v in obj.items() if k != "type"}
         unknown = sorted(set(changes) - _SAMPLING_KEYS - {"seed"})
         if unknown:
@@ -255,21 +310,12 @@ class ChatServer:
         check_seed(seed)
         self._apply_params(s, seed, changes)
 
-    def _apply_params(self, s: _Conversation | None, seed: int | None, changes: dict[str, Any]) -> None:
-        self.engine.set_params(seed=seed, **changes)
+    async def _send_results(self, s: ConversationT) -> None:
+        while (r := await self._next_result(s)) is not None:
+            if not s.ws.closed:
+                await self._send_result(s, r)
 
-    async def _run_frames(self, s: _Conversation) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            frame = await s.frames.get()
-            if frame is None:
-                return
-            result: FrameResult = await loop.run_in_executor(self._executor, self.engine.step, frame)
-            if s.ws.closed:
-                continue
-            await self._send_result(s, result)
-
-    async def _send_result(self, s: _Conversation, r: FrameResult) -> None:
+    async def _send_result(self, s: ConversationT, r: FrameResult) -> None:
         if r.params_changed:
             await s.ws.send_bytes(
                 P.pack_json(
@@ -284,6 +330,78 @@ class ChatServer:
             await s.ws.send_bytes(P.pack_text(r.text))
         await s.ws.send_bytes(P.pack_json({"type": "metrics", **r.metrics(), "queued": s.frames.qsize()}))
 
+    # ---- how conversations share the engine (one subclass each) -----------------------------------
+    @abstractmethod
+    async def _claim_slot(self) -> int | None:
+        """Take a place on the engine for a new conversation; None when the server is busy."""
+
+    @abstractmethod
+    async def _release_slot(self, slot: int) -> None:
+        """Give back the place a finished conversation held."""
+
+    @abstractmethod
+    async def _start_conversation(
+        self, ws: web.WebSocketResponse, slot: int, seed: int
+    ) -> tuple[ConversationT, dict[str, Any]]:
+        """Reset the conversation's engine state to the defaults and ``seed``; its state and description."""
+
+    def _detach(self, s: ConversationT) -> None:
+        """The conversation is ending: its frames are no longer taken for engine steps."""
+
+    @abstractmethod
+    async def _next_result(self, s: ConversationT) -> FrameResult | None:
+        """The conversation's next result (raising the engine's error); None once ``_stop_results`` is called."""
+
+    @abstractmethod
+    async def _stop_results(self, s: ConversationT) -> None:
+        """Make ``_next_result`` return None once the results already under way are out."""
+
+    @abstractmethod
+    def _apply_params(self, s: ConversationT, seed: int | None, changes: dict[str, Any]) -> None:
+        """Apply a checked ``set_params`` to the conversation's engine state."""
+
+
+class ChatServer(ConversationServer[_Conversation]):
+    """Serves one engine. ``token``: if set, clients must present it (``?token=`` or Bearer header)."""
+
+    engine: Engine
+
+    def __init__(self, engine: Engine, token: str | None = None, max_lag_frames: int = 250) -> None:
+        super().__init__(engine, engine.sampling, engine.seed, token, max_lag_frames)
+        self._busy = asyncio.Lock()
+
+    @property
+    def busy(self) -> bool:
+        return self._busy.locked()
+
+    async def _claim_slot(self) -> int | None:
+        if self._busy.locked():
+            return None
+        await self._busy.acquire()
+        return 0
+
+    async def _release_slot(self, slot: int) -> None:
+        self._busy.release()
+
+    async def _start_conversation(
+        self, ws: web.WebSocketResponse, slot: int, seed: int
+    ) -> tuple[_Conversation, dict[str, Any]]:
+        await self._in_engine_thread(self.engine.reset, self.default_sampling, seed)
+        return _Conversation(ws), self.engine.describe()
+
+    async def _next_result(self, s: _Conversation) -> FrameResult | None:
+        # The engine steps this conversation's frames one by one, in the engine thread.
+        frame = await s.frames.get()
+        if frame is None:
+            return None
+        return await self._in_engine_thread(self.engine.step, frame)
+
+    async def _stop_results(self, s: _Conversation) -> None:
+        await s.frames.put(None)
+
+    def _apply_params(self, s: _Conversation, seed: int | None, changes: dict[str, Any]) -> None:
+        self.engine.set_params(seed=seed, **changes)
+
 
 def serve(engine: Engine, host: str = "127.0.0.1", port: int = 8998, token: str | None = None) -> None:
     """Run the server in the foreground (the CLI's ``serve``)."""
@@ -291,4 +409,4 @@ def serve(engine: Engine, host: str = "127.0.0.1", port: int = 8998, token: str 
     web.run_app(app, host=host, port=port, print=lambda msg: log.info(msg))
 
 
-__all__ = ["ChatServer", "serve", "check_ogg_page"]
+__all__ = ["ChatServer", "ConversationServer", "serve", "check_ogg_page"]

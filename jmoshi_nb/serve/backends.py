@@ -87,10 +87,7 @@ class LocalServer(StartStopServer):
         self.model, self.revision, self.host, self.port = model, revision, host, port
         self.name, self.scheme, self.routes = name, scheme, routes
         self.max_sessions = max_sessions  # > 1: a batched engine, one conversation per slot
-        self.config = config
-        self.token = token
-        self.device = device
-        self.engine = engine
+        self.config, self.token, self.device, self.engine = config, token, device, engine
         self.url = ""
         self._thread: AppThread | None = None
 

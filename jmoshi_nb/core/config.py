@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -50,10 +50,7 @@ class Sampling(BaseModel):
 
 
 def parse_sampling(data: dict[str, Any]) -> Sampling:
-    try:
-        return Sampling.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(_explain(exc)) from None
+    return _validated(Sampling, data)
 
 
 def _bounds(name: str) -> tuple[Any, Any]:
@@ -65,6 +62,17 @@ def _bounds(name: str) -> tuple[Any, Any]:
             hi = next((m.le for m in field.metadata if hasattr(m, "le")), None)
             return lo, hi
     return None, None
+
+
+_Model = TypeVar("_Model", bound=BaseModel)
+
+
+def _validated(model: type[_Model], data: dict[str, Any]) -> _Model:
+    """``data`` validated as a ``model``; a ConfigError naming each bad field (``_explain``) otherwise."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc)) from None
 
 
 def _explain(exc: ValidationError) -> str:
@@ -185,10 +193,7 @@ class SessionConfig(BaseModel):
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SessionConfig:
-        try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            raise ConfigError(_explain(exc)) from None
+        return _validated(cls, data)
 
 
 def load_config(path: str | Path) -> SessionConfig:

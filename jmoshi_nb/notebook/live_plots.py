@@ -124,16 +124,7 @@ class LivePlots:
         y_wave = bq.LinearScale(min=-2.0, max=2.0)
         xs = {"x": self.x_scale}
 
-        self.text_mark = bq.Label(
-            x=[],
-            y=[],
-            text=[],
-            scales={**xs, "y": y_text},
-            default_size=TEXT_PX,
-            colors=["#222222"],
-            align="start",
-            font_weight="normal",
-        )
+        self.text_mark = self._label_mark(y_text, TEXT_PX, "#222222", font_weight="normal")
         self.text_ticks = bq.Scatter(
             x=[], y=[], scales={**xs, "y": y_text}, marker="rectangle", default_size=12, colors=["#888888"]
         )
@@ -151,16 +142,7 @@ class LivePlots:
             x=[0.0, 1e6], y=[BUDGET_MS, BUDGET_MS], scales={**xs, "y": y_ms}, colors=["#d62728"], line_style="dashed"
         )
         self.ms_params = self._vlines(y_ms, 0.0, 2 * BUDGET_MS)
-        self.params_labels = bq.Label(
-            x=[],
-            y=[],
-            text=[],
-            scales={**xs, "y": y_ms},
-            default_size=11,
-            colors=[PARAMS_COLOR],
-            align="start",
-            x_offset=3,
-        )
+        self.params_labels = self._label_mark(y_ms, 11, PARAMS_COLOR, x_offset=3)
         self.user_wave = self._envelope_mark(xs, y_wave, USER_COLOR)
         self.model_wave = self._envelope_mark(xs, y_wave, MODEL_COLOR)
         self.wave_params = self._vlines(y_wave, -2.0, 2.0)
@@ -178,6 +160,19 @@ class LivePlots:
         )
         self.widget = widgets.VBox([self.fig_text, self.fig_compute, self.fig_wave], layout=widgets.Layout(width=width))
         self.widget.add_class("jmoshi-live-plots")
+
+    def _label_mark(self, y_scale: bq.Scale, size: int, color: str, **style: Any) -> bq.Label:
+        """Left-aligned text labels on the time axis, none until the feed places them."""
+        return bq.Label(
+            x=[],
+            y=[],
+            text=[],
+            scales={"x": self.x_scale, "y": y_scale},
+            default_size=size,
+            colors=[color],
+            align="start",
+            **style,
+        )
 
     def _vlines(self, y_scale: bq.Scale, lo: float, hi: float) -> bq.Lines:
         mark = bq.Lines(

@@ -103,38 +103,45 @@ def dialogue_files(source: str | Path | Sequence[str | Path]) -> list[Path]:
     return [Path(p) for p in source]
 
 
-def _continuation_input(
-    dialogue: DialogueInput, prompt_s: float, continuation_s: float, user_after_prompt: str
-) -> tuple[np.ndarray, int, int]:
-    """The user channel the model hears, the prompt's frame count and the total frame count."""
-    if prompt_s <= 0 or continuation_s <= 0:
-        raise ValueError(f"prompt_s and continuation_s must be > 0, got {prompt_s} and {continuation_s}")
-    n_prompt = int(round(prompt_s * SAMPLE_RATE / FRAME_SIZE))
-    n_total = n_prompt + int(round(continuation_s * SAMPLE_RATE / FRAME_SIZE))
-    if len(dialogue.user) < n_prompt * FRAME_SIZE:
-        raise ValueError(
-            f"{dialogue.path}: {len(dialogue.user) / SAMPLE_RATE:.1f} s of audio is shorter "
-            f"than the {prompt_s} s prompt"
-        )
-    user = np.zeros(n_total * FRAME_SIZE, dtype=np.float32)
-    keep = n_prompt * FRAME_SIZE if user_after_prompt == "silence" else min(len(dialogue.user), len(user))
-    user[:keep] = dialogue.user[:keep]
-    return user, n_prompt, n_total
+@dataclass(frozen=True)
+class ContinuationPlan:
+    """One prompted continuation's timing: ``prompt_s`` of the dialogue, then ``continuation_s`` more,
+    with the user channel silent (``"silence"``) or going on with the recording (``"continue"``)."""
 
+    prompt_s: float = 10.0
+    continuation_s: float = 20.0
+    user_after_prompt: Literal["silence", "continue"] = "silence"
 
-def _continuation_meta(
-    dialogue: DialogueInput, prompt_s: float, continuation_s: float, n_prompt: int, forced: bool, user_after: str
-) -> dict[str, Any]:
-    return {
-        "task": "prompted_continuation",
-        "source": str(dialogue.path),
-        "input_sha256": sha256_of(dialogue.user),
-        "prompt_s": prompt_s,
-        "continuation_s": continuation_s,
-        "prompt_frames": n_prompt,
-        "model_channel_forced": forced,
-        "user_after_prompt": user_after,
-    }
+    def user_input(self, dialogue: DialogueInput) -> tuple[np.ndarray, int, int]:
+        """The user channel the model hears, the prompt's frame count and the total frame count."""
+        if self.prompt_s <= 0 or self.continuation_s <= 0:
+            raise ValueError(
+                f"prompt_s and continuation_s must be > 0, got {self.prompt_s} and {self.continuation_s}"
+            )
+        n_prompt = int(round(self.prompt_s * SAMPLE_RATE / FRAME_SIZE))
+        n_total = n_prompt + int(round(self.continuation_s * SAMPLE_RATE / FRAME_SIZE))
+        if len(dialogue.user) < n_prompt * FRAME_SIZE:
+            raise ValueError(
+                f"{dialogue.path}: {len(dialogue.user) / SAMPLE_RATE:.1f} s of audio is shorter "
+                f"than the {self.prompt_s} s prompt"
+            )
+        user = np.zeros(n_total * FRAME_SIZE, dtype=np.float32)
+        keep = n_prompt * FRAME_SIZE if self.user_after_prompt == "silence" else min(len(dialogue.user), len(user))
+        user[:keep] = dialogue.user[:keep]
+        return user, n_prompt, n_total
+
+    def meta(self, dialogue: DialogueInput, n_prompt: int, forced: bool) -> dict[str, Any]:
+        """What the recording of ``dialogue``'s continuation says about how it was made."""
+        return {
+            "task": "prompted_continuation",
+            "source": str(dialogue.path),
+            "input_sha256": sha256_of(dialogue.user),
+            "prompt_s": self.prompt_s,
+            "continuation_s": self.continuation_s,
+            "prompt_frames": n_prompt,
+            "model_channel_forced": forced,
+            "user_after_prompt": self.user_after_prompt,
+        }
 
 
 def continue_dialogue(
@@ -147,7 +154,8 @@ def continue_dialogue(
     out: str | Path | None = None,
 ) -> Recording:
     """One prompted continuation on ``engine``; see ``prompted_continuation`` (``out``: stream it there)."""
-    user, n_prompt, n_total = _continuation_input(dialogue, prompt_s, continuation_s, user_after_prompt)
+    plan = ContinuationPlan(prompt_s, continuation_s, user_after_prompt)
+    user, n_prompt, n_total = plan.user_input(dialogue)
     forcer = ModelChannelForcer(engine, dialogue.model) if dialogue.model is not None else None
 
     engine.reset(config.sampling, config.seed)
@@ -161,9 +169,7 @@ def continue_dialogue(
         forced = forcer.tokens_for_step(i) if forcer is not None and i < n_prompt else None
         r = engine.step(frame, forced_audio=forced)
         rec.add_frame(frame, r, forced=forced is not None)
-    rec.meta.update(
-        _continuation_meta(dialogue, prompt_s, continuation_s, n_prompt, forcer is not None, user_after_prompt)
-    )
+    rec.meta.update(plan.meta(dialogue, n_prompt, forcer is not None))
     return rec
 
 
@@ -171,16 +177,15 @@ def continue_dialogues_batched(
     engine: BatchEngine,
     dialogues: Sequence[DialogueInput],
     config: SessionConfig,
-    prompt_s: float = 10.0,
-    continuation_s: float = 20.0,
-    user_after_prompt: Literal["silence", "continue"] = "silence",
+    plan: ContinuationPlan | None = None,
 ) -> list[Recording]:
     """Prompted continuations as slots of one batched engine, ``engine.slots`` dialogues at a time.
 
     Each dialogue's recording is what it gets alone in the batched engine (own slot, own forcer, own
-    random stream seeded with ``config.seed``).
+    random stream seeded with ``config.seed``). ``plan``: the prompt and continuation (default: 10 s + 20 s).
     """
-    plans = [_continuation_input(d, prompt_s, continuation_s, user_after_prompt) for d in dialogues]
+    plan = plan or ContinuationPlan()
+    inputs = [plan.user_input(d) for d in dialogues]
     recs: list[Recording] = []
     for start in range(0, len(dialogues), engine.slots):
         chunk = list(range(start, min(start + engine.slots, len(dialogues))))
@@ -194,11 +199,11 @@ def continue_dialogues_batched(
             rec.session = {k: v for k, v in engine.describe(slots[i]).items() if k not in ("slot", "slots")}
             rec.add_params(0, config.sampling.model_dump(), config.seed)
             chunk_recs[i] = rec
-        for step in range(max(plans[i][2] for i in chunk)):
+        for step in range(max(inputs[i][2] for i in chunk)):
             frames = {}
             forced = {}
             for i in chunk:
-                user, n_prompt, n_total = plans[i]
+                user, n_prompt, n_total = inputs[i]
                 if step < n_total:
                     frames[slots[i]] = user[step * FRAME_SIZE : (step + 1) * FRAME_SIZE]
                     if i in forcers and step < n_prompt:
@@ -209,9 +214,7 @@ def continue_dialogues_batched(
                     chunk_recs[i].add_frame(frames[slots[i]], results[slots[i]], forced=slots[i] in forced)
         for i in chunk:
             engine.release(slots[i])
-            meta = _continuation_meta(
-                dialogues[i], prompt_s, continuation_s, plans[i][1], i in forcers, user_after_prompt
-            )
+            meta = plan.meta(dialogues[i], inputs[i][1], i in forcers)
             chunk_recs[i].meta.update({**meta, "batch_size": engine.slots})
             recs.append(chunk_recs[i])
     return recs
@@ -253,7 +256,8 @@ def prompted_continuation(
         if not isinstance(engine, BatchEngine):
             slots = min(batch_size, len(files))
             engine = BatchEngine.load(config.model, slots=slots, revision=config.revision, seed=config.seed)
-        recs = continue_dialogues_batched(engine, dialogues, config, prompt_s, continuation_s, user_after_prompt)
+        plan = ContinuationPlan(prompt_s, continuation_s, user_after_prompt)
+        recs = continue_dialogues_batched(engine, dialogues, config, plan)
         if out_dir is not None:
             for path, rec in zip(files, recs, strict=True):
                 rec.save(Path(out_dir) / path.stem)

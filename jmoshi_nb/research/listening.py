@@ -39,6 +39,7 @@ import soundfile as sf
 
 from ..core.audio import SAMPLE_RATE, read_wav
 from ..core.figures import KitFigure, japanese_text, new_figure
+from ..core.folders import existing_folder
 from ..core.recording import Recording
 
 if TYPE_CHECKING:
@@ -113,9 +114,7 @@ def collect_clips(sources: Mapping[str, str | Path | Sequence[str | Path]] | str
     systems (a sweep's ``out_dir``: one system per run, named after it).
     """
     if isinstance(sources, str | Path):
-        root = Path(sources)
-        if not root.is_dir():
-            raise FileNotFoundError(f"{root}: no such folder")
+        root = existing_folder(sources)
         sources = {p.name: p for p in sorted(root.iterdir()) if p.is_dir() or p.suffix.lower() in AUDIO_SUFFIXES}
     clips: list[Clip] = []
     for system, src in sources.items():

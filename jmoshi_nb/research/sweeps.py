@@ -606,6 +606,20 @@ def _input_label(inp: str | Path | np.ndarray, index: int) -> str:
     return Path(inp).stem if not isinstance(inp, np.ndarray) else f"array{index}"
 
 
+def config_columns(config: SessionConfig) -> dict[str, Any]:
+    """A run's settings as columns of a sweep table: the sampling parameters, the seed, the model."""
+    return {**config.sampling.model_dump(), "seed": config.seed, "model": config.model}
+
+
+def sweep_table(rows: list[dict[str, Any]], **results: Any) -> pd.DataFrame:
+    """A sweep's table, one row per run; ``results`` (the recordings, the scores) kept in ``df.attrs``."""
+    import pandas as pd
+
+    df = pd.DataFrame(rows)
+    df.attrs.update(results)
+    return df
+
+
 def run_metrics(rec: Recording, **turn_taking_kwargs: Any) -> dict[str, Any]:
     """The numbers a sweep table holds for one recording (turn-taking, text stream, frame timing)."""
     from .turn_taking import turn_taking
@@ -648,8 +662,6 @@ def sweep(
     ``batch_size`` > 1 runs that many runs at once as slots of one batched engine (locally, or in each
     Modal container): see ``sweeps.run_jobs``.
     """
-    import pandas as pd
-
     if objective == "bench":
         from .bench.runner import sweep as bench_sweep
 
@@ -672,16 +684,12 @@ def sweep(
     rows = []
     for job, rec in zip(jobs, recordings, strict=True):
         row: dict[str, Any] = {"run": job.name, "input": job.describe_input() or job.name.split("-", 1)[1]}
-        row.update(job.config.sampling.model_dump())
-        row["seed"] = job.config.seed
-        row["model"] = job.config.model
+        row.update(config_columns(job.config))
         row.update(run_metrics(rec, **turn_taking_kwargs))
         if out_dir is not None:
             row["recording"] = str(Path(out_dir) / job.name)
         rows.append(row)
-    df = pd.DataFrame(rows)
-    df.attrs["recordings"] = recordings
-    return df
+    return sweep_table(rows, recordings=recordings)
 
 
 def iter_recordings(folder: str | Path) -> Iterator[tuple[str, Recording]]:

@@ -24,6 +24,7 @@ from praatio import textgrid as tgio
 
 from ..core.audio import FRAME_S
 from ..core.config import describe_params
+from ..core.folders import existing_folder
 from ..core.recording import Recording
 from ..core.text import PHRASE_GAP_FRAMES, merge_pieces
 
@@ -90,9 +91,7 @@ def export_textgrids(root: str | Path, **kwargs: Any) -> dict[Path, Path]:
     Returns ``{recording folder: TextGrid path}``. Folders that fail are named in one error raised
     after the others were written.
     """
-    root = Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"{root}: no such folder")
+    root = existing_folder(root)
     folders = recording_folders(root)
     if not folders:
         raise FileNotFoundError(f"{root} is not a recording: session.json is missing, and no folder below holds one")

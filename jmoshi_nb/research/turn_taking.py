@@ -46,11 +46,12 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, Unpack
 
 import numpy as np
 
 from ..core.audio import FRAME_S, SAMPLE_RATE, AudioFileError, read_wav, resample
+from ..core.keywords import check_keywords
 from ..core.recording import Recording
 from ..core.text import PAD_TOKENS
 
@@ -294,6 +295,20 @@ def _backchannels(
     return sorted(out)
 
 
+class IntervalRules(TypedDict, total=False):
+    """The interval rules of :func:`intervals_from_activity` (its keywords), as :func:`turn_taking` passes them on.
+
+    ``min_silence`` (s, default 0.2): shorter silences inside one speaker's speech are bridged;
+    ``min_speech`` (s): shorter IPUs are dropped; ``backchannel_max`` (s, default 1.0): the longest
+    backchannel-like IPU; ``backchannel_window`` (s, default 1.0): how soon the other speaker resumes.
+    """
+
+    min_silence: float
+    min_speech: float
+    backchannel_max: float
+    backchannel_window: float
+
+
 def intervals_from_activity(
     activity_a: np.ndarray | Sequence[bool],
     activity_b: np.ndarray | Sequence[bool],
@@ -469,18 +484,18 @@ def text_stats(rec: Recording) -> TextStats | None:
     return None
 
 
+VAD_MIN_SPEECH_S = 0.05  # turn_taking's default min_speech: shorter VAD detections are blips, not IPUs
+
+
 def turn_taking(
     source: Source,
     *,
-    min_silence: float = 0.2,
     vad: Literal["webrtc", "energy"] | VadFunction = "webrtc",
-    backchannel_max: float = 1.0,
-    backchannel_window: float = 1.0,
-    min_speech: float = 0.05,
-    hop_s: float = 0.01,
     vad_mode: int = 3,
     gate_db: float | Literal["auto"] | None = "auto",
+    hop_s: float = 0.01,
     speakers: tuple[str, str] = DEFAULT_SPEAKERS,
+    **rules: Unpack[IntervalRules],
 ) -> TurnTaking:
     """Turn-taking intervals and statistics of a two-speaker conversation.
 
@@ -489,22 +504,17 @@ def turn_taking(
     ``speakers[1]`` (the user, "B"). Voice activity per channel comes from :func:`voice_activity`
     (``vad``, ``vad_mode``, ``gate_db``, ``hop_s``); the intervals from
     :func:`intervals_from_activity` (``min_silence``, ``min_speech``, ``backchannel_max``,
-    ``backchannel_window``). With a Recording (or folder) that holds text, ``result.text`` gives the
-    model's text rate and padding ratio.
+    ``backchannel_window``: :class:`IntervalRules`; ``min_speech`` defaults to ``VAD_MIN_SPEECH_S``
+    here). With a Recording (or folder) that holds text, ``result.text`` gives the model's text rate
+    and padding ratio.
     """
+    check_keywords("turn_taking", rules, IntervalRules)
+    rules.setdefault("min_speech", VAD_MIN_SPEECH_S)
     left, right, rate, rec = _load(source)
     activity = [
         voice_activity(pcm, rate, vad=vad, hop_s=hop_s, mode=vad_mode, gate_db=gate_db) for pcm in (left, right)
     ]
-    result = intervals_from_activity(
-        *activity,
-        hop_s=hop_s,
-        min_silence=min_silence,
-        min_speech=min_speech,
-        backchannel_max=backchannel_max,
-        backchannel_window=backchannel_window,
-        speakers=speakers,
-    )
+    result = intervals_from_activity(*activity, hop_s=hop_s, speakers=speakers, **rules)
     result.duration = round(len(left) / rate, 6)
     if rec is not None:
         result.text = text_stats(rec)

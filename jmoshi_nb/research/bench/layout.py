@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ...core.folders import existing_folder
+
 TASKS = ("pause_handling", "turn_taking", "backchannel", "interruption")
 TIMING_FILE = "timing.json"
 RECORDING_DIR = "recording"
@@ -85,9 +87,7 @@ def find_tasks(root: str | Path, tasks: list[str] | tuple[str, ...] | None = Non
 
     Raises :class:`BenchError` when there is none (``root`` is then no benchmark folder).
     """
-    root = Path(root)
-    if not root.is_dir():
-        raise BenchError(f"{root}: no such benchmark folder")
+    root = existing_folder(root, "benchmark folder", BenchError)
     wanted = check_tasks(tasks)
     found: list[TaskFolder] = []
     own = task_of(root.name)

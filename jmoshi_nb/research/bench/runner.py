@@ -23,12 +23,13 @@ import shutil
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, Unpack
 
 import numpy as np
 
 from ...core.audio import FRAME_S, FRAME_SIZE, SAMPLE_RATE, read_wav, write_wav
 from ...core.config import SessionConfig, load_config
+from ...core.keywords import check_keywords
 from ...core.recording import Recording
 from .layout import TIMING_FILE, BenchError, Item, find_tasks
 from .scoring import score
@@ -188,6 +189,26 @@ def save_item(item: Item, rec: Recording) -> None:
     rec.save(item.recording)
 
 
+class ItemChoice(TypedDict, total=False):
+    """Which items a run takes (keyword arguments of ``run``, passed on by ``sweep``).
+
+    ``limit``: items per task folder (and per task of a set built for the run); ``tasks``: a subset of
+    the four; ``per_task`` (default ``DEFAULT_PER_TASK``) and ``seed`` (default 0): the size and seed
+    of a set built for the run when there is none.
+    """
+
+    limit: int | None
+    tasks: Sequence[str] | None
+    per_task: int
+    seed: int
+
+
+def _build_set(folder: Path, progress: bool, **choice: Unpack[ItemChoice]) -> None:
+    """A new task set in ``folder``: ``limit`` (else ``per_task``) items per task, drawn from ``seed``."""
+    per_task = choice.get("limit") or choice.get("per_task", DEFAULT_PER_TASK)
+    build(folder, per_task=per_task, seed=choice.get("seed", 0), tasks=choice.get("tasks"), progress=progress)
+
+
 def _selected(folder: Path, tasks: Sequence[str] | None, limit: int | None) -> list[Item]:
     return [it for tf in find_tasks(folder, tasks) for it in tf.items[:limit]]
 
@@ -250,7 +271,7 @@ def run(
     if source is not None:
         _copy_set(Path(source), out, tasks, limit)
     elif not (out / MANIFEST).exists() and not _has_tasks(out):
-        build(out, per_task=limit or per_task, seed=seed, tasks=tasks, progress=progress)
+        _build_set(out, progress, limit=limit, tasks=tasks, per_task=per_task, seed=seed)
     items = [it for it in _selected(out, tasks, limit) if it.input.exists()]
     t0 = time.perf_counter()
     if url is not None:
@@ -303,14 +324,11 @@ def sweep(
     *,
     source: str | Path | None = None,
     base: SessionConfig | None = None,
-    limit: int | None = None,
-    tasks: Sequence[str] | None = None,
-    per_task: int = DEFAULT_PER_TASK,
-    seed: int = 0,
     executor: Literal["local", "modal"] = "local",
     engine: Engine | None = None,
     vad: VadName = "webrtc",
     progress: bool = True,
+    **choice: Unpack[ItemChoice],
 ) -> pd.DataFrame:
     """The benchmark as a sweep objective: one row per setting of ``grid`` with each task's headline metrics.
 
@@ -318,19 +336,19 @@ def sweep(
     (``source``, else built once into ``out/_set``) runs under each setting into ``out/<setting>``;
     the columns are the sampling parameters, seed, model, then ``<task>_TOR``, ``turn_taking_latency_mean_s``,
     ``backchannel_backchannels_per_min``, ``interruption_stop_latency_mean_s``... so ``plot_sweep_heatmap``
-    shows any of them. ``df.attrs["scores"]`` holds every setting's full scores.
+    shows any of them. ``df.attrs["scores"]`` holds every setting's full scores. ``limit``, ``tasks``,
+    ``per_task``, ``seed``: which items, as for ``run`` (:class:`ItemChoice`).
     """
-    import pandas as pd
-
-    from ..sweeps import expand_grid
+    from ..sweeps import config_columns, expand_grid, sweep_table
     from .scoring import headline
 
+    check_keywords("sweep", choice, ItemChoice)
     out = Path(out)
     configs = expand_grid(grid, base)
     if source is None:
         source = out / "_set"
         if not (source / MANIFEST).exists():
-            build(source, per_task=limit or per_task, seed=seed, tasks=tasks, progress=progress)
+            _build_set(source, progress, **choice)
     if engine is None and executor == "local":
         from ...model.engine import Engine
 
@@ -339,13 +357,8 @@ def sweep(
     rows, all_scores = [], {}
     for ci, cfg in enumerate(configs):
         label = setting_label(ci, cfg)
-        scores = run(out / label, source=source, config=cfg, limit=limit, tasks=tasks, executor=executor,
-                     engine=engine, vad=vad, progress=progress)  # fmt: skip
+        scores = run(out / label, source=source, config=cfg, executor=executor, engine=engine, vad=vad,
+                     progress=progress, **choice)  # fmt: skip
         all_scores[label] = scores
-        row: dict[str, Any] = {"setting": label, **cfg.sampling.model_dump(), "seed": cfg.seed, "model": cfg.model}
-        row.update(headline(scores))
-        row["folder"] = str(out / label)
-        rows.append(row)
-    df = pd.DataFrame(rows)
-    df.attrs["scores"] = all_scores
-    return df
+        rows.append({"setting": label, **config_columns(cfg), **headline(scores), "folder": str(out / label)})
+    return sweep_table(rows, scores=all_scores)

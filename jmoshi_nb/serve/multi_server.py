@@ -30,7 +30,7 @@ from ..model.batch_engine import BatchEngine
 from ..model.engine import FrameResult
 from .server import ConversationServer, _Conversation
 
-log = logging.getLogger("jmoshi_nb.server")
+log = logging.getLogger("jmoshi_nb.serve.multi_server")
 
 
 class _WakingQueue(asyncio.Queue):  # type: ignore[type-arg]

@@ -22,6 +22,7 @@ import sentencepiece as spm
 import torch
 from safetensors.torch import save_file
 
+from ..core.audio import FRAME_SIZE, SAMPLE_RATE
 from .moshi_api import loaders
 
 TINY_REPO_ID = "jmoshi-nb/tiny"
@@ -61,9 +62,9 @@ def tiny_mimi_config() -> dict[str, Any]:
         "true_skip": True,
     }
     return {
-        "sample_rate": 24000,
+        "sample_rate": SAMPLE_RATE,
         "channels": 1,
-        "frame_rate": 12.5,
+        "frame_rate": SAMPLE_RATE / FRAME_SIZE,  # 12.5 Hz
         "seanet": seanet,
         "quantizer": {
             "dimension": 16,
@@ -154,7 +155,7 @@ def train_tokenizer(path: Path, vocab_size: int = TEXT_VOCAB) -> None:
 
 def _calibration_signal(generator: torch.Generator, seconds: float = 32.0) -> torch.Tensor:
     """A deterministic speech-like signal: noise bursts and glides at varying levels, with silences."""
-    sr = 24000
+    sr = SAMPLE_RATE
     n = int(seconds * sr)
     t = torch.arange(n) / sr
     segments = torch.randint(0, 4, (int(seconds * 5),), generator=generator).repeat_interleave(sr // 5)[:n]

@@ -58,6 +58,12 @@ async def send_silence(client: ChatClient, frames: int) -> None:
         await client.send_frame(np.zeros(FRAME_SIZE, np.float32))
 
 
+async def error_after_silence(client: ChatClient, frames: int) -> str:
+    """Send ``frames`` frames of silence, then wait for the server's error message."""
+    await send_silence(client, frames)
+    return await client.wait_error()
+
+
 async def record_silence(url: str, frames: int, token: str | None = None) -> Recording:
     """A new client sends ``frames`` frames of silence and waits for all of them: what it recorded."""
     async with connect(url, token=token) as s:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from processes import jmoshi_serve
-from servers import health, record_silence, send_silence, serving, step_fails_on_call, wait_until
+from servers import error_after_silence, health, record_silence, send_silence, serving, step_fails_on_call, wait_until
 
 from jmoshi_nb.core.audio import FRAME_SIZE
 from jmoshi_nb.core.recording import Recording
@@ -156,8 +156,7 @@ async def test_a_failed_step_ends_only_its_conversations(tiny_path: Path) -> Non
         server = MultiChatServer(engine)
         async with serving(server.make_app()) as url:
             async with connect(url) as s:
-                await send_silence(s, 5)
-                error = await s.wait_error()
+                error = await error_after_silence(s, 5)
                 assert "engine error, session ended: simulated CUDA error" in error
             rec = await record_silence(url, 3)  # the next conversation is served normally
             assert [m["frame"] for m in rec.metrics] == [0, 1, 2]

@@ -10,7 +10,7 @@ from contextlib import AsyncExitStack
 
 import numpy as np
 import pytest
-from servers import record_silence, send_silence, serving, step_fails_on_call
+from servers import error_after_silence, record_silence, send_silence, serving, step_fails_on_call
 
 from jmoshi_nb.core.audio import FRAME_SIZE
 from jmoshi_nb.core.config import Sampling
@@ -54,8 +54,7 @@ async def test_engine_failure_ends_the_session_with_an_error(serve, engine: Engi
     url = await serve()
     with step_fails_on_call(engine, 3, "CUDA out of memory (simulated)"):
         async with connect(url) as s:
-            await send_silence(s, 5)
-            error = await s.wait_error()
+            error = await error_after_silence(s, 5)
             assert "engine error, session ended: CUDA out of memory (simulated)" in error
             await asyncio.wait_for(s._receiver, 10)  # type: ignore[arg-type]
             assert s.closed and len(s.recording.metrics) == 2

@@ -326,6 +326,11 @@ def _gib(n: int) -> str:
     return f"{n / GIB:.2f} GiB"
 
 
+def stats_row(name: str, st: dict[str, Any], note: str) -> tuple[str, str, str, str]:
+    """A table row from ``gfl.stats`` figures: name, p50, p99, notes."""
+    return (name, _ms(st["p50"]), _ms(st["p99"]), note)
+
+
 def table(r: dict[str, Any]) -> str:
     """The markdown table: one row per figure, p50/p99 in ms where they apply."""
     rows: list[tuple[str, str, str, str]] = []
@@ -341,7 +346,7 @@ def table(r: dict[str, Any]) -> str:
     for row, key in ((ROW_BARE, "bare"), (ROW_ENGINE, "engine")):
         st = r[key]
         note = f"mean {st['mean']:.2f}, max {st['max']:.2f}, over {budget:.0f} ms: {100 * st['over_budget']:.1f}%"
-        rows.append((row, _ms(st["p50"]), _ms(st["p99"]), note))
+        rows.append(stats_row(row, st, note))
     diff50 = r["engine"]["p50"] - r["bare"]["p50"]
     diff99 = r["engine"]["p99"] - r["bare"]["p99"]
     rows.append((ROW_DIFF, f"{diff50:+.2f}", f"{diff99:+.2f}", "the kit's cost per frame over moshi's loop"))
@@ -374,12 +379,11 @@ def table(r: dict[str, Any]) -> str:
             f"moshi streaming at batch {b['batch']}; {b['per_conversation_p50_ms']:.2f} ms per conversation; "
             f"p99 {fits} {budget:.0f} ms; peak {_gib(b['peak_bytes'])}; batched engine: {eng}"
         )
-        rows.append((name, _ms(st["p50"]), _ms(st["p99"]), note))
+        rows.append(stats_row(name, st, note))
     m = r["mimi"]
+    mimi_note = f"streaming, 1 frame = {gfl.FRAME_SIZE} samples, {m['codebooks']} codebooks"
     for row, key in ((ROW_MIMI_ENC, "encode"), (ROW_MIMI_DEC, "decode")):
-        st = m[key]
-        note = f"streaming, 1 frame = {gfl.FRAME_SIZE} samples, {m['codebooks']} codebooks"
-        rows.append((row, _ms(st["p50"]), _ms(st["p99"]), note))
+        rows.append(stats_row(row, m[key], mimi_note))
     rows.append(
         (
             ROW_MEMORY,

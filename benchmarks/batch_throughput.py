@@ -22,10 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import subprocess
-import sys
 import time
-import urllib.request
 
 import numpy as np
 
@@ -70,30 +67,15 @@ def bench_steps(model: str, device: str | None, sizes: list[int], steps: int) ->
 
 
 def bench_live(model: str, n: int, seconds: float) -> None:
-    import socket
+    from frame_loop import server_process  # the script next to this one
 
     from jmoshi_nb.serve.client import connect, stream_pcm
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jmoshi_nb.cli", "serve", "--model", model, "--port", str(port)]
-        + ["--max-sessions", str(n)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        for _ in range(600):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.2)
+    with server_process(model, None, "--max-sessions", str(n)) as url:
         pcm = looped_speech(int(seconds * SAMPLE_RATE / FRAME_SIZE))
 
         async def one(seed: int):  # type: ignore[no-untyped-def]
-            async with connect(f"ws://127.0.0.1:{port}") as s:
+            async with connect(url) as s:
                 await s.set_params(seed=seed)
                 return await stream_pcm(s, pcm, realtime=True)
 
@@ -111,9 +93,6 @@ def bench_live(model: str, n: int, seconds: float) -> None:
                 f"  client {i}: {len(rec.metrics)} frames, step p50 {p50:.1f} ms p99 {p99:.1f} ms, "
                 f"max queue {queued}, dropped {dropped}, within budget: {ok}"
             )
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def bench_sweep(model: str, device: str | None, jobs_n: int, batch: int, seconds: float) -> None:

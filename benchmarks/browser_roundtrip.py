@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests" / "browser"))
+sys.path[:0] = [str(REPO / "tests" / "browser"), str(REPO / "tests")]  # harness, and the processes it uses
 
 import harness as H  # noqa: E402
 
@@ -97,11 +97,9 @@ def measure(nodelay: bool, talk_s: float, pings: int, work: Path, hz: float, plo
     wav = H.fake_microphone_wav(work / "mic.wav") if not (work / "mic.wav").exists() else work / "mic.wav"
     with H.jupyter_lab(root, root / "lab", nodelay=nodelay) as lab, sync_playwright() as pw:
         context = H.chromium(pw, wav, root / "profile")
-        page = context.pages[0] if context.pages else context.new_page()
+        page = H.first_page(context)
         try:
-            H.open_notebook(page, lab, "bench.ipynb")
-            H.run_cell(page, 0)
-            page.wait_for_selector(".jmoshi-mic:not([disabled])", timeout=120_000)
+            H.run_first_cell_until(page, lab, "bench.ipynb", ".jmoshi-mic:not([disabled])")
             time.sleep(1.0)
             idle = page.evaluate(f"jmoshiNb.views[0].ping({pings}, 20)")
             page.click(".jmoshi-mic")

@@ -80,11 +80,14 @@ async def server_frame(s: ChatClient, frame: np.ndarray, n: int) -> None:
 
 
 @contextlib.contextmanager
-def server_process(model: str, device: str | None) -> Iterator[str]:
+def server_process(model: str, device: str | None, *options: str) -> Iterator[str]:
+    """``jmoshi-nb serve --model MODEL [--device DEVICE] OPTIONS`` in its own process on 127.0.0.1; its ws:// url.
+
+    (batch_throughput.py starts its live server here too.)"""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    cmd = [sys.executable, "-m", "jmoshi_nb.cli", "serve", "--model", model, "--port", str(port), "--seed", "1"]
+    cmd = [sys.executable, "-m", "jmoshi_nb.cli", "serve", "--model", model, "--port", str(port), *options]
     if device:
         cmd += ["--device", device]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -104,13 +107,18 @@ def server_process(model: str, device: str | None) -> Iterator[str]:
         proc.wait(10)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def blocks_parser(doc: str) -> argparse.ArgumentParser:
+    """The options of the benchmarks that step one model over blocks of frames (this one, record_stream.py)."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="tiny")
     ap.add_argument("--device", default=None)
     ap.add_argument("--frames", type=int, default=150, help="frames per block")
     ap.add_argument("--blocks", type=int, default=3)
-    args = ap.parse_args()
+    return ap
+
+
+def main() -> None:
+    args = blocks_parser(__doc__).parse_args()
 
     engine = Engine.load(args.model, device=args.device, seed=1)
     bare = BareLoop(engine)
@@ -119,7 +127,7 @@ def main() -> None:
         bare.step(chunks[0])
     times: dict[str, list[float]] = {"bare": [], "engine": [], "server": []}
     loop = asyncio.new_event_loop()
-    with server_process(args.model, args.device) as url:
+    with server_process(args.model, args.device, "--seed", "1") as url:
         for _ in range(args.blocks):
             # The three paths take turns frame by frame, so that machine noise hits them alike.
             bare.reset()

@@ -326,6 +326,11 @@ def _gib(n: int) -> str:
     return f"{n / GIB:.2f} GiB"
 
 
+def stats_row(name: str, st: dict[str, Any], note: str) -> tuple[str, str, str, str]:
+    """A table row from ``gfl.stats`` figures: name, p50, p99, notes."""
+    return (name, _ms(st["p50"]), _ms(st["p99"]), note)
+
+
 def table(r: dict[str, Any]) -> str:
     """The markdown table: one row per figure, p50/p99 in ms where they apply."""
     rows: list[tuple[str, str, str, str]] = []
@@ -341,7 +346,7 @@ def table(r: dict[str, Any]) -> str:
     for row, key in ((ROW_BARE, "bare"), (ROW_ENGINE, "engine")):
         st = r[key]
         note = f"mean {st['mean']:.2f}, max {st['max']:.2f}, over {budget:.0f} ms: {100 * st['over_budget']:.1f}%"
-        rows.append((row, _ms(st["p50"]), _ms(st["p99"]), note))
+        rows.append(stats_row(row, st, note))
     diff50 = r["engine"]["p50"] - r["bare"]["p50"]
     diff99 = r["engine"]["p99"] - r["bare"]["p99"]
     rows.append((ROW_DIFF, f"{diff50:+.2f}", f"{diff99:+.2f}", "the kit's cost per frame over moshi's loop"))
@@ -374,12 +379,11 @@ def table(r: dict[str, Any]) -> str:
             f"moshi streaming at batch {b['batch']}; {b['per_conversation_p50_ms']:.2f} ms per conversation; "
             f"p99 {fits} {budget:.0f} ms; peak {_gib(b['peak_bytes'])}; batched engine: {eng}"
         )
-        rows.append((name, _ms(st["p50"]), _ms(st["p99"]), note))
+        rows.append(stats_row(name, st, note))
     m = r["mimi"]
+    mimi_note = f"streaming, 1 frame = {gfl.FRAME_SIZE} samples, {m['codebooks']} codebooks"
     for row, key in ((ROW_MIMI_ENC, "encode"), (ROW_MIMI_DEC, "decode")):
-        st = m[key]
-        note = f"streaming, 1 frame = {gfl.FRAME_SIZE} samples, {m['codebooks']} codebooks"
-        rows.append((row, _ms(st["p50"]), _ms(st["p99"]), note))
+        rows.append(stats_row(row, m[key], mimi_note))
     rows.append(
         (
             ROW_MEMORY,
@@ -403,20 +407,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--tiny", action="store_true", help="the tiny checkpoint on CPU (the default without CUDA)")
     p.add_argument("--device", help="cuda or cpu (default: cuda if available, else cpu with --tiny)")
-    p.add_argument("--dtype", default="bfloat16", help="LM dtype on CUDA (the tiny model runs float32 on CPU)")
-    p.add_argument("--frames", type=int, default=300, help="measured frames of each single-conversation loop")
-    p.add_argument("--warmup", type=int, default=20, help="frames run first and not measured (graph capture)")
-    p.add_argument("--change-at", type=int, default=30, help="frame before which temp/top_k change")
-    p.add_argument("--change-frames", type=int, default=50, help="frames of the temp/top_k change run")
-    p.add_argument("--switch-at", type=int, default=8, help="frame at which the live check switches to greedy")
-    p.add_argument("--after-switch", type=int, default=8, help="frames compared after the switch")
-    p.add_argument("--batches", default=",".join(map(str, BATCHES)), help="conversations per batched step")
-    p.add_argument("--batch-frames", type=int, default=40, help="measured frames per batch size")
-    p.add_argument("--batch-warmup", type=int, default=5, help="unmeasured frames per batch size and for Mimi")
-    p.add_argument("--mimi-frames", type=int, default=100, help="measured Mimi frames")
     p.add_argument("--budget-s", type=float, default=420.0, help="time budget of the whole run")
-    p.add_argument("--batch-budget-s", type=float, default=180.0, help="time budget of the batched section")
     p.add_argument("--out-dir", type=Path, default=RESULTS_DIR, help="where the table (.md) and figures (.json) go")
+    gfl.add_loop_options(p.add_argument_group("bare moshi loop, engine and live temp/top_k check (gpu_frame_loop.py)"))
+    change = p.add_argument_group("temp/top_k change")
+    change.add_argument("--change-at", type=int, default=30, help="frame before which temp/top_k change")
+    change.add_argument("--change-frames", type=int, default=50, help="frames of the temp/top_k change run")
+    batched = p.add_argument_group("batched steps")
+    batched.add_argument("--batches", default=",".join(map(str, BATCHES)), help="conversations per batched step")
+    batched.add_argument("--batch-frames", type=int, default=40, help="measured frames per batch size")
+    batched.add_argument("--batch-warmup", type=int, default=5, help="unmeasured frames per batch size and for Mimi")
+    batched.add_argument("--batch-budget-s", type=float, default=180.0, help="time budget of the batched section")
+    mimi = p.add_argument_group("Mimi")
+    mimi.add_argument("--mimi-frames", type=int, default=100, help="measured Mimi frames")
     args = p.parse_args(argv)
     args.batches = [int(b) for b in str(args.batches).split(",") if b.strip()]
     if args.device is None:

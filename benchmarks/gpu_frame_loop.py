@@ -315,15 +315,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def add_loop_options(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """The options of the two frame loops and the live-parameter check (this script's; gpu_check.py's too)."""
+    p.add_argument("--dtype", default="bfloat16", help="LM dtype on CUDA (the tiny model runs float32 on CPU)")
+    p.add_argument("--frames", type=int, default=300, help="measured frames of each single-conversation loop")
+    p.add_argument("--warmup", type=int, default=20, help="frames run first and not measured (graph capture)")
+    p.add_argument("--switch-at", type=int, default=8, help="frame at which the params check switches to greedy")
+    p.add_argument("--after-switch", type=int, default=8, help="frames compared after the switch")
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cuda", help="cuda (default) or cpu")
     p.add_argument("--tiny", action="store_true", help="the tiny checkpoint instead of the random 7B + Mimi")
-    p.add_argument("--dtype", default="bfloat16", help="LM dtype on CUDA (the tiny model runs float32 on CPU)")
-    p.add_argument("--frames", type=int, default=300, help="measured frames per loop")
-    p.add_argument("--warmup", type=int, default=20, help="frames run first and not measured (graph capture)")
-    p.add_argument("--switch-at", type=int, default=8, help="frame at which the params check switches to greedy")
-    p.add_argument("--after-switch", type=int, default=8, help="frames compared after the switch")
+    add_loop_options(p)
     p.add_argument("--no-compile", action="store_true", help="set NO_TORCH_COMPILE=1 (moshi compiles on CUDA)")
     p.add_argument("--json", help="also write the figures to this file")
     return p.parse_args(argv)

@@ -17,13 +17,13 @@ writer thread's interference with the frame loop, without the model's noise.
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from frame_loop import blocks_parser  # the script next to this one
 
 from jmoshi_nb.core.audio import FRAME_SIZE, frames
 from jmoshi_nb.core.config import SessionConfig
@@ -65,11 +65,7 @@ class SyntheticEngine:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="tiny")
-    ap.add_argument("--device", default=None)
-    ap.add_argument("--frames", type=int, default=150, help="frames per block")
-    ap.add_argument("--blocks", type=int, default=3)
+    ap = blocks_parser(__doc__)
     ap.add_argument("--synthetic", type=float, default=None, metavar="MS", help="no model: a MS-ms sleep per step")
     ap.add_argument("--dir", default=None, help="where the streamed recordings go (default: a temp folder)")
     args = ap.parse_args()

@@ -37,6 +37,7 @@ def release_all(engine: BatchEngine) -> None:
 def run_alone(
     engine: BatchEngine, pcm: np.ndarray, sampling: Sampling = SAMPLING, seed: int = 123, slot: int | None = None
 ) -> list:
+    """``pcm`` through one slot with every other slot free; every slot is free again afterwards."""
     release_all(engine)
     slot = engine.open(sampling, seed, slot=slot)
     out = [engine.step({slot: f})[slot] for f in frames(pcm)]
@@ -121,7 +122,6 @@ def test_same_seed_and_input_alone_or_among_busy_masked_neighbours(batch: BatchE
     """A slot's tokens and audio do not depend on what the other slots do, nor on steps it sits out."""
     pcm = speech_pcm[: N_FRAMES * FRAME_SIZE]
     alone = run_alone(batch, pcm)
-    release_all(batch)
     slot = batch.open(SAMPLING, 123)
     others = [batch.open(Sampling(temp=1.2, top_k=30), 7), batch.open(Sampling(temp=0.0, temp_text=0.0), 8)]
     rng = np.random.default_rng(5)
@@ -158,7 +158,6 @@ def test_resetting_one_slot_leaves_the_others_untouched(batch: BatchEngine, spee
     other = noise_pcm(3)
     alone_a = tokens_of(run_alone(batch, pcm, seed=5))
     alone_b = tokens_of(run_alone(batch, other, seed=6))
-    release_all(batch)
     a, b = batch.open(SAMPLING, 5), batch.open(SAMPLING, 6)
     got_a, got_b = [], []
     b_frames = list(frames(other))
@@ -182,7 +181,6 @@ def test_resetting_one_slot_leaves_the_others_untouched(batch: BatchEngine, spee
 def test_a_parameter_change_takes_effect_for_that_slot_only(batch: BatchEngine, speech_pcm: np.ndarray) -> None:
     pcm = speech_pcm[: N_FRAMES * FRAME_SIZE]
     alone = tokens_of(run_alone(batch, pcm, seed=9))
-    release_all(batch)
     a, b = batch.open(SAMPLING, 9), batch.open(SAMPLING, 9)
     got: dict[int, list] = {a: [], b: []}
     for i, f in enumerate(frames(pcm)):
@@ -212,7 +210,6 @@ def test_greedy_slot_is_deterministic_whatever_its_seed(batch: BatchEngine, spee
 def test_seed_change_mid_session_for_one_slot(batch: BatchEngine, speech_pcm: np.ndarray) -> None:
     pcm = speech_pcm[: N_FRAMES * FRAME_SIZE]
     plain = tokens_of(run_alone(batch, pcm, seed=1))
-    release_all(batch)
     slot = batch.open(SAMPLING, 1)
     got = []
     for i, f in enumerate(frames(pcm)):
@@ -228,7 +225,6 @@ def test_seed_change_mid_session_for_one_slot(batch: BatchEngine, speech_pcm: np
 def test_forced_audio_goes_to_its_slot_only(batch: BatchEngine, speech_pcm: np.ndarray) -> None:
     pcm = speech_pcm[: 12 * FRAME_SIZE]
     alone = tokens_of(run_alone(batch, pcm, seed=4))
-    release_all(batch)
     a, b = batch.open(SAMPLING, 4), batch.open(SAMPLING, 4)
     forced = [np.full(batch.dep_q, 17 + i, dtype=np.int64) for i in range(12)]
     got: dict[int, list] = {a: [], b: []}

@@ -159,12 +159,18 @@ def test_model_stopping_1_5_s_after_the_user_cuts_in(tmp_path: Path, vad: str) -
     assert it["takeover"] is True
 
 
-def test_timing_metadata_overrides_voice_activity(tmp_path: Path) -> None:
-    """FDB's turn_taking.json gives the user's end; the kit's timing.json likewise."""
+def answered_question() -> tuple[np.ndarray, np.ndarray, float]:
+    """The user asks QUESTION from 0.5 s, the model answers 0.5 s after it ends: (user, model, question's end)."""
     q, ans = clip(QUESTION), clip(ANSWER)
     end = 0.5 + dur(q)
     total = end + 0.5 + dur(ans) + 0.5
-    folder = item(tmp_path, "candor_turn_taking", "x", scene(total, [(0.5, q)]), scene(total, [(end + 0.5, ans)]))
+    return scene(total, [(0.5, q)]), scene(total, [(end + 0.5, ans)]), end
+
+
+def test_timing_metadata_overrides_voice_activity(tmp_path: Path) -> None:
+    """FDB's turn_taking.json gives the user's end; the kit's timing.json likewise."""
+    user, model, end = answered_question()
+    folder = item(tmp_path, "candor_turn_taking", "x", user, model)
     (folder / "turn_taking.json").write_text(json.dumps([{"text": "q", "timestamp": [end - 0.2, end + 0.5]}]))
     it = score(tmp_path)["turn_taking"]["items"][0]
     assert it["timing_source"] == "turn_taking.json"
@@ -205,10 +211,7 @@ def test_folder_without_task_folders(tmp_path: Path) -> None:
 
 
 def test_bad_items_are_named_and_the_others_scored(tmp_path: Path) -> None:
-    q, ans = clip(QUESTION), clip(ANSWER)
-    end = 0.5 + dur(q)
-    total = end + 0.5 + dur(ans) + 0.5
-    user, model = scene(total, [(0.5, q)]), scene(total, [(end + 0.5, ans)])
+    user, model, _ = answered_question()
     item(tmp_path, "turn_taking", "good", user, model)
     item(tmp_path, "turn_taking", "short", user, model[: len(model) - 2400])  # 0.1 s short: > one frame
     item(tmp_path, "turn_taking", "within_a_frame", user, model[: len(model) - 960])  # 0.04 s: fine

@@ -34,14 +34,18 @@ def make_run(folder: Path, item: str, seconds: float, level: float) -> Path:
     return rec.save(folder)
 
 
+def make_runs(root: Path, levels: dict[str, float], seconds: dict[str, float]) -> Path:
+    """``root/<system>/<item>``: every system (its signal level) on every item (its duration), as a sweep saves."""
+    for system, level in levels.items():
+        for item, sec in seconds.items():
+            make_run(root / system / item, item, sec, level)
+    return root
+
+
 @pytest.fixture()
 def sweep(tmp_path: Path) -> Path:
     """Two settings (systems) x two inputs (items), as a sweep's out_dir per setting."""
-    root = tmp_path / "runs"
-    for s, level in (("cool", 0.1), ("warm", 0.2)):
-        for item, sec in (("q1", 1.0), ("q2", 1.5)):
-            make_run(root / s / item, item, sec, level)
-    return root
+    return make_runs(tmp_path / "runs", {"cool": 0.1, "warm": 0.2}, {"q1": 1.0, "q2": 1.5})
 
 
 def test_clips_of_any_rate_load_at_24k_and_unusable_ones_are_named(sweep: Path, tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import soundfile as sf
-from test_listening import make_run
+from test_listening import make_runs
 
 from jmoshi_nb.core.audio import SAMPLE_RATE
 from jmoshi_nb.notebook.widgets import ListeningWidget
@@ -36,9 +36,7 @@ class Browser:
 
 @pytest.fixture()
 def test_setup(tmp_path: Path) -> ListeningTest:
-    root = tmp_path / "runs"
-    for system, level in (("calm", 0.1), ("wild", 0.2)):
-        make_run(root / system / "q1", "q1", 1.0, level)
+    root = make_runs(tmp_path / "runs", {"calm": 0.1, "wild": 0.2}, {"q1": 1.0})
     return ListeningTest.create(root, tmp_path / "ratings.csv", ab=True, seed=1)
 
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from processes import free_port, running
 
-from conftest import free_port, start_process, stop_process
 from jmoshi_nb.core.audio import FRAME_SIZE
 from jmoshi_nb.model.tiny import install_in_hf_cache
 from jmoshi_nb.serve.client import connect, stream_pcm
@@ -36,17 +36,11 @@ async def test_kit_client_talks_to_moshi_server(tiny_path: Path, tmp_path: Path,
             "--host", "127.0.0.1", "--port", str(port)]
     if not torch.cuda.is_available():
         args += ["--device", "cpu"]
-    proc = start_process(
-        args,
-        f"http://127.0.0.1:{port}/",
-        env={"HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "NO_TORCH_COMPILE": "1"},
-    )
-    try:
+    env = {"HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "NO_TORCH_COMPILE": "1"}
+    with running(args, f"http://127.0.0.1:{port}/", env=env):
         async with connect(f"ws://127.0.0.1:{port}") as s:
             assert s.info == {}  # moshi.server sends no session description
             rec = await stream_pcm(s, speech_pcm[: 25 * FRAME_SIZE], realtime=False, tail_timeout=60)
-    finally:
-        stop_process(proc)
     assert rec.metrics == []  # and no metrics: frames are counted from the audio it returns
     assert len(rec.model_pcm) >= 20 * FRAME_SIZE
     assert np.abs(rec.model_pcm[FRAME_SIZE:]).max() > 0.01

@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import subprocess
 import sys
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+from processes import jmoshi_serve
+from servers import error_after_silence, health, record_silence, send_silence, serving, step_fails_on_call, wait_until
 
-from conftest import free_port, start_process, stop_process
 from jmoshi_nb.core.audio import FRAME_SIZE
 from jmoshi_nb.core.recording import Recording
-from jmoshi_nb.serve import protocol as P
 from jmoshi_nb.serve.client import ServerError, connect, stream_pcm
 
 N_FRAMES = 16
@@ -24,18 +22,8 @@ N_FRAMES = 16
 
 @pytest.fixture(scope="module")
 def multi_url(tiny_path: Path) -> Iterator[str]:
-    port = free_port()
-    proc = start_process(
-        [sys.executable, "-m", "jmoshi_nb.cli", "serve", "--port", str(port), "--seed", "42", "--max-sessions", "3"],
-        f"http://127.0.0.1:{port}/api/health",
-    )
-    yield f"ws://127.0.0.1:{port}"
-    stop_process(proc)
-
-
-def health(url: str) -> dict:
-    with urllib.request.urlopen(url.replace("ws://", "http://") + P.HEALTH_PATH) as resp:
-        return json.loads(resp.read())
+    with jmoshi_serve("--seed", "42", "--max-sessions", "3") as url:
+        yield url
 
 
 def noise(seed: int, n: int = N_FRAMES) -> np.ndarray:
@@ -103,10 +91,7 @@ async def test_an_abrupt_disconnect_frees_only_its_slot(multi_url: str, speech_p
     )
     victim = subprocess.Popen([sys.executable, "-c", script])
     try:
-        for _ in range(100):
-            if health(multi_url)["sessions"] == 1:
-                break
-            await asyncio.sleep(0.1)
+        await wait_until(lambda: health(multi_url)["sessions"] == 1)
         assert health(multi_url)["sessions"] == 1
 
         async def survivor(pcm: np.ndarray, seed: int, kill_at: int | None) -> Recording:
@@ -126,10 +111,7 @@ async def test_an_abrupt_disconnect_frees_only_its_slot(multi_url: str, speech_p
         victim.wait()
     same_conversation(a, solo)
     assert [m["frame"] for m in b.metrics] == list(range(N_FRAMES))
-    for _ in range(100):
-        if health(multi_url)["sessions"] == 0:
-            break
-        await asyncio.sleep(0.1)
+    await wait_until(lambda: health(multi_url)["sessions"] == 0)
     assert health(multi_url)["sessions"] == 0  # the killed client's slot is free again
 
 
@@ -141,14 +123,12 @@ async def test_client_beyond_max_sessions_is_told_busy(multi_url: str) -> None:
             async with connect(multi_url):
                 pass
         for s in (a, b, c):
-            await s.send_frame(np.zeros(FRAME_SIZE, np.float32))
+            await send_silence(s, 1)
         for s in (a, b, c):
             await s.drain()
             assert [m["frame"] for m in s.recording.metrics] == [0]
-    async with connect(multi_url) as d:  # a slot is free again
-        await d.send_frame(np.zeros(FRAME_SIZE, np.float32))
-        await d.drain()
-        assert d.recording.metrics[0]["frame"] == 0
+    rec = await record_silence(multi_url, 1)  # a slot is free again
+    assert rec.metrics[0]["frame"] == 0
 
 
 @pytest.mark.parametrize(
@@ -168,44 +148,18 @@ def test_bad_max_sessions_is_refused_naming_the_limit(value: str, message: str) 
 
 async def test_a_failed_step_ends_only_its_conversations(tiny_path: Path) -> None:
     """In-process: the engine fails on one step; its conversations end with the error, the server goes on."""
-    from aiohttp import web
-
     from jmoshi_nb.model.batch_engine import BatchEngine
     from jmoshi_nb.serve.multi_server import MultiChatServer
 
     engine = BatchEngine.load("tiny", slots=2, seed=1, warmup=False)
-    real_step = engine.step
-    calls = 0
-
-    def flaky(frames, forced_audio=None):  # type: ignore[no-untyped-def]
-        nonlocal calls
-        calls += 1
-        if calls == 3:
-            raise RuntimeError("simulated CUDA error")
-        return real_step(frames, forced_audio)
-
-    engine.step = flaky  # type: ignore[method-assign]
-    server = MultiChatServer(engine)
-    runner = web.AppRunner(server.make_app())
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    url = f"ws://127.0.0.1:{port}"
-    try:
-        async with connect(url) as s:
-            for _ in range(5):
-                await s.send_frame(np.zeros(FRAME_SIZE, np.float32))
-            error = await s.wait_error()
-            assert "engine error, session ended: simulated CUDA error" in error
-        async with connect(url) as s:  # the next conversation is served normally
-            for _ in range(3):
-                await s.send_frame(np.zeros(FRAME_SIZE, np.float32))
-            await s.drain()
-            assert [m["frame"] for m in s.recording.metrics] == [0, 1, 2]
-        for _ in range(50):  # the server releases the slot just after the client has gone
-            if len(server._free) == 2:
-                break
-            await asyncio.sleep(0.1)
-        assert sorted(server._free) == [0, 1]
-    finally:
-        await runner.cleanup()
+    with step_fails_on_call(engine, 3, "simulated CUDA error"):
+        server = MultiChatServer(engine)
+        async with serving(server.make_app()) as url:
+            async with connect(url) as s:
+                error = await error_after_silence(s, 5)
+                assert "engine error, session ended: simulated CUDA error" in error
+            rec = await record_silence(url, 3)  # the next conversation is served normally
+            assert [m["frame"] for m in rec.metrics] == [0, 1, 2]
+            # the server releases the slot just after the client has gone
+            await wait_until(lambda: len(server._free) == 2, seconds=5)
+            assert sorted(server._free) == [0, 1]

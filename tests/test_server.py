@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import sys
-import urllib.request
 from pathlib import Path
 
 import aiohttp
 import numpy as np
 import pytest
 import sphn
+from processes import jmoshi_serve
+from servers import health, record_silence
 
-from conftest import free_port, start_process, stop_process
 from jmoshi_nb.core.audio import FRAME_SIZE, frames
 from jmoshi_nb.core.config import ConfigError
 from jmoshi_nb.core.recording import Recording
@@ -22,9 +20,7 @@ from jmoshi_nb.serve.client import ServerError, connect, stream_pcm
 
 
 def test_health(server_url: str) -> None:
-    url = server_url.replace("ws://", "http://") + P.HEALTH_PATH
-    with urllib.request.urlopen(url) as resp:
-        body = json.loads(resp.read())
+    body = health(server_url)
     assert body["status"] == "ok" and body["model"] == "tiny" and body["busy"] is False
 
 
@@ -182,24 +178,9 @@ async def test_raw_protocol_as_moshi_clients_speak_it(server_url: str, speech_pc
 
 
 def test_token_is_required_when_set(tiny_path: Path) -> None:
-    port = free_port()
-    proc = start_process(
-        [sys.executable, "-m", "jmoshi_nb.cli", "serve", "--port", str(port), "--token", "s3cret"],
-        f"http://127.0.0.1:{port}/api/health",
-    )
-    url = f"ws://127.0.0.1:{port}"
-
-    async def attempt(token: str | None) -> int:
-        async with connect(url, token=token) as s:
-            await s.send_frame(np.zeros(FRAME_SIZE, np.float32))
-            await s.drain()
-            return len(s.recording.metrics)
-
-    try:
+    with jmoshi_serve("--token", "s3cret") as url:
         with pytest.raises(ServerError, match="refused the token"):
-            asyncio.run(attempt(None))
+            asyncio.run(record_silence(url, 1, token=None))
         with pytest.raises(ServerError, match="refused the token"):
-            asyncio.run(attempt("wrong"))
-        assert asyncio.run(attempt("s3cret")) == 1
-    finally:
-        stop_process(proc)
+            asyncio.run(record_silence(url, 1, token="wrong"))
+        assert len(asyncio.run(record_silence(url, 1, token="s3cret")).metrics) == 1

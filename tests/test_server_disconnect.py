@@ -6,13 +6,10 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 
-import numpy as np
 import pytest
-from aiohttp import web
 from aiohttp.client_exceptions import ClientConnectionResetError
+from servers import record_silence, send_silence, serving, wait_until
 
-from conftest import free_port
-from jmoshi_nb.core.audio import FRAME_SIZE
 from jmoshi_nb.core.config import Sampling
 from jmoshi_nb.model.engine import Engine
 from jmoshi_nb.serve.client import connect
@@ -23,12 +20,8 @@ from jmoshi_nb.serve.server import ChatServer
 async def server(engine: Engine) -> AsyncIterator[tuple[str, ChatServer]]:
     engine.reset(Sampling(), 42)
     chat = ChatServer(engine)
-    runner = web.AppRunner(chat.make_app())
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    yield f"ws://127.0.0.1:{port}", chat
-    await runner.cleanup()
+    async with serving(chat.make_app()) as url:
+        yield url, chat
 
 
 def server_records(caplog: pytest.LogCaptureFixture, level: int) -> list[logging.LogRecord]:
@@ -52,18 +45,15 @@ async def test_a_send_to_a_closing_transport_is_logged_as_a_disconnect(
     monkeypatch.setattr(ChatServer, "_send_result", send_then_lose_the_client)
     caplog.set_level(logging.INFO, logger="jmoshi_nb.serve.server")
     async with connect(url) as s:
-        for _ in range(4):
-            await s.send_frame(np.zeros(FRAME_SIZE, np.float32))
+        await send_silence(s, 4)
         await asyncio.wait_for(s._receiver, 15)  # type: ignore[arg-type]
         assert s.errors == []  # nobody is told "engine error": the client is the one who left
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
     infos = [r.getMessage() for r in server_records(caplog, logging.INFO)]
     assert any("client disconnected" in m and "Cannot write to closing transport" in m for m in infos)
     monkeypatch.setattr(ChatServer, "_send_result", real_send)
-    async with connect(url) as s:  # the server goes on serving
-        await s.send_frame(np.zeros(FRAME_SIZE, np.float32))
-        await s.drain()
-        assert len(s.recording.metrics) == 1
+    rec = await record_silence(url, 1)  # the server goes on serving
+    assert len(rec.metrics) == 1
 
 
 async def test_clients_closing_mid_stream_leave_no_error_in_the_log(
@@ -73,11 +63,7 @@ async def test_clients_closing_mid_stream_leave_no_error_in_the_log(
     caplog.set_level(logging.INFO, logger="jmoshi_nb.serve.server")
     for _ in range(3):
         async with connect(url) as s:
-            for _ in range(12):  # results are still being sent when the client closes
-                await s.send_frame(np.zeros(FRAME_SIZE, np.float32))
+            await send_silence(s, 12)  # results are still being sent when the client closes
             await s.wait_frames(1)
-        for _ in range(100):  # the server finishes the session
-            if not chat._busy.locked():
-                break
-            await asyncio.sleep(0.05)
+        await wait_until(lambda: not chat._busy.locked(), seconds=5)  # the server finishes the session
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text

@@ -6,12 +6,12 @@ import asyncio
 import threading
 import time
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 
 import numpy as np
 import pytest
-from aiohttp import web
+from servers import error_after_silence, record_silence, send_silence, serving, step_fails_on_call
 
-from conftest import free_port
 from jmoshi_nb.core.audio import FRAME_SIZE
 from jmoshi_nb.core.config import Sampling
 from jmoshi_nb.model.engine import Engine
@@ -22,20 +22,13 @@ from jmoshi_nb.serve.server import ChatServer
 
 @pytest.fixture
 async def serve(engine: Engine) -> AsyncIterator:  # type: ignore[type-arg]
-    runners: list[web.AppRunner] = []
+    async with AsyncExitStack() as servers:
 
-    async def start(**kwargs) -> str:  # type: ignore[no-untyped-def]
-        engine.reset(Sampling(), 42)
-        runner = web.AppRunner(ChatServer(engine, **kwargs).make_app())
-        await runner.setup()
-        port = free_port()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        runners.append(runner)
-        return f"ws://127.0.0.1:{port}"
+        async def start(**kwargs) -> str:  # type: ignore[no-untyped-def]
+            engine.reset(Sampling(), 42)
+            return await servers.enter_async_context(serving(ChatServer(engine, **kwargs).make_app()))
 
-    yield start
-    for r in runners:
-        await r.cleanup()
+        yield start
 
 
 async def test_dropped_frames_keep_the_recording_aligned(serve, engine: Engine) -> None:  # type: ignore[no-untyped-def]
@@ -59,31 +52,14 @@ async def test_dropped_frames_keep_the_recording_aligned(serve, engine: Engine) 
 
 async def test_engine_failure_ends_the_session_with_an_error(serve, engine: Engine) -> None:  # type: ignore[no-untyped-def]
     url = await serve()
-    real_step = engine.step
-    calls = 0
-
-    def failing_step(pcm, forced_audio=None):  # type: ignore[no-untyped-def]
-        nonlocal calls
-        calls += 1
-        if calls == 3:
-            raise RuntimeError("CUDA out of memory (simulated)")
-        return real_step(pcm, forced_audio)
-
-    engine.step = failing_step  # type: ignore[method-assign]
-    try:
+    with step_fails_on_call(engine, 3, "CUDA out of memory (simulated)"):
         async with connect(url) as s:
-            for _ in range(5):
-                await s.send_frame(np.zeros(FRAME_SIZE, np.float32))
-            error = await s.wait_error()
+            error = await error_after_silence(s, 5)
             assert "engine error, session ended: CUDA out of memory (simulated)" in error
             await asyncio.wait_for(s._receiver, 10)  # type: ignore[arg-type]
             assert s.closed and len(s.recording.metrics) == 2
-    finally:
-        del engine.step
-    async with connect(url) as s:  # the next client is served
-        await s.send_frame(np.zeros(FRAME_SIZE, np.float32))
-        await s.drain()
-        assert len(s.recording.metrics) == 1
+    rec = await record_silence(url, 1)  # the next client is served
+    assert len(rec.metrics) == 1
 
 
 def test_stop_with_a_live_session_returns_promptly(engine: Engine) -> None:
@@ -94,7 +70,7 @@ def test_stop_with_a_live_session_returns_promptly(engine: Engine) -> None:
 
     async def hold() -> None:
         async with connect(server.url) as s:
-            await s.send_frame(np.zeros(FRAME_SIZE, np.float32))
+            await send_silence(s, 1)
             await s.drain()
             opened.set()
             await asyncio.wait_for(s._receiver, 15)  # type: ignore[arg-type]

@@ -6,6 +6,8 @@
 * ``chromium(playwright, wav, user_data_dir)``: Debian's ``/usr/bin/chromium`` through Playwright
   (never ``playwright install``), fake microphone fed from a Japanese speech WAV.
 * small page helpers: open a notebook, run a cell, read the talk widget's counters.
+
+Ports and process stops come from ``tests/processes.py`` (``tests/`` must be on ``sys.path``, as under pytest).
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +25,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from processes import free_port, stop_process
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM_FLAGS = [
@@ -47,12 +50,6 @@ def chromium_path() -> str | None:
         if candidate and Path(candidate).exists():
             return candidate
     return None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -127,12 +124,7 @@ def jupyter_lab(root: Path, state: Path, nodelay: bool = True, timeout: float = 
             time.sleep(0.3)
         yield lab
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, timeout=15)
 
 
 def fake_microphone_wav(path: Path) -> Path:
@@ -183,11 +175,23 @@ def write_notebook(path: Path, cells: list[str]) -> Path:
     return path
 
 
+def first_page(context: Any) -> Any:
+    """The browser context's first tab (a persistent context opens with one)."""
+    return context.pages[0] if context.pages else context.new_page()
+
+
 def open_notebook(page: Any, lab: Lab, name: str, timeout_ms: int = 90_000) -> None:
     """Open a notebook and wait until its kernel is idle."""
     page.goto(lab.page_url(name))
     page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=timeout_ms)
     page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=timeout_ms)
+
+
+def run_first_cell_until(page: Any, lab: Lab, name: str, selector: str, timeout_ms: int = 120_000) -> None:
+    """Open notebook ``name``, run its first cell and wait until ``selector`` shows (its widget is up)."""
+    open_notebook(page, lab, name)
+    run_cell(page, 0)
+    page.wait_for_selector(selector, timeout=timeout_ms)
 
 
 def run_cell(page: Any, index: int, attempts: int = 3) -> None:

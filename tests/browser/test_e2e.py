@@ -50,11 +50,6 @@ rec.save("recording")
 Path("result.json").write_text(json.dumps(result, ensure_ascii=False))
 print("saved")"""
 
-NO_MIC_START = """\
-import jmoshi_nb
-session = jmoshi_nb.start("tiny", update_hz=10)
-session.talk()"""
-
 NO_MIC_FINISH = """\
 import json
 from pathlib import Path
@@ -63,14 +58,6 @@ Path("no_mic.json").write_text(json.dumps({"frames": len(rec.metrics), "input": 
 print("saved")"""
 
 NO_MIC_API = "Object.defineProperty(Navigator.prototype, 'mediaDevices', {get: () => undefined, configurable: true});"
-
-
-@pytest.fixture(scope="module")
-def chromium_exe() -> str:
-    exe = H.chromium_path()
-    if exe is None:
-        pytest.skip("chromium is not installed (apt-get install -y chromium): browser end-to-end test skipped")
-    return exe
 
 
 def _number(data: dict[str, str], key: str) -> float:
@@ -87,18 +74,16 @@ def test_talk_panel_in_jupyterlab(chromium_exe: str, tiny_path: Path, tmp_path: 
     root = tmp_path / "root"
     root.mkdir()
     H.write_notebook(root / "talk.ipynb", [START, FINISH])
-    H.write_notebook(root / "no_mic.ipynb", [NO_MIC_START, NO_MIC_FINISH])
+    H.write_notebook(root / "no_mic.ipynb", [START, NO_MIC_FINISH])  # the same start; that tab has no microphone
     wav = H.fake_microphone_wav(tmp_path / "mic.wav")
 
     with H.jupyter_lab(root, tmp_path / "lab") as lab, sync_playwright() as pw:
         context = H.chromium(pw, wav, tmp_path / "profile", executable=chromium_exe)
-        page = context.pages[0] if context.pages else context.new_page()
+        page = H.first_page(context)
         console: list[str] = []
         page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
         try:
-            H.open_notebook(page, lab, "talk.ipynb")
-            H.run_cell(page, 0)
-            page.wait_for_selector(".jmoshi-mic:not([disabled])", timeout=120_000)
+            H.run_first_cell_until(page, lab, "talk.ipynb", ".jmoshi-mic:not([disabled])")
 
             # The comm round trip, before audio starts.
             rtts = page.evaluate("jmoshiNb.views[0].ping(20, 10)")
@@ -144,9 +129,7 @@ def test_talk_panel_in_jupyterlab(chromium_exe: str, tiny_path: Path, tmp_path: 
             # A page without a microphone API: the panel says so and takes a WAV path.
             no_mic = context.new_page()
             no_mic.add_init_script(NO_MIC_API)
-            H.open_notebook(no_mic, lab, "no_mic.ipynb")
-            H.run_cell(no_mic, 0)
-            no_mic.wait_for_selector(".jmoshi-fallback:not([hidden])", timeout=120_000)
+            H.run_first_cell_until(no_mic, lab, "no_mic.ipynb", ".jmoshi-fallback:not([hidden])")
             reason = no_mic.locator(".jmoshi-fallback-reason").inner_text()
             assert no_mic.locator(".jmoshi-mic").is_disabled()
             no_mic.locator(".jmoshi-talk").screenshot(path=str(OUT / "no-mic-fallback.png"))

@@ -39,14 +39,6 @@ def _durations(page) -> list[float]:  # type: ignore[no-untyped-def]
     return values if values and all(v and v == v and v != float("inf") for v in values) else []
 
 
-@pytest.fixture(scope="module")
-def chromium_exe() -> str:
-    exe = H.chromium_path()
-    if exe is None:
-        pytest.skip("chromium is not installed (apt-get install -y chromium): browser test skipped")
-    return exe
-
-
 def test_a_rater_clicks_through_the_listening_test(chromium_exe: str, tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
 
@@ -58,11 +50,9 @@ def test_a_rater_clicks_through_the_listening_test(chromium_exe: str, tmp_path: 
     seen: list[float] = []
     with H.jupyter_lab(root, tmp_path / "lab") as lab, sync_playwright() as pw:
         context = H.chromium(pw, wav, tmp_path / "profile", executable=chromium_exe)
-        page = context.pages[0] if context.pages else context.new_page()
+        page = H.first_page(context)
         try:
-            H.open_notebook(page, lab, "listen.ipynb")
-            H.run_cell(page, 0)
-            page.wait_for_selector(".jmoshi-listen-rater", timeout=120_000)
+            H.run_first_cell_until(page, lab, "listen.ipynb", ".jmoshi-listen-rater")
             page.fill(".jmoshi-listen-rater", "Aiko")
             page.click(".jmoshi-listen-start")
             for index, (nat, mean) in enumerate([(4, 2), (5, 3)], start=1):

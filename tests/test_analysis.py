@@ -26,10 +26,9 @@ M, U = "model", "user"
 
 def act(n: int, *runs: tuple[int, int]) -> np.ndarray:
     """A bool array of ``n`` hops, True on the [start, end) frame ranges."""
-    out = np.zeros(n, dtype=bool)
-    for start, end in runs:
-        out[start:end] = True
-    return out
+    hops = np.arange(n)
+    inside = [(hops >= start) & (hops < end) for start, end in runs]
+    return np.any(inside, axis=0) if inside else np.zeros(n, dtype=bool)
 
 
 def iv(start: float, end: float, speaker: str) -> Interval:

@@ -184,10 +184,11 @@ def slot_capacity(lm: LMModel, mimi: MimiModel, device: torch.device) -> int:
 class BatchEngine(EngineBase):
     """One model, ``slots`` conversations. ``step`` and slot control from one thread; ``set_params`` from any.
 
-    Built as ``Engine`` is (``load``, ``from_parts``, the constructor), with ``slots=N`` more.
+    Built as ``Engine`` is (``load``, ``from_parts``, the constructor), with ``slots=N`` more (default 4).
     """
 
     lm_gen_class = SlotLMGen
+    default_slots = 4
 
     def _capacity(self) -> int:
         return slot_capacity(self.lm_gen.lm_model, self.mimi, self.device)
@@ -218,7 +219,7 @@ class BatchEngine(EngineBase):
         self.lm_gen.streaming_forever(b)
 
     @classmethod
-    def load(cls, model: str = "tiny", slots: int = 4, **options: Any) -> Self:
+    def load(cls, model: str = "tiny", slots: int = default_slots, **options: Any) -> Self:
         """Load a checkpoint and build a ready engine with ``slots`` slots (``options``: as ``Engine.load``)."""
         check_slots(slots)  # before the weights load
         return super().load(model, slots=slots, **options)
@@ -321,7 +322,7 @@ class BatchEngine(EngineBase):
         conv.sampling = sampling
 
     def _reseed(self, conv: Conversation) -> None:
-        generator = self._slots[conv.row].generator
+        generator = self._slots[conv.row].generator  # conv is that slot
         if conv.seed is not None:
             generator.manual_seed(conv.seed)
         else:

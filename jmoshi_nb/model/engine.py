@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -69,7 +70,7 @@ class FrameResult:
 
 @dataclass
 class _Pending:
-    """Parameters scheduled for the next frame (guarded by ``Engine._lock``)."""
+    """Parameters scheduled for the next frame (guarded by the engine's ``_lock``)."""
 
     sampling: Sampling | None = None
     seed: int | None = None
@@ -218,12 +219,17 @@ class Conversation:
     pending: _Pending = field(default_factory=_Pending)
 
 
-class EngineBase:
+class EngineBase(ABC):
     """What both engines share: the loaded model and its facts, loading from a checkpoint, each conversation's
     parameter schedule, restart and frame results. A subclass says how sampling and seeds reach the model
-    (``_apply_sampling``, ``_reseed``) and how a frame is stepped."""
+    (``_apply_sampling``, ``_reseed``) and how a frame is stepped.
+
+    ``__init__`` sets the shared attributes, then calls ``_capacity`` and, last, ``_start_streaming``: a
+    subclass builds its own state there, not in an ``__init__`` of its own.
+    """
 
     lm_gen_class: ClassVar[type[LMGen]] = LMGen
+    default_slots: ClassVar[int] = 1  # conversations held at once when ``slots`` is not given
 
     def __init__(
         self,
@@ -234,7 +240,8 @@ class EngineBase:
         device: str,
         sampling: Sampling,
         seed: int | None,
-        slots: int = 1,
+        *,
+        slots: int | None = None,
     ) -> None:
         self.model, self.mimi, self.lm_gen, self.tokenizer = model, mimi, lm_gen, tokenizer
         self.device = torch.device(device)
@@ -243,7 +250,7 @@ class EngineBase:
         # Text tokens that carry no text: the LM's own ids (moshi's defaults are 0 and 3, text.PAD_TOKENS).
         self.pad_tokens = (lm.end_of_text_padding_id, lm.text_padding_token_id)
         self.capacity = self._capacity()
-        self.n_slots = check_slots(slots, self.capacity)
+        self.n_slots = check_slots(self.default_slots if slots is None else slots, self.capacity)
         sampling.check_cards(self.card, self.text_card)
         self.default_sampling, self.default_seed = sampling, seed
         self._lock = threading.Lock()  # guards each conversation's ``pending``; never replaced
@@ -254,9 +261,9 @@ class EngineBase:
         """How many conversations this engine can hold at once."""
         return 1
 
+    @abstractmethod
     def _start_streaming(self) -> None:
         """Make the conversations and put Mimi and the LM in streaming mode (the end of ``__init__``)."""
-        raise NotImplementedError
 
     # ---- construction ------------------------------------------------------------------------
     @classmethod
@@ -284,7 +291,8 @@ class EngineBase:
         sampling: Sampling | None = None,
         seed: int | None = 42,
         warmup: bool = True,
-        **shape: Any,
+        *,
+        slots: int | None = None,
     ) -> Self:
         """An engine from loaded models (moved to ``device``), e.g. ones restored from a memory snapshot.
 
@@ -292,22 +300,23 @@ class EngineBase:
         """
         sampling, gen_kwargs = checkpoint_sampling(resolved, sampling)
         lm_gen = cls.lm_gen_class(lm.to(device), **gen_kwargs)
-        engine = cls(resolved, mimi.to(device), lm_gen, tokenizer, device, sampling, seed, **shape)
+        engine = cls(resolved, mimi.to(device), lm_gen, tokenizer, device, sampling, seed, slots=slots)
         if warmup:
             engine.warmup()  # on CUDA this captures the CUDA graphs before the first client arrives
         return engine
 
+    @abstractmethod
     def warmup(self, frames: int = 4) -> None:
-        raise NotImplementedError
+        """Run a few silent frames (CUDA graphs are captured here), then start afresh."""
 
     # ---- a conversation's parameters -----------------------------------------------------------
+    @abstractmethod
     def _apply_sampling(self, conv: Conversation, sampling: Sampling) -> None:
         """Put ``sampling`` in force for ``conv`` (and record it there)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _reseed(self, conv: Conversation) -> None:
         """Restart ``conv``'s random stream from ``conv.seed``."""
-        raise NotImplementedError
 
     def _schedule(self, conv: Conversation, sampling: Sampling | None, seed: int | None, changes: dict) -> Sampling:
         """``set_params``: validate now, apply at the conversation's next frame; the parameters that will hold."""

@@ -202,11 +202,12 @@ class ConversationServer(ABC, Generic[ConversationT]):
             if not ws.closed:
                 await ws.send_bytes(P.pack_error(f"internal error: {exc}"))
         finally:
+            # The place is free before the client sees the close: a client that reconnects at once is served.
             try:
+                await self._release_slot(slot)
+            finally:
                 if not ws.closed:
                     await ws.close()
-            finally:
-                await self._release_slot(slot)
 
     def _draw_seed(self) -> int:
         """The seed a new conversation starts with: the server's default, or a fresh draw without one."""

@@ -17,6 +17,7 @@ WHEELS=(
   "typing-inspection==$(version typing-inspection)"
   "soundfile==$(version soundfile)"
   "cffi==$(version cffi)"
+  "huggingface-hub==$(version huggingface-hub)"  # the image has 1.x; moshi 0.2.13 wants <1
 )
 rm -rf .whl && mkdir .whl
 PLATFORMS=()

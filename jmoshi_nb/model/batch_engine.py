@@ -197,7 +197,7 @@ class BatchEngine(EngineBase):
         sampling, dev = self.default_sampling, self.device
         # Under CUDA graphs every tensor the graphed depformer reads keeps its shape and address: the
         # noise is as wide as the vocabulary. On CPU it is as wide as the largest top-k in use.
-        self._static = dev.type == "cuda"
+        self.static_shapes = dev.type == "cuda"
         self._slots = [
             _Slot(sampling, self.default_seed, PieceDecoder(self.tokenizer), row=row, generator=torch.Generator(dev))
             for row in range(self.n_slots)
@@ -307,6 +307,14 @@ class BatchEngine(EngineBase):
             self.reset(i, self.default_sampling, self.default_seed)
             self._slots[i].busy = was_busy
 
+    def use_static_shapes(self) -> None:
+        """Keep every sampling tensor at its full, fixed shape and address, as under CUDA graphs (the mode on
+        CUDA; a CPU engine can take it, from its next step, to check that path)."""
+        rows = self.rows
+        rows.noise_text = torch.full((self.n_rows, self.text_card), torch.inf, device=self.device)
+        rows.noise_audio = torch.full((self.n_rows, self.dep_q, self.card), torch.inf, device=self.device)
+        self.static_shapes = True
+
     # ---- the step ----------------------------------------------------------------------------
     def _mask(self, slots: list[int] | set[int]) -> torch.Tensor:
         mask = torch.zeros(self.n_rows, dtype=torch.bool)
@@ -331,7 +339,7 @@ class BatchEngine(EngineBase):
     def _draw_noise(self, active: list[int], forced: set[int]) -> None:
         """Each executing slot's Exp(1) draws for this step, from its own generator, in moshi's order."""
         rows, dev = self.rows, self.device
-        if self._static:
+        if self.static_shapes:
             rows.noise_text.fill_(torch.inf)
             rows.noise_audio.fill_(torch.inf)
         else:

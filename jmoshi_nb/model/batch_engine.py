@@ -310,6 +310,8 @@ class BatchEngine(EngineBase):
     def use_static_shapes(self) -> None:
         """Keep every sampling tensor at its full, fixed shape and address, as under CUDA graphs (the mode on
         CUDA; a CPU engine can take it, from its next step, to check that path)."""
+        if self.static_shapes:
+            return  # already: the tensors a captured graph reads must stay where they are
         rows = self.rows
         rows.noise_text = torch.full((self.n_rows, self.text_card), torch.inf, device=self.device)
         rows.noise_audio = torch.full((self.n_rows, self.dep_q, self.card), torch.inf, device=self.device)

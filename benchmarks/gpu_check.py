@@ -16,7 +16,9 @@ It measures, in one process, on the same modules:
   Mimi encode, one ``LMGen.step``, one Mimi decode per frame for all of them), and the kit's batched
   ``BatchEngine`` at the same slot count (``engine_batched_loop``: per-row sampling, its own streams);
 * Mimi's streaming encode and decode per frame;
-* peak GPU memory (peak RSS on CPU) and the card's name.
+* peak GPU memory (peak RSS on CPU) and the card's name;
+* from those figures, the estimate for Modal's A10G and the sessions-per-container default it gives
+  (``a10g_estimate``: the arithmetic of benchmarks/RESULTS.md, "From the measured card to an A10G").
 
 It prints one markdown table and writes it (with the figures as JSON) to
 ``benchmarks/results/gpu-check-<card>-<date>.md``. The exit status is 1 if the live temp/top_k check
@@ -60,6 +62,81 @@ BATCH_ROW = "batched step, B={b} conversations"
 ROW_MIMI_ENC = "Mimi encode, per frame"
 ROW_MIMI_DEC = "Mimi decode, per frame"
 ROW_MEMORY = "peak memory"
+
+# Memory bandwidth by card (vendor figures, GB/s), for the A10G estimate; matched on the name CUDA reports.
+CARD_BANDWIDTH_GBPS = {
+    "H100 80GB HBM3": 3350.0,  # H100 SXM
+    "H100 PCIe": 2000.0,
+    "H100 NVL": 3900.0,
+    "H200": 4800.0,
+    "A100-SXM4-80GB": 2039.0,
+    "A100 80GB PCIe": 1935.0,
+    "A100-SXM4-40GB": 1555.0,
+    "A100-PCIE-40GB": 1555.0,
+    "L40S": 864.0,
+    "A10G": 600.0,
+    "L4": 300.0,
+}
+A10G_BANDWIDTH_GBPS = CARD_BANDWIDTH_GBPS["A10G"]
+A10G_USABLE_GIB = 21.0  # 24 GB card, less 1 GiB for cuBLAS workspaces and fragmentation (RESULTS.md)
+TIME_LIMIT_MS = 64.0  # 80 % of the 80 ms frame: the rest for Opus, the WebSocket and jitter
+
+
+def card_bandwidth_gbps(card: str) -> float | None:
+    """The card's memory bandwidth in GB/s from ``CARD_BANDWIDTH_GBPS`` (the longest matching name), or None."""
+    names = [name for name in CARD_BANDWIDTH_GBPS if name.lower() in card.lower()]
+    return CARD_BANDWIDTH_GBPS[max(names, key=len)] if names else None
+
+
+def a10g_estimate(
+    batched_rows: list[dict[str, Any]], weights_bytes: int, kv_bytes: int, measured_gbps: float
+) -> dict[str, Any]:
+    """Per batch size B, the A10G frame time estimated from the measured card's (RESULTS.md's rule).
+
+    ``bytes(B) = W + B·K`` is read per step; ``floor(card, B) = bytes(B) / bandwidth``; what the measured
+    p99 has beyond its floor (``r``: launches, the depformer's sequential steps, Mimi, syncs) is kept as it
+    is (optimistic, ``t_opt``), or the whole p99 is scaled by the bandwidth ratio (pessimistic, ``t_max``).
+    The kit's ``BatchEngine`` p99 is the measured time (what the server runs). The default for concurrent
+    sessions per container is ``min(N_mem, N_time)``, at least 1: the largest B whose measured peak memory
+    fits the A10G's usable memory, and the largest B whose ``t_opt`` is within ``TIME_LIMIT_MS``.
+    """
+    rows = []
+    for b in batched_rows:
+        if "engine" not in b:
+            continue
+        batch, measured = b["batch"], b["engine"]["p99"]
+        read = weights_bytes + batch * kv_bytes
+        floor_measured = read / (measured_gbps * 1e9) * 1e3
+        floor_a10g = read / (A10G_BANDWIDTH_GBPS * 1e9) * 1e3
+        rest = max(0.0, measured - floor_measured)
+        rows.append(
+            {
+                "batch": batch,
+                "bytes_read": read,
+                "measured_p99_ms": measured,
+                "floor_measured_ms": floor_measured,
+                "rest_ms": rest,
+                "floor_a10g_ms": floor_a10g,
+                "t_opt_ms": floor_a10g + rest,
+                "t_max_ms": measured * measured_gbps / A10G_BANDWIDTH_GBPS,
+                "peak_gib": b["peak_bytes"] / GIB,
+                "fits_memory": b["peak_bytes"] / GIB <= A10G_USABLE_GIB,
+            }
+        )
+    n_mem = max([r["batch"] for r in rows if r["fits_memory"]], default=0)
+    n_time = max([r["batch"] for r in rows if r["t_opt_ms"] <= TIME_LIMIT_MS], default=0)
+    sessions = max(1, min(n_mem, n_time))
+    safe = all(r["t_max_ms"] <= TIME_LIMIT_MS for r in rows if r["batch"] <= sessions)
+    return {
+        "measured_gbps": measured_gbps,
+        "weights_bytes": weights_bytes,
+        "kv_bytes_per_conversation": kv_bytes,
+        "rows": rows,
+        "n_mem": n_mem,
+        "n_time": n_time,
+        "sessions_per_container": sessions,
+        "pessimistic_bound_holds": safe,
+    }
 
 
 def row_names(batches: tuple[int, ...] | list[int]) -> list[str]:
@@ -288,9 +365,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     peak_engine = _peak_bytes(args.device)
     import moshi
 
+    from jmoshi_nb.model.batch_engine import slot_bytes
+
+    card = card_name(args.device)
+    bandwidth = args.bandwidth_gbps or card_bandwidth_gbps(card)
+    weights = sum(p.numel() * p.element_size() for p in s.lm.parameters())
+    estimate = None if bandwidth is None else a10g_estimate(batches, weights, slot_bytes(s.lm, s.mimi), bandwidth)
+
     return {
         "date": dt.date.today().isoformat(),
-        "card": card_name(args.device),
+        "card": card,
         "device": args.device,
         "model": s.label,
         "dtype": str(s.dtype).removeprefix("torch."),
@@ -312,6 +396,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "memory_kind": "GPU allocated" if _is_cuda(args.device) else "CPU resident (RSS)",
         "seconds": timings,
         "budget_s": args.budget_s,
+        "a10g_estimate": estimate,
     }
 
 
@@ -398,6 +483,35 @@ def table(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def estimate_table(r: dict[str, Any]) -> str:
+    """The A10G estimate with its arithmetic, and the sessions-per-container default it gives."""
+    e = r["a10g_estimate"]
+    if e is None:
+        return f"A10G estimate: no memory bandwidth known for {r['card']!r} (give --bandwidth-gbps)."
+    lines = [
+        f"A10G estimate from {r['card']} ({e['measured_gbps']:.0f} GB/s) to the A10G ({A10G_BANDWIDTH_GBPS:.0f} GB/s, "
+        f"{A10G_USABLE_GIB:.0f} GiB usable): W = {e['weights_bytes'] / 1e9:.2f} GB of weights, "
+        f"K = {e['kv_bytes_per_conversation'] / 1e9:.3f} GB of KV cache per conversation, bytes(B) = W + B·K.",
+        "",
+        "| B | bytes(B) GB | engine p99 ms | floor here ms | r = p99 − floor | floor A10G ms | t_A10G = floor + r "
+        "| t_A10G_max = p99 × bw ratio | peak GiB | fits memory |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for x in e["rows"]:
+        lines.append(
+            f"| {x['batch']} | {x['bytes_read'] / 1e9:.2f} | {x['measured_p99_ms']:.2f} | {x['floor_measured_ms']:.2f} "
+            f"| {x['rest_ms']:.2f} | {x['floor_a10g_ms']:.2f} | {x['t_opt_ms']:.2f} | {x['t_max_ms']:.2f} "
+            f"| {x['peak_gib']:.2f} | {'yes' if x['fits_memory'] else 'no'} |"
+        )
+    bound = "holds" if e["pessimistic_bound_holds"] else "does NOT hold: confirm with a live A10G run"
+    lines += [
+        "",
+        f"N_mem = {e['n_mem']}, N_time (t_A10G p99 <= {TIME_LIMIT_MS:.0f} ms) = {e['n_time']}: "
+        f"sessions per container = {e['sessions_per_container']} (the pessimistic bound {bound}).",
+    ]
+    return "\n".join(lines)
+
+
 def out_path(r: dict[str, Any], out_dir: Path) -> Path:
     card = re.sub(r"[^a-z0-9]+", "-", r["card"].lower().split(" (")[0]).strip("-") or "unknown"
     return out_dir / f"gpu-check-{card}-{r['date']}.md"
@@ -418,6 +532,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     batched.add_argument("--batch-frames", type=int, default=40, help="measured frames per batch size")
     batched.add_argument("--batch-warmup", type=int, default=5, help="unmeasured frames per batch size and for Mimi")
     batched.add_argument("--batch-budget-s", type=float, default=180.0, help="time budget of the batched section")
+    p.add_argument(
+        "--bandwidth-gbps", type=float, help="the card's memory bandwidth for the A10G estimate (default: by its name)"
+    )
     mimi = p.add_argument_group("Mimi")
     mimi.add_argument("--mimi-frames", type=int, default=100, help="measured Mimi frames")
     args = p.parse_args(argv)
@@ -434,7 +551,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     result = run(args)
-    text = table(result)
+    text = table(result) + "\n\n" + estimate_table(result)
     print(text)
     path = out_path(result, args.out_dir)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -6,6 +6,9 @@
 * ``chromium(playwright, wav, user_data_dir)``: Debian's ``/usr/bin/chromium`` through Playwright
   (never ``playwright install``), fake microphone fed from a Japanese speech WAV.
 * small page helpers: open a notebook, run a cell, read the talk widget's counters.
+* ``explain_failure(context, out, lab)``: on any failure inside it, a screenshot of every open tab
+  and the text of every open JupyterLab dialog (``.jp-Dialog``), the page consoles and Lab's log are
+  saved in ``out`` and their paths printed, so that a failure explains itself.
 
 Ports and process stops come from ``tests/processes.py`` (``tests/`` must be on ``sys.path``, as under pytest).
 """
@@ -173,6 +176,84 @@ def write_notebook(path: Path, cells: list[str]) -> Path:
     }  # fmt: skip
     path.write_text(json.dumps(nb, indent=1), encoding="utf-8")
     return path
+
+
+DIALOG_TEXT = """() => [...document.querySelectorAll('.jp-Dialog')].map(d => ({
+  header: d.querySelector('.jp-Dialog-header')?.innerText ?? '',
+  body: d.querySelector('.jp-Dialog-body')?.innerText ?? '',
+  buttons: [...d.querySelectorAll('.jp-Dialog-footer button')].map(b => b.innerText),
+}))"""
+
+
+def open_dialogs(page: Any) -> list[dict[str, Any]]:
+    """Every JupyterLab dialog open in ``page``: its header, body and button labels."""
+    return page.evaluate(DIALOG_TEXT)
+
+
+def watch_console(context: Any) -> list[str]:
+    """Collect the console messages and page errors of every tab of ``context``, present and future."""
+    lines: list[str] = []
+
+    def attach(page: Any) -> None:
+        tab = len(context.pages)
+        page.on("console", lambda m: lines.append(f"[tab {tab}] {m.type}: {m.text}"))
+        page.on("pageerror", lambda e: lines.append(f"[tab {tab}] pageerror: {e}"))
+
+    for page in context.pages:
+        attach(page)
+    context.on("page", attach)
+    return lines
+
+
+def save_failure_state(context: Any, out: Path, lab: Lab | None = None, console: list[str] | None = None) -> list[Path]:
+    """Screenshots of every tab, the text of every open dialog, consoles and Lab's log, saved in ``out``.
+
+    Returns
+    -------
+    The paths written. Whatever cannot be read (a closed tab, a dead browser) is noted in the dialog
+    file instead, so that saving never hides the original failure.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    saved: list[Path] = []
+    report: list[str] = []
+    for index, page in enumerate(context.pages):
+        shot = out / f"failure-tab{index}.png"
+        try:
+            report.append(f"tab {index}: {page.url}")
+            page.screenshot(path=str(shot), full_page=True)
+            saved.append(shot)
+            dialogs = open_dialogs(page)
+            report += [f"  dialog: {json.dumps(d, ensure_ascii=False)}" for d in dialogs] or ["  no dialog open"]
+        except Exception as err:  # noqa: BLE001 - the page may be gone; say so and go on
+            report.append(f"  could not read this tab: {err}")
+    dialog_file = out / "dialogs.txt"
+    dialog_file.write_text("\n".join(report) + "\n", encoding="utf-8")
+    saved.append(dialog_file)
+    if console is not None:
+        (out / "console.log").write_text("\n".join(console), encoding="utf-8")
+        saved.append(out / "console.log")
+    if lab is not None:
+        (out / "lab.log").write_text(lab.log_text(), encoding="utf-8")
+        saved.append(out / "lab.log")
+    return saved
+
+
+@contextlib.contextmanager
+def explain_failure(context: Any, out: Path, lab: Lab | None = None) -> Iterator[list[str]]:
+    """Run the body; on any failure, save the browser's state (``save_failure_state``) and print where.
+
+    Yields the console lines being collected (every tab's console and page errors).
+    """
+    console = watch_console(context)
+    try:
+        yield console
+    except BaseException:
+        try:
+            saved = save_failure_state(context, out, lab, console)
+            print("browser state at the failure:", *(f"  {path}" for path in saved), sep="\n")
+        except Exception as err:  # noqa: BLE001 - never hide the original failure
+            print(f"could not save the browser state: {err}")
+        raise
 
 
 def first_page(context: Any) -> Any:

@@ -80,74 +80,72 @@ def test_talk_panel_in_jupyterlab(chromium_exe: str, tiny_path: Path, tmp_path: 
     with H.jupyter_lab(root, tmp_path / "lab") as lab, sync_playwright() as pw:
         context = H.chromium(pw, wav, tmp_path / "profile", executable=chromium_exe)
         page = H.first_page(context)
-        console: list[str] = []
-        page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
         try:
-            H.run_first_cell_until(page, lab, "talk.ipynb", ".jmoshi-mic:not([disabled])")
+            with H.explain_failure(context, OUT / "talk-failure", lab):
+                H.run_first_cell_until(page, lab, "talk.ipynb", ".jmoshi-mic:not([disabled])")
 
-            # The comm round trip, before audio starts.
-            rtts = page.evaluate("jmoshiNb.views[0].ping(20, 10)")
-            print(f"browser <-> kernel round trip: p50 {statistics.median(rtts):.1f} ms over {len(rtts)}")
+                # The comm round trip, before audio starts.
+                rtts = page.evaluate("jmoshiNb.views[0].ping(20, 10)")
+                print(f"browser <-> kernel round trip: p50 {statistics.median(rtts):.1f} ms over {len(rtts)}")
 
-            page.click(".jmoshi-mic")
-            H.wait_for(
-                lambda: (
-                    (d := H.widget_data(page))
-                    and _number(d, "kernelFrames") >= 25
-                    and _number(d, "samplesPlayed") > 0
-                    and _number(d, "textChars") > 0
-                ),
-                timeout=60,
-                what="mic frames in the kernel, model audio played and text in the panel",
-            )
+                page.click(".jmoshi-mic")
+                H.wait_for(
+                    lambda: (
+                        (d := H.widget_data(page))
+                        and _number(d, "kernelFrames") >= 25
+                        and _number(d, "samplesPlayed") > 0
+                        and _number(d, "textChars") > 0
+                    ),
+                    timeout=60,
+                    what="mic frames in the kernel, model audio played and text in the panel",
+                )
 
-            # Move the temperature slider the way a user can: type into its readout.
-            readout = page.locator(".jmoshi-slider-temp .widget-readout")
-            readout.click()
-            readout.fill("0.3")
-            readout.press("Enter")
-            H.wait_for(
-                lambda: '"temp":0.3' in H.widget_data(page).get("params", "") and H.widget_data(page).get("paramsFrom"),
-                timeout=30,
-                what="the server to report temp=0.3 in force",
-            )
-            time.sleep(1.5)  # a few frames with the new value, on the plots too
-            page.locator(".jmoshi-panel").screenshot(path=str(OUT / "panel.png"))
-            page.screenshot(path=str(OUT / "page.png"), full_page=True)
-            data = H.widget_data(page)
+                # Move the temperature slider the way a user can: type into its readout.
+                readout = page.locator(".jmoshi-slider-temp .widget-readout")
+                readout.click()
+                readout.fill("0.3")
+                readout.press("Enter")
+                H.wait_for(
+                    lambda: (
+                        '"temp":0.3' in H.widget_data(page).get("params", "") and H.widget_data(page).get("paramsFrom")
+                    ),
+                    timeout=30,
+                    what="the server to report temp=0.3 in force",
+                )
+                time.sleep(1.5)  # a few frames with the new value, on the plots too
+                page.locator(".jmoshi-panel").screenshot(path=str(OUT / "panel.png"))
+                page.screenshot(path=str(OUT / "page.png"), full_page=True)
+                data = H.widget_data(page)
 
-            page.click(".jmoshi-end")  # the user ends the conversation on the panel
-            H.wait_for(lambda: H.widget_data(page).get("active") == "false", timeout=60, what="End to stop the session")
-            H.run_cell(page, 1)
-            H.wait_for(lambda: (root / "result.json").exists(), timeout=90, what="the FINISH cell's result.json")
-            figure = page.locator(".jp-Notebook .jp-Cell").nth(1).locator(".jp-OutputArea-output img")
-            H.wait_for(lambda: figure.count() > 0, timeout=30, what="the static figure as a picture")
-            figure.first.screenshot(path=str(OUT / "figure.png"))
-            figure_box = figure.first.bounding_box()
-            outputs_text = page.locator(".jp-Notebook .jp-Cell").nth(1).locator(".jp-OutputArea").inner_text()
+                page.click(".jmoshi-end")  # the user ends the conversation on the panel
+                H.wait_for(
+                    lambda: H.widget_data(page).get("active") == "false", timeout=60, what="End to stop the session"
+                )
+                H.run_cell(page, 1)
+                H.wait_for(lambda: (root / "result.json").exists(), timeout=90, what="the FINISH cell's result.json")
+                figure = page.locator(".jp-Notebook .jp-Cell").nth(1).locator(".jp-OutputArea-output img")
+                H.wait_for(lambda: figure.count() > 0, timeout=30, what="the static figure as a picture")
+                figure.first.screenshot(path=str(OUT / "figure.png"))
+                figure_box = figure.first.bounding_box()
+                outputs_text = page.locator(".jp-Notebook .jp-Cell").nth(1).locator(".jp-OutputArea").inner_text()
 
-            # A page without a microphone API: the panel says so and takes a WAV path.
-            no_mic = context.new_page()
-            no_mic.add_init_script(NO_MIC_API)
-            H.run_first_cell_until(no_mic, lab, "no_mic.ipynb", ".jmoshi-fallback:not([hidden])")
-            reason = no_mic.locator(".jmoshi-fallback-reason").inner_text()
-            assert no_mic.locator(".jmoshi-mic").is_disabled()
-            no_mic.locator(".jmoshi-talk").screenshot(path=str(OUT / "no-mic-fallback.png"))
-            no_mic.fill(".jmoshi-wav-path", str(wav.with_suffix(".24k.wav")))
-            no_mic.click(".jmoshi-wav-play")
-            H.wait_for(
-                lambda: _number(H.widget_data(no_mic), "framesDone") >= 10,
-                timeout=60,
-                what="the WAV to reach the model",
-            )
-            no_mic.locator(".jmoshi-panel").screenshot(path=str(OUT / "no-mic-panel.png"))
-            H.run_cell(no_mic, 1)
-            H.wait_for(lambda: (root / "no_mic.json").exists(), timeout=120, what="the no-mic FINISH cell")
-        except BaseException:
-            page.screenshot(path=str(OUT / "failure.png"), full_page=True)
-            (OUT / "console.log").write_text("\n".join(console), encoding="utf-8")
-            (OUT / "lab.log").write_text(lab.log_text(), encoding="utf-8")
-            raise
+                # A page without a microphone API: the panel says so and takes a WAV path.
+                no_mic = context.new_page()
+                no_mic.add_init_script(NO_MIC_API)
+                H.run_first_cell_until(no_mic, lab, "no_mic.ipynb", ".jmoshi-fallback:not([hidden])")
+                reason = no_mic.locator(".jmoshi-fallback-reason").inner_text()
+                assert no_mic.locator(".jmoshi-mic").is_disabled()
+                no_mic.locator(".jmoshi-talk").screenshot(path=str(OUT / "no-mic-fallback.png"))
+                no_mic.fill(".jmoshi-wav-path", str(wav.with_suffix(".24k.wav")))
+                no_mic.click(".jmoshi-wav-play")
+                H.wait_for(
+                    lambda: _number(H.widget_data(no_mic), "framesDone") >= 10,
+                    timeout=60,
+                    what="the WAV to reach the model",
+                )
+                no_mic.locator(".jmoshi-panel").screenshot(path=str(OUT / "no-mic-panel.png"))
+                H.run_cell(no_mic, 1)
+                H.wait_for(lambda: (root / "no_mic.json").exists(), timeout=120, what="the no-mic FINISH cell")
         finally:
             context.close()
         log = lab.log_text()

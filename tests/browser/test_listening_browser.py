@@ -52,24 +52,22 @@ def test_a_rater_clicks_through_the_listening_test(chromium_exe: str, tmp_path: 
         context = H.chromium(pw, wav, tmp_path / "profile", executable=chromium_exe)
         page = H.first_page(context)
         try:
-            H.run_first_cell_until(page, lab, "listen.ipynb", ".jmoshi-listen-rater")
-            page.fill(".jmoshi-listen-rater", "Aiko")
-            page.click(".jmoshi-listen-start")
-            for index, (nat, mean) in enumerate([(4, 2), (5, 3)], start=1):
-                page.wait_for_selector(f".jmoshi-listen-progress:text-is('{index} / 3')", timeout=30_000)
-                (duration,) = H.wait_for(lambda: _durations(page), timeout=30, what="the clip to load")
-                seen.append(duration)
-                page.click(f"[data-criterion='naturalness'] [data-value='{nat}']")
-                page.click(f"[data-criterion='meaningfulness'] [data-value='{mean}']")
-                page.click(".jmoshi-listen-submit:not([disabled])")
-            page.wait_for_selector(".jmoshi-listen-progress:text-is('3 / 3')", timeout=30_000)
-            pair = H.wait_for(lambda: len(d := _durations(page)) == 2 and d, timeout=30, what="A and B to load")
-            page.locator(".jmoshi-listen").screenshot(path=str(OUT / "listening.png"))
-            page.click(".jmoshi-listen-choice[data-choice='B']:not([disabled])")
-            page.wait_for_selector(".jmoshi-listen-done", timeout=30_000)
-        except BaseException:
-            page.screenshot(path=str(OUT / "listening-failure.png"), full_page=True)
-            raise
+            with H.explain_failure(context, OUT / "listening-failure", lab):
+                H.run_first_cell_until(page, lab, "listen.ipynb", ".jmoshi-listen-rater")
+                page.fill(".jmoshi-listen-rater", "Aiko")
+                page.click(".jmoshi-listen-start")
+                for index, (nat, mean) in enumerate([(4, 2), (5, 3)], start=1):
+                    page.wait_for_selector(f".jmoshi-listen-progress:text-is('{index} / 3')", timeout=30_000)
+                    (duration,) = H.wait_for(lambda: _durations(page), timeout=30, what="the clip to load")
+                    seen.append(duration)
+                    page.click(f"[data-criterion='naturalness'] [data-value='{nat}']")
+                    page.click(f"[data-criterion='meaningfulness'] [data-value='{mean}']")
+                    page.click(".jmoshi-listen-submit:not([disabled])")
+                page.wait_for_selector(".jmoshi-listen-progress:text-is('3 / 3')", timeout=30_000)
+                pair = H.wait_for(lambda: len(d := _durations(page)) == 2 and d, timeout=30, what="A and B to load")
+                page.locator(".jmoshi-listen").screenshot(path=str(OUT / "listening.png"))
+                page.click(".jmoshi-listen-choice[data-choice='B']:not([disabled])")
+                page.wait_for_selector(".jmoshi-listen-done", timeout=30_000)
         finally:
             context.close()
     # each clip played at its own length, whatever its file's rate (resampled to 24 kHz)

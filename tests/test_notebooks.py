@@ -1,4 +1,4 @@
-"""Notebook hygiene. Running them is ``pytest --nbmake notebooks/`` (tiny backend, WAV input; see notebooks/conftest.py).
+"""Notebook hygiene. Running them is ``pytest --nbmake notebooks/`` (tiny backend, WAV input: notebooks/conftest.py).
 
 Every notebook is committed without outputs; the kit's own notebooks start with a parameters cell
 that reads the backend and input from the environment, so CI and reproducible runs need no edits.

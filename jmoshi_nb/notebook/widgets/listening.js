@@ -33,9 +33,10 @@ class ListeningView extends LabelledView {
     this.render();
   }
 
-  player(i, name) {
+  player(i, name, ready) {
+    // Until this trial's clips arrive, no source: the previous trial's clip must never play here.
     const audio = h("audio", { controls: "", preload: "auto", "data-clip": name });
-    if (this.urls[i]) audio.src = this.urls[i];
+    if (ready && this.urls[i]) audio.src = this.urls[i];
     return h("div", { class: "jmoshi-listen-clip" }, [h("span", { class: "jmoshi-listen-name" }, [name]), audio]);
   }
 
@@ -83,7 +84,7 @@ class ListeningView extends LabelledView {
     const ready = this.clipsFor === trial.id;
     if (!ready) body.append(h("div", {}, [this.L("loading")]));
     if (trial.kind === "mos") {
-      body.append(this.player(0, `${this.L("clip")} ${trial.index}`));
+      body.append(this.player(0, `${this.L("clip")} ${trial.index}`, ready));
       body.append(this.scale("naturalness", state), this.scale("meaningfulness", state));
       body.append(h("div", { class: "jmoshi-listen-hint" }, [this.L("scale")]));
       const submit = h("button", { class: "jmoshi-btn jmoshi-listen-submit" }, [this.L("submit")]);
@@ -101,7 +102,7 @@ class ListeningView extends LabelledView {
       });
       body.append(submit);
     } else {
-      body.append(this.player(0, "A"), this.player(1, "B"));
+      body.append(this.player(0, "A", ready), this.player(1, "B", ready));
       body.append(h("div", { class: "jmoshi-listen-q" }, [this.L("which")]));
       const row = h("div", { class: "jmoshi-bar" });
       for (const [choice, key] of [["A", "a"], ["same", "same"], ["B", "b"]]) {

@@ -7,6 +7,8 @@ command (``scripts/test.sh``) both get:
 
 * **the tiny model and WAV input** by default: ``JMOSHI_NB_BACKEND=tiny``, ``JMOSHI_NB_INPUT=wav`` and
   ``HF_HUB_OFFLINE=1`` unless the environment already sets them (a GPU user may set ``local``);
+* **a cell timeout of ``CELL_TIMEOUT_S``** (1200 s) instead of nbmake's 300 s, unless
+  ``--nbmake-timeout`` is given;
 * **a kit cache of this run's own** (``JMOSHI_NB_CACHE`` in a temporary folder, unless set): the tiny
   checkpoint is built afresh, never taken from ``~/.cache`` or an earlier run. The notebooks of one
   run share it, so it is built once per run;
@@ -34,6 +36,9 @@ import pytest
 from jmoshi_nb.core.audio import FRAME_S
 
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+# nbmake's default is 300 s a cell; the benchmark and sweep cells of 04 and 05 took longer than that on
+# 2 cores shared with other CPU-bound work (05 timed out once at 300 s). ``--nbmake-timeout`` overrides.
+CELL_TIMEOUT_S = 1200
 KERNEL_DEFAULTS = {"JMOSHI_NB_BACKEND": "tiny", "JMOSHI_NB_INPUT": "wav", "HF_HUB_OFFLINE": "1"}
 
 _run_dir: Path | None = None  # this run's temporary folder: the kit cache and one work folder per notebook
@@ -175,6 +180,8 @@ def pytest_configure(config: pytest.Config) -> None:
     global _run_dir
     if not config.getoption("nbmake", default=False):
         return
+    if not any(arg.startswith("--nbmake-timeout") for arg in config.invocation_params.args):
+        config.option.nbmake_timeout = CELL_TIMEOUT_S
     _run_dir = Path(tempfile.mkdtemp(prefix="jmoshi-nb-notebooks-"))
     for key, value in KERNEL_DEFAULTS.items():
         os.environ.setdefault(key, value)

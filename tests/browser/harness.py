@@ -63,8 +63,9 @@ class Lab:
     log: Path
     process: subprocess.Popen[bytes]
 
-    def page_url(self, notebook: str) -> str:
-        return f"{self.url}/lab/tree/{notebook}?token={self.token}"
+    def workspace_url(self) -> str:
+        """Lab in a new, empty workspace of its own (each tab: no layout restored from another tab)."""
+        return f"{self.url}/lab/workspaces/{secrets.token_hex(4)}?token={self.token}"
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
@@ -262,10 +263,26 @@ def first_page(context: Any) -> Any:
 
 
 def open_notebook(page: Any, lab: Lab, name: str, timeout_ms: int = 90_000) -> None:
-    """Open a notebook and wait until its kernel is idle."""
-    page.goto(lab.page_url(name))
+    """Open notebook ``name`` as a user does, and wait until its kernel is idle and no dialog is open.
+
+    JupyterLab picks a notebook's kernel from its list of kernelspecs. A notebook opened from its URL
+    while Lab starts can look for its kernel before that list has arrived; Lab then finds no kernel
+    and shows its modal "Select Kernel" dialog, although ``python3`` is there (Lab 4.6's
+    ``SessionContext.startKernel``: ``getDefaultKernel`` returns null while ``specs`` is null). That
+    is the dialog that covered the first cell on a machine's first run (slow first
+    ``/api/kernelspecs``) and under CPU load: reproduced here, its text saved by ``explain_failure``.
+    So Lab starts on an empty workspace of this tab's own, the launcher's notebook cards (drawn from
+    that list, so only once it is there) are awaited, and the notebook is opened from the file
+    browser. A dialog still open afterwards fails at once, with its text.
+    """
+    page.goto(lab.workspace_url())
+    page.wait_for_selector(".jp-LauncherCard[data-category='Notebook']", timeout=timeout_ms)
+    page.locator(".jp-DirListing-content").get_by_text(name, exact=True).dblclick(timeout=timeout_ms)
     page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=timeout_ms)
     page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=timeout_ms)
+    dialogs = open_dialogs(page)
+    if dialogs:
+        raise AssertionError(f"JupyterLab shows a dialog after opening {name}: {dialogs}")
 
 
 def run_first_cell_until(page: Any, lab: Lab, name: str, selector: str, timeout_ms: int = 120_000) -> None:

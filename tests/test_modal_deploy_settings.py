@@ -29,7 +29,7 @@ DEPLOY_FLAGS = (["--no-snapshot"], ["--torch-compile"], ["--gpu", "L40S", "--max
 PROBE = """
 import json, sys
 from modal._partial_function import _find_partial_methods_for_user_cls, _PartialFunctionFlags as F
-from jmoshi_nb.cloud.backend import load_app_module
+from jmoshi_nb.remote.modal_client import load_app_module
 
 m = load_app_module(json.loads(sys.argv[1]))
 out = {"settings": m.SETTINGS_ENV, "classes": {}}

@@ -37,8 +37,8 @@ from typing import TYPE_CHECKING, Any
 import modal
 
 from ..core.pins import MOSHI_VERSION, PYTHON_VERSION, TORCH_INDEX_URL, TORCH_VERSION, torch_compile_enabled
+from ..remote import settings as names
 from ..serve.backends import LocalServer
-from . import settings as names
 
 if TYPE_CHECKING:
     from ..model.checkpoints import ResolvedModel

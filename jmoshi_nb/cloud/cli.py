@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from .backend import (
+from ..remote.modal_client import (
     DEFAULT_APP_NAME,
     DEFAULT_GPU,
     HF_SECRET_NAME,
@@ -27,8 +27,8 @@ from .backend import (
     token_file,
     translate_error,
 )
-from .settings import MODEL as DEFAULT_MODEL
-from .settings import VOLUME_NAME
+from ..remote.settings import MODEL as DEFAULT_MODEL
+from ..remote.settings import VOLUME_NAME
 
 
 class ModalCli(RealModal):

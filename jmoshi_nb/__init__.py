@@ -25,7 +25,7 @@ _EXPORTS = {
     "load_config": "core.config",
     "make_tiny": "model.tiny",
     "run_wav": "research.runner",
-    "start_server": "serve.backends",
+    "start_server": "notebook.servers",
     "start": "notebook.session",
     "turn_taking": "research.turn_taking",
     "sweep": "research.sweeps",
@@ -50,6 +50,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .model.batch_engine import BatchEngine
     from .model.engine import Engine
     from .model.tiny import make_tiny
+    from .notebook.servers import start_server
     from .notebook.session import start
     from .research import bench
     from .research.continuation import prompted_continuation
@@ -57,7 +58,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from .research.runner import run_wav
     from .research.sweeps import sweep
     from .research.turn_taking import turn_taking
-    from .serve.backends import start_server
     from .serve.client import ChatClient, ServerError, Session, connect
 
 __getattr__ = lazy_getattr(__name__, _EXPORTS)

@@ -32,9 +32,10 @@ from ..core.audio import FRAME_S, FRAME_SIZE, AudioFileError, decode_audio, read
 from ..core.config import Sampling, SessionConfig, check_seed, describe_params, load_config
 from ..core.models import GPU_DEFAULT
 from ..core.recording import Recording
-from ..serve.backends import ServerHandle, start_server
+from ..serve.backends import ServerHandle
 from ..serve.client import ChatClient, Event, connect, paced_frames
 from ..serve.loop_thread import LoopThread
+from .servers import start_server
 from .shadow import HEAR, ShadowConversation
 
 if TYPE_CHECKING:

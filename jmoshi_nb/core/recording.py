@@ -251,12 +251,6 @@ class Recording:
             writer.remove_parts()
         return folder
 
-    def save_textgrid(self, path: str | Path, **kwargs: Any) -> Path:
-        """A Praat TextGrid of this recording: IPU tiers, model text, parameter changes (``textgrid``)."""
-        from ..research.textgrid import save_textgrid
-
-        return save_textgrid(self, path, **kwargs)
-
     @classmethod
     def load(cls, folder: str | Path) -> Recording:
         """Read a folder written by ``save``, or one cut short while streaming (``rec.cut_short``)."""

@@ -206,3 +206,27 @@ def test_the_public_names_are_what_the_readme_calls() -> None:
     assert inspect.ismodule(jmoshi_nb.bench) and callable(jmoshi_nb.bench.run) and callable(jmoshi_nb.bench.score)
     for name in jmoshi_nb.__all__:
         assert getattr(jmoshi_nb, name) is not None
+
+
+def test_session_is_a_deprecated_name_for_the_client() -> None:
+    import jmoshi_nb
+    from jmoshi_nb.notebook.session import NotebookSession
+    from jmoshi_nb.serve.client import ChatClient
+
+    assert "Session" not in jmoshi_nb.__all__ and jmoshi_nb.NotebookSession is NotebookSession
+    with pytest.warns(DeprecationWarning, match=r"jmoshi_nb\.Session is deprecated.*ChatClient"):
+        assert jmoshi_nb.Session is ChatClient
+    with pytest.warns(DeprecationWarning):  # every use warns (the name is never cached on the package)
+        _ = jmoshi_nb.Session
+
+
+def test_the_public_places_offer_what_the_notebooks_call() -> None:
+    import jmoshi_nb
+    from jmoshi_nb import bench, listening
+
+    for name in ("plot_items", "plot_latency_distributions", "plot_task_bars", "format_scores", "load_scores"):
+        assert callable(getattr(bench, name)), name
+    assert callable(listening.ListeningWidget) and callable(listening.ListeningTest.create)
+    for name in ("speech_wav", "dialogue_wav", "replay", "side_by_side", "save_textgrid", "export_textgrids",
+                 "iter_recordings", "run_metrics", "plot_recording"):  # fmt: skip
+        assert callable(getattr(jmoshi_nb, name)), name

@@ -106,7 +106,8 @@ def test_app_module_imports_fresh_under_every_cli_setting(label: str, settings: 
 def test_app_environment_is_the_one_place_the_variables_are_written() -> None:
     from jmoshi_nb.remote.settings import app_environment
 
-    env = app_environment(app="a", gpu="L4", model="tiny", revision="", snapshot=False, torch_compile=True, hf_secret="")
+    settings = {"app": "a", "gpu": "L4", "model": "tiny", "revision": "", "snapshot": False, "torch_compile": True}
+    env = app_environment(**settings, hf_secret="")
     assert env == {
         "JMOSHI_MODAL_APP": "a", "JMOSHI_MODAL_GPU": "L4", "JMOSHI_MODAL_MODEL": "tiny", "JMOSHI_MODAL_REVISION": "",
         "JMOSHI_MODAL_HF_SECRET": "", "JMOSHI_MODAL_SNAPSHOT": "0", "JMOSHI_MODAL_TORCH_COMPILE": "1",

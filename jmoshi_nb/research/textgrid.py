@@ -2,7 +2,7 @@
 
 Tiers (times in seconds, xmin 0, xmax the recording's duration):
 
-* ``user`` / ``model`` (interval tiers): the speakers' IPUs from ``analysis.turn_taking``, labelled
+* ``user`` / ``model`` (interval tiers): the speakers' IPUs from ``research.turn_taking``, labelled
   ``IPU`` (blank between them);
 * ``model text`` (interval tier): the model's text pieces joined into phrases wherever the text
   pauses (``text.merge_pieces``, the rule the plots use, without their length cap), each interval

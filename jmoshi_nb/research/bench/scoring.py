@@ -38,8 +38,8 @@ from typing import Any
 import numpy as np
 
 from ...core.audio import FRAME_S, AudioFileError, read_audio
+from ..vad import MERGE_GAP_S, MIN_SPEECH_S, Segment, VadFunction, VadName, speech_segments
 from .layout import SCORES_FILE, TASKS, BenchError, Item, find_tasks, read_timing
-from .vad import MERGE_GAP_S, MIN_SPEECH_S, Segment, VadFunction, VadName, speech_segments
 
 AIZUCHI = (
     "うん",

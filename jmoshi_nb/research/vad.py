@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..turn_taking import VAD_RATE, voice_activity
+from .turn_taking import VAD_RATE, voice_activity
 
 VADS = ("webrtc", "silero", "energy")
 HOP_S = 0.01
@@ -52,7 +52,7 @@ def silero_activity(pcm: np.ndarray, sample_rate: int, hop_s: float = HOP_S) -> 
     """Silero VAD (package defaults) as one bool per ``hop_s``."""
     import torch
 
-    from ...core.audio import resample
+    from ..core.audio import resample
 
     model, get_speech_timestamps = _silero()
     pcm16k = resample(np.asarray(pcm, dtype=np.float32), sample_rate, VAD_RATE)

@@ -54,7 +54,7 @@ from ..core.audio import FRAME_S, SAMPLE_RATE, AudioFileError, read_wav
 from ..core.keywords import check_keywords
 from ..core.recording import Recording
 from ..core.text import PAD_TOKENS
-from .vad import VadFunction, VadName, voice_activity
+from .vad import VadFunction, voice_activity
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -410,12 +410,15 @@ def text_stats(rec: Recording) -> TextStats | None:
 
 
 VAD_MIN_SPEECH_S = 0.05  # turn_taking's default min_speech: shorter VAD detections are blips, not IPUs
+# The level-gated detectors whose frame-exact boundaries the IPU rules (min_speech, min_silence) assume;
+# Silero (the benchmark's FDB parity option) pads and merges speech its own way.
+TURN_TAKING_VADS = ("webrtc", "energy")
 
 
 def turn_taking(
     source: Source,
     *,
-    vad: VadName | VadFunction = "webrtc",
+    vad: Literal["webrtc", "energy"] | VadFunction = "webrtc",
     vad_mode: int = 3,
     gate_db: float | Literal["auto"] | None = "auto",
     hop_s: float = 0.01,
@@ -434,6 +437,8 @@ def turn_taking(
     and padding ratio.
     """
     check_keywords("turn_taking", rules, IntervalRules)
+    if not callable(vad) and vad not in TURN_TAKING_VADS:
+        raise ValueError(f"unknown vad {vad!r} for turn_taking: {', '.join(TURN_TAKING_VADS)} or a function")
     rules.setdefault("min_speech", VAD_MIN_SPEECH_S)
     left, right, rate, rec = _load(source)
     activity = [

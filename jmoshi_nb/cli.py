@@ -67,11 +67,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_textgrid(args: argparse.Namespace) -> int:
-    from .core.recording import Recording
+    from .core.recording import Recording, is_recording_folder
     from .research.textgrid import TEXTGRID_NAME, export_textgrids, save_textgrid
 
     folder = Path(args.recording)
-    if (folder / "session.json").exists() or args.out is not None:
+    if is_recording_folder(folder) or args.out is not None:
         out = save_textgrid(Recording.load(folder), args.out or folder / TEXTGRID_NAME)
         print(f"TextGrid: {out}")
         return 0

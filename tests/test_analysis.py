@@ -17,8 +17,8 @@ from jmoshi_nb.research.turn_taking import (
     intervals_from_activity,
     text_stats,
     turn_taking,
-    voice_activity,
 )
+from jmoshi_nb.research.vad import voice_activity
 
 HOP = 0.01
 M, U = "model", "user"

@@ -10,7 +10,7 @@ import pytest
 
 from jmoshi_nb.core.audio import FRAME_SIZE, SAMPLE_RATE, read_wav, write_wav
 from jmoshi_nb.research.bench import TASKS, BenchError, build, run
-from jmoshi_nb.research.bench.vad import speech_segments
+from jmoshi_nb.research.vad import speech_segments
 
 pytest.importorskip("pyopenjtalk")
 

@@ -272,3 +272,16 @@ def test_fdb_metadata_files_and_a_task_folder_scored_directly(tmp_path: Path) ->
     assert got["pause_handling"]["items"][0]["timing_source"] == "pause.json"
     assert got["pause_handling"]["items"][0]["takeover"] is False
     assert (tmp_path / "v1" / "synthetic_pause_handling" / "scores.json").exists()
+
+
+@NO_SILERO
+def test_silero_segments_are_the_packages_own_at_known_times() -> None:
+    from jmoshi_nb.research.vad import silero_segments
+
+    a, b = clip("今日はいい天気ですね"), clip("そうですね")  # no comma: one stretch of speech each
+    pcm = scene(6.0, [(1.0, a), (4.0, b)], rate=48000)  # any rate: resampled to Silero's 16 kHz
+    found = silero_segments(pcm, 48000)
+    assert len(found) == 2
+    for (start, end), (want_start, want_end) in zip(found, [(1.0, 1.0 + dur(a)), (4.0, 4.0 + dur(b))], strict=True):
+        assert start == pytest.approx(want_start, abs=0.1) and end == pytest.approx(want_end, abs=0.15)
+    assert silero_segments(pcm, 48000, min_speech_duration_ms=5000) == []  # options go to the package

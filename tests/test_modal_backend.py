@@ -20,7 +20,10 @@ import pytest
 pytest.importorskip("modal")
 
 from jmoshi_nb.cloud import app as modal_app  # noqa: E402
-from jmoshi_nb.cloud.backend import (  # noqa: E402
+from jmoshi_nb.core.audio import FRAME_SIZE  # noqa: E402
+from jmoshi_nb.core.config import SessionConfig  # noqa: E402
+from jmoshi_nb.notebook.servers import start_server  # noqa: E402
+from jmoshi_nb.remote.modal_client import (  # noqa: E402
     NO_CREDENTIALS,
     TOKEN_ENV,
     ModalServer,
@@ -32,10 +35,7 @@ from jmoshi_nb.cloud.backend import (  # noqa: E402
     token_file,
     ws_url,
 )
-from jmoshi_nb.core.audio import FRAME_SIZE  # noqa: E402
-from jmoshi_nb.core.config import SessionConfig  # noqa: E402
 from jmoshi_nb.research.sweeps import EnginePool, Job, run_jobs  # noqa: E402
-from jmoshi_nb.serve.backends import start_server  # noqa: E402
 from jmoshi_nb.serve.client import ServerError, connect  # noqa: E402
 
 

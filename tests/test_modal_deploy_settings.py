@@ -29,7 +29,7 @@ DEPLOY_FLAGS = (["--no-snapshot"], ["--torch-compile"], ["--gpu", "L40S", "--max
 PROBE = """
 import json, sys
 from modal._partial_function import _find_partial_methods_for_user_cls, _PartialFunctionFlags as F
-from jmoshi_nb.cloud.backend import load_app_module
+from jmoshi_nb.remote.modal_client import load_app_module
 
 m = load_app_module(json.loads(sys.argv[1]))
 out = {"settings": m.SETTINGS_ENV, "classes": {}}
@@ -101,3 +101,17 @@ def test_app_module_imports_fresh_under_every_cli_setting(label: str, settings: 
             assert (cls["pre_snapshot"], cls["post_snapshot"]) == (["load"], ["warm_up"])
         else:
             assert (cls["pre_snapshot"], cls["post_snapshot"]) == ([], ["load", "warm_up"])
+
+
+def test_app_environment_is_the_one_place_the_variables_are_written() -> None:
+    from jmoshi_nb.remote.settings import app_environment
+
+    settings = {"app": "a", "gpu": "L4", "model": "tiny", "revision": "", "snapshot": False, "torch_compile": True}
+    env = app_environment(**settings, hf_secret="")
+    assert env == {
+        "JMOSHI_MODAL_APP": "a", "JMOSHI_MODAL_GPU": "L4", "JMOSHI_MODAL_MODEL": "tiny", "JMOSHI_MODAL_REVISION": "",
+        "JMOSHI_MODAL_HF_SECRET": "", "JMOSHI_MODAL_SNAPSHOT": "0", "JMOSHI_MODAL_TORCH_COMPILE": "1",
+    }  # fmt: skip
+    assert app_environment(app="a", max_containers=None) == {"JMOSHI_MODAL_APP": "a"}  # None: the app's default
+    with pytest.raises(ValueError, match="unknown Modal app settings.*'gpus'"):
+        app_environment(gpus="A10G")

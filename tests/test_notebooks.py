@@ -38,3 +38,26 @@ def test_parameters_cell_reads_the_environment(name: str) -> None:
     # Bilingual prose: the first cell has Japanese and English.
     intro = "".join(nb["cells"][0]["source"])
     assert any("\u3040" <= ch <= "\u30ff" for ch in intro) and any(ch.isascii() and ch.isalpha() for ch in intro)
+
+
+PUBLIC_PLACES = ("jmoshi_nb", "jmoshi_nb.bench", "jmoshi_nb.listening")
+
+
+@pytest.mark.parametrize("path", sorted(NOTEBOOKS.glob("*.ipynb")), ids=lambda p: p.stem)
+def test_notebooks_import_the_kit_only_from_its_public_places(path: Path) -> None:
+    import ast
+    import importlib
+
+    nb = _load(path)
+    for cell in nb["cells"]:
+        if cell["cell_type"] != "code":
+            continue
+        for node in ast.walk(ast.parse("".join(cell["source"]))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("jmoshi_nb"):
+                assert node.module in PUBLIC_PLACES, f"{path.name} imports from {node.module}"
+                place = importlib.import_module(node.module)
+                for alias in node.names:
+                    assert getattr(place, alias.name) is not None
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    assert not alias.name.startswith("jmoshi_nb") or alias.name in PUBLIC_PLACES, alias.name

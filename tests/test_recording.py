@@ -34,3 +34,14 @@ def test_an_empty_input_file_is_still_an_error(tmp_path: Path) -> None:
     path = write_wav(tmp_path / "silent.wav", np.zeros(0, np.float32))
     with pytest.raises(AudioFileError, match="holds no audio"):
         read_wav(path)
+
+
+def test_a_recording_folder_is_one_that_holds_session_json(tmp_path: Path) -> None:
+    from jmoshi_nb.core.recording import is_recording_folder, recording_folders
+
+    saved = Recording().save(tmp_path / "runs" / "a")
+    (tmp_path / "runs" / "b" / "session.json").mkdir(parents=True)  # a folder of that name is not the file
+    (tmp_path / "runs" / "notes.txt").write_text("x")
+    assert is_recording_folder(saved) and not is_recording_folder(tmp_path / "runs" / "b")
+    assert not is_recording_folder(tmp_path / "runs" / "notes.txt") and not is_recording_folder(tmp_path / "none")
+    assert recording_folders(tmp_path) == [saved] and recording_folders(saved) == [saved]

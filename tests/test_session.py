@@ -290,3 +290,18 @@ def test_a_shadow_needs_a_server_with_room_for_two(session: NotebookSession) -> 
     session.talk()
     with pytest.raises(RuntimeError, match="max_sessions=2"):
         session.talk(shadow=SessionConfig(model="tiny", seed=7))
+
+
+def test_frame_latency_pairs_each_result_with_the_oldest_frame_in_flight(monkeypatch: pytest.MonkeyPatch) -> None:
+    from jmoshi_nb.notebook import conversation
+
+    clock = iter([10.0, 10.1, 10.2, 10.5, 10.9])  # sent 0, 1, 2; results at 10.5 and 10.9
+    monkeypatch.setattr(conversation.time, "monotonic", lambda: next(clock))
+    latency = conversation.FrameLatency()
+    assert latency.finished() is None and latency.median_ms() is None  # nothing in flight
+    latency.sent(0, seq=7)
+    latency.sent(1)  # a WAV frame: no browser sequence number
+    latency.sent(2, seq=9)
+    latency.dropped(1)  # the server skipped frame 1: its result never comes
+    assert latency.finished() == 7 and latency.finished() == 9
+    assert latency.round_trips_ms == pytest.approx([500.0, 700.0]) and latency.median_ms() == pytest.approx(600.0)

@@ -11,7 +11,7 @@ from praatio import textgrid as tgio
 from test_analysis import MODEL_SPANS, USER_SPANS, track, vowel
 
 from jmoshi_nb.core.recording import Recording
-from jmoshi_nb.research.textgrid import TEXTGRID_NAME, export_textgrids, recording_folders
+from jmoshi_nb.research.textgrid import TEXTGRID_NAME, export_textgrids, recording_folders, save_textgrid
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -35,7 +35,7 @@ def read(path: Path) -> tgio.Textgrid:
 
 
 def test_tiers_at_known_times_read_back_with_praatio(tmp_path: Path) -> None:
-    path = recording().save_textgrid(tmp_path / "a.TextGrid")
+    path = save_textgrid(recording(), tmp_path / "a.TextGrid")
     grid = read(path)
     assert grid.tierNames == ("user", "model", "model text", "params")
     assert grid.minTimestamp == 0 and grid.maxTimestamp == pytest.approx(5.0)
@@ -95,4 +95,4 @@ def test_a_sweep_or_benchmark_tree_exports_in_one_call(tmp_path: Path) -> None:
 
 def test_an_empty_recording_is_refused_by_name(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="empty"):
-        Recording().save_textgrid(tmp_path / "e.TextGrid")
+        save_textgrid(Recording(), tmp_path / "e.TextGrid")

@@ -333,3 +333,17 @@ def test_nodelay_patch_sets_the_socket_option_first() -> None:
         KernelWebsocketHandler.open = original  # type: ignore[method-assign]
     cfg = jupyter_config.config_dir()
     assert (cfg / "jupyter_server_config.py").read_text().count("jmoshi_nb.notebook.jupyter_config") == 1
+
+
+def test_the_panel_builds_the_status_line() -> None:
+    from jmoshi_nb.notebook.widgets.panel import status_text
+
+    stats = {"frames_done": 25, "params": {}, "seed": 3, "from_frame": None, "frame_latency_ms": None}
+    sampling = {"temp": 0.8, "temp_text": 0.7, "top_k": 250, "top_k_text": 25}
+    line = status_text("tiny · cpu · tiny", stats, sampling)
+    assert line.startswith("tiny · cpu · tiny · 2.0 s · ") and "temp=0.8" in line and line.endswith("seed=3")
+    live = {**stats, "params": {**sampling, "temp": 0.5}, "from_frame": 12, "frame_latency_ms": 41.6}
+    running = status_text("m", live, sampling)
+    assert "temp=0.5" in running and "(frame 12~)" in running and running.endswith("server RT 42 ms")
+    assert status_text("m", stats, sampling, stopped=True) == "m · 終了 / stopped · 2.0 s"
+    assert status_text("m", stats, sampling, stopped=True, ended_by_panel=True).endswith("run the cells below")

@@ -37,8 +37,8 @@ from typing import TYPE_CHECKING, Any
 import modal
 
 from ..core.pins import MOSHI_VERSION, PYTHON_VERSION, TORCH_INDEX_URL, TORCH_VERSION, torch_compile_enabled
+from ..remote import settings as names
 from ..serve.backends import LocalServer
-from . import settings as names
 
 if TYPE_CHECKING:
     from ..model.checkpoints import ResolvedModel
@@ -49,10 +49,10 @@ if TYPE_CHECKING:
 #
 # Read at deploy time; each has a ``JMOSHI_MODAL_<NAME>`` environment variable.
 
-APP_NAME = os.environ.get("JMOSHI_MODAL_APP", names.APP_NAME)
-GPU = os.environ.get("JMOSHI_MODAL_GPU", names.GPU)
-MODEL = os.environ.get("JMOSHI_MODAL_MODEL", names.MODEL)
-REVISION = os.environ.get("JMOSHI_MODAL_REVISION") or None
+APP_NAME = os.environ.get(names.ENV["app"], names.APP_NAME)
+GPU = os.environ.get(names.ENV["gpu"], names.GPU)
+MODEL = os.environ.get(names.ENV["model"], names.MODEL)
+REVISION = os.environ.get(names.ENV["revision"]) or None
 
 # Pinned versions of the image: torch and moshi are those the tests run (jmoshi_nb/core/pins.py, which
 # scripts/setup.sh reads too). moshi 0.2.13 loads the J-Moshi weights (saved with moshi <= 0.2.2)
@@ -79,9 +79,9 @@ DEVICE = "cuda"  # the tests run the classes' methods with "cpu"
 CACHE_PATH = "/cache"  # the Volume's mount point
 HF_HOME = f"{CACHE_PATH}/huggingface"  # so the Hub cache (hub/, xet/) and the kit's cache persist
 KIT_CACHE = f"{CACHE_PATH}/jmoshi-nb"
-VOLUME_NAME = os.environ.get("JMOSHI_MODAL_VOLUME", names.VOLUME_NAME)
-TOKEN_SECRET_NAME = os.environ.get("JMOSHI_MODAL_TOKEN_SECRET", names.TOKEN_SECRET_NAME)
-HF_SECRET_NAME = os.environ.get("JMOSHI_MODAL_HF_SECRET", names.HF_SECRET_NAME)  # "" = no secret
+VOLUME_NAME = os.environ.get(names.ENV["volume"], names.VOLUME_NAME)
+TOKEN_SECRET_NAME = os.environ.get(names.ENV["token_secret"], names.TOKEN_SECRET_NAME)
+HF_SECRET_NAME = os.environ.get(names.ENV["hf_secret"], names.HF_SECRET_NAME)  # "" = no secret
 TOKEN_ENV = names.TOKEN_ENV
 MIN_TOKEN_CHARS = names.MIN_TOKEN_CHARS
 
@@ -106,10 +106,10 @@ STARTUP_TIMEOUT_S = 1200
 # batched engine (``multi_server``): Modal routes up to N of them (plus room for health checks and a
 # "busy" answer) to a container before the autoscaler adds another. The default stays 1 until the
 # batched engine is measured on the GPU (benchmarks/batch_throughput.py).
-MAX_SESSIONS = int(os.environ.get("JMOSHI_MODAL_MAX_SESSIONS", "1"))
+MAX_SESSIONS = int(os.environ.get(names.ENV["max_sessions"], "1"))
 MAX_INPUTS = MAX_SESSIONS + 3
 TARGET_INPUTS = MAX_SESSIONS
-MAX_CONTAINERS = int(os.environ.get("JMOSHI_MODAL_MAX_CONTAINERS", "1"))  # GPU spending cap (personal use)
+MAX_CONTAINERS = int(os.environ.get(names.ENV["max_containers"], "1"))  # GPU spending cap (personal use)
 MEMORY_MIB = 32 * 1024  # host RAM: the bf16 weights sit in CPU memory before the snapshot / the GPU copy
 # CPU cores reserved for each GPU container (Modal's default is 0.125, shared with other tenants): one
 # core drives the GPU (the engine's Python loop, CUDA graph launches, the copy of each frame's audio to
@@ -122,32 +122,32 @@ GPU_CPU_CORES = 2.0
 # reads of the imports and the safetensors parse, then moves the weights to the GPU and warms up.
 # GPU state (CUDA graphs) cannot be in a CPU snapshot, so warm-up runs after every restore.
 # Off (``--no-snapshot``): the classes' load step is a plain enter method, run before warm-up.
-SNAPSHOT = os.environ.get("JMOSHI_MODAL_SNAPSHOT", "1") == "1"
+SNAPSHOT = os.environ.get(names.ENV["snapshot"], "1") == "1"
 TORCH_COMPILE = torch_compile_enabled()  # JMOSHI_MODAL_TORCH_COMPILE=1: see pins.torch_compile_enabled
 # Modal's proxy auth (Modal-Key/Modal-Secret headers) in front of the kit's own token. Off by default:
 # the kit's client and browsers' WebSocket API cannot send those headers.
-PROXY_AUTH = os.environ.get("JMOSHI_MODAL_PROXY_AUTH", "0") == "1"
+PROXY_AUTH = os.environ.get(names.ENV["proxy_auth"], "0") == "1"
 
 SWEEP_TIMEOUT_S = 1800  # one sweep job: an input of up to ~20 minutes of audio at real-time speed
 SWEEP_SCALEDOWN_WINDOW_S = 60  # sweep containers idle briefly between batches, then free their GPU
-SWEEP_MAX_CONTAINERS = int(os.environ.get("JMOSHI_MODAL_SWEEP_MAX_CONTAINERS", "4"))
+SWEEP_MAX_CONTAINERS = int(os.environ.get(names.ENV["sweep_max_containers"], "4"))
 DOWNLOAD_TIMEOUT_S = 3600
 
-SETTINGS_ENV = {
-    "JMOSHI_MODAL_APP": APP_NAME,
-    "JMOSHI_MODAL_GPU": GPU,
-    "JMOSHI_MODAL_MODEL": MODEL,
-    "JMOSHI_MODAL_REVISION": REVISION or "",
-    "JMOSHI_MODAL_VOLUME": VOLUME_NAME,
-    "JMOSHI_MODAL_TOKEN_SECRET": TOKEN_SECRET_NAME,
-    "JMOSHI_MODAL_HF_SECRET": HF_SECRET_NAME,
-    "JMOSHI_MODAL_MAX_CONTAINERS": str(MAX_CONTAINERS),
-    "JMOSHI_MODAL_MAX_SESSIONS": str(MAX_SESSIONS),
-    "JMOSHI_MODAL_SWEEP_MAX_CONTAINERS": str(SWEEP_MAX_CONTAINERS),
-    "JMOSHI_MODAL_SNAPSHOT": "1" if SNAPSHOT else "0",
-    "JMOSHI_MODAL_TORCH_COMPILE": "1" if TORCH_COMPILE else "0",
-    "JMOSHI_MODAL_PROXY_AUTH": "1" if PROXY_AUTH else "0",
-}
+SETTINGS_ENV = names.app_environment(
+    app=APP_NAME,
+    gpu=GPU,
+    model=MODEL,
+    revision=REVISION or "",
+    volume=VOLUME_NAME,
+    token_secret=TOKEN_SECRET_NAME,
+    hf_secret=HF_SECRET_NAME,
+    max_containers=MAX_CONTAINERS,
+    max_sessions=MAX_SESSIONS,
+    sweep_max_containers=SWEEP_MAX_CONTAINERS,
+    snapshot=SNAPSHOT,
+    torch_compile=TORCH_COMPILE,
+    proxy_auth=PROXY_AUTH,
+)
 
 # ## The image
 

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from .backend import (
+from ..remote.modal_client import (
     DEFAULT_APP_NAME,
     DEFAULT_GPU,
     HF_SECRET_NAME,
@@ -27,8 +27,8 @@ from .backend import (
     token_file,
     translate_error,
 )
-from .settings import MODEL as DEFAULT_MODEL
-from .settings import VOLUME_NAME
+from ..remote.settings import ENV, VOLUME_NAME, app_environment
+from ..remote.settings import MODEL as DEFAULT_MODEL
 
 
 class ModalCli(RealModal):
@@ -39,7 +39,7 @@ class ModalCli(RealModal):
 
         module = load_app_module(settings)
         with modal.enable_output():
-            module.app.deploy(name=settings["JMOSHI_MODAL_APP"])
+            module.app.deploy(name=settings[ENV["app"]])
         return module.JMoshiServer().serve.get_web_url() or ""
 
     def deployed_settings(self, app_name: str) -> dict[str, str] | None:
@@ -73,22 +73,20 @@ _make_api: Any = ModalCli  # tests replace this factory
 
 
 def _settings(args: argparse.Namespace, api: Any) -> dict[str, str]:
-    settings = {
-        "JMOSHI_MODAL_APP": args.app,
-        "JMOSHI_MODAL_GPU": getattr(args, "gpu", DEFAULT_GPU),
-        "JMOSHI_MODAL_MODEL": args.model,
-        "JMOSHI_MODAL_REVISION": args.revision or "",
-    }
-    if getattr(args, "max_containers", None) is not None:
-        settings["JMOSHI_MODAL_MAX_CONTAINERS"] = str(args.max_containers)
-    if getattr(args, "no_snapshot", False):
-        settings["JMOSHI_MODAL_SNAPSHOT"] = "0"
-    if getattr(args, "torch_compile", False):
-        settings["JMOSHI_MODAL_TORCH_COMPILE"] = "1"
+    hf_secret = None
     if not api.secret_exists(HF_SECRET_NAME):
         print(f"note: no Modal secret '{HF_SECRET_NAME}': deploying without a Hugging Face token (public models only)")
-        settings["JMOSHI_MODAL_HF_SECRET"] = ""
-    return settings
+        hf_secret = ""
+    return app_environment(
+        app=args.app,
+        gpu=getattr(args, "gpu", DEFAULT_GPU),
+        model=args.model,
+        revision=args.revision or "",
+        max_containers=getattr(args, "max_containers", None),
+        snapshot=False if getattr(args, "no_snapshot", False) else None,
+        torch_compile=True if getattr(args, "torch_compile", False) else None,
+        hf_secret=hf_secret,
+    )
 
 
 def _fail(exc: BaseException) -> int:
@@ -121,7 +119,7 @@ def cmd_deploy(args: argparse.Namespace, api: Any) -> None:
     token, source = ensure_token(api, token=args.token)
     print(f"token: from {source}")
     settings = _settings(args, api)
-    print(f"deploying '{args.app}': {args.model} on {settings['JMOSHI_MODAL_GPU']}")
+    print(f"deploying '{args.app}': {args.model} on {settings[ENV['gpu']]}")
     url = api.deploy(settings)
     print(f"chat endpoint: {url}/api/chat  (clients present the token: ?token=... or Bearer)")
     if not args.no_download:
@@ -151,7 +149,7 @@ def cmd_status(args: argparse.Namespace, api: Any) -> None:
     if deployed is None:
         print(f"app '{args.app}': not deployed (jmoshi-nb modal deploy; sessions can also run ephemerally)")
     else:
-        model, gpu = deployed.get("JMOSHI_MODAL_MODEL"), deployed.get("JMOSHI_MODAL_GPU")
+        model, gpu = deployed.get(ENV["model"]), deployed.get(ENV["gpu"])
         print(f"app '{args.app}': deployed, serves {model} on {gpu}")
     cached = api.cached_models(VOLUME_NAME)
     if cached is None:

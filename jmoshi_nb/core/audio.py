@@ -16,6 +16,7 @@ SAMPLE_RATE = 24000
 FRAME_SIZE = 1920
 FRAME_S = FRAME_SIZE / SAMPLE_RATE  # one frame of audio: 0.08 s
 FRAME_BUDGET_MS = 1000 * FRAME_S  # the real-time budget: each frame computed in under 80 ms
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")  # files read as audio (soundfile: libsndfile >= 1.1 reads MP3)
 
 
 class AudioFileError(ValueError):

@@ -40,8 +40,9 @@ STATE_RECORDING = "recording"
 STATE_COMPLETE = "complete"
 PART_FILES = {"user": "user.part.wav", "model": "model.part.wav"}
 WAV_HEADER_BYTES = 44
+SESSION_FILE = "session.json"  # written first: a folder that holds it is a recording
 # Files of the kit's layout that a new stream replaces (a folder holds one recording).
-LAYOUT_FILES = ("audio.wav", "events.jsonl", "session.json", "recording.TextGrid", *PART_FILES.values())
+LAYOUT_FILES = ("audio.wav", "events.jsonl", SESSION_FILE, "recording.TextGrid", *PART_FILES.values())
 
 
 def wav_header(n_samples: int, sample_rate: int, channels: int = 1) -> bytes:
@@ -137,9 +138,9 @@ class RecordWriter:
 
     # ---- writer thread ------------------------------------------------------------------------
     def _write_session(self, doc: dict[str, Any]) -> None:
-        tmp = self.folder / "session.json.tmp"
+        tmp = self.folder / f"{SESSION_FILE}.tmp"
         tmp.write_text(json.dumps(doc, indent=2, ensure_ascii=False), encoding="utf-8")
-        tmp.replace(self.folder / "session.json")
+        tmp.replace(self.folder / SESSION_FILE)
 
     def _handle(self, kind: str, data: Any) -> None:
         if kind == "event":

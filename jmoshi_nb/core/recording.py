@@ -31,7 +31,7 @@ import soundfile as sf
 
 from .audio import FRAME_S, FRAME_SIZE, SAMPLE_RATE, sha256_of, write_wav
 from .config import SessionConfig, package_versions
-from .record_writer import PART_FILES, STATE_COMPLETE, STATE_RECORDING, RecordWriter, read_part
+from .record_writer import PART_FILES, SESSION_FILE, STATE_COMPLETE, STATE_RECORDING, RecordWriter, read_part
 
 LAYOUT_VERSION = 1
 
@@ -244,18 +244,12 @@ class Recording:
                     fh.write(json.dumps(ev, ensure_ascii=False) + "\n")
             tmp.replace(folder / "events.jsonl")
         doc = self._session_doc()
-        tmp = folder / "session.json.tmp"
+        tmp = folder / f"{SESSION_FILE}.tmp"
         tmp.write_text(json.dumps(doc, indent=2, ensure_ascii=False), encoding="utf-8")
-        tmp.replace(folder / "session.json")
+        tmp.replace(folder / SESSION_FILE)
         if streamed and writer is not None:
             writer.remove_parts()
         return folder
-
-    def save_textgrid(self, path: str | Path, **kwargs: Any) -> Path:
-        """A Praat TextGrid of this recording: IPU tiers, model text, parameter changes (``textgrid``)."""
-        from ..research.textgrid import save_textgrid
-
-        return save_textgrid(self, path, **kwargs)
 
     @classmethod
     def load(cls, folder: str | Path) -> Recording:
@@ -263,9 +257,9 @@ class Recording:
         folder = Path(folder)
         if not folder.is_dir():
             raise FileNotFoundError(f"{folder} is not a recording: no such folder")
-        if not (folder / "session.json").exists():
-            raise FileNotFoundError(f"{folder} is not a recording: session.json is missing")
-        doc = json.loads((folder / "session.json").read_text(encoding="utf-8"))
+        if not is_recording_folder(folder):
+            raise FileNotFoundError(f"{folder} is not a recording: {SESSION_FILE} is missing")
+        doc = json.loads((folder / SESSION_FILE).read_text(encoding="utf-8"))
         meta = doc.get("meta") or {}
         parts = {k: folder / name for k, name in PART_FILES.items()}
         rec = cls(sample_rate=SAMPLE_RATE)
@@ -316,3 +310,37 @@ class Recording:
             rec.meta["frames"] = len(rec.metrics)
             rec.meta["duration_s"] = round(rec.duration, 3)
         return rec
+
+
+def is_recording_folder(path: str | Path) -> bool:
+    """Whether ``path`` is a recording folder (it holds ``session.json``, written first).
+
+    Parameters
+    ----------
+    path:
+        Any path; files and missing paths are not recordings.
+
+    Returns
+    -------
+    bool
+    """
+    return (Path(path) / SESSION_FILE).is_file()
+
+
+def recording_folders(root: str | Path) -> list[Path]:
+    """``root`` itself if it is a recording, else every recording folder below it.
+
+    Parameters
+    ----------
+    root:
+        A recording folder, or a folder holding recordings at any depth (a sweep, a benchmark run).
+
+    Returns
+    -------
+    list[Path]
+        Sorted; empty when there is none.
+    """
+    root = Path(root)
+    if is_recording_folder(root):
+        return [root]
+    return sorted(p.parent for p in root.rglob(SESSION_FILE) if p.is_file())

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import logging
 import threading
 import time
@@ -28,14 +27,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from ..core.audio import FRAME_S, FRAME_SIZE, AudioFileError, decode_audio, read_wav, sha256_of
+from ..core.audio import FRAME_SIZE, AudioFileError, decode_audio, read_wav, sha256_of
 from ..core.config import Sampling, SessionConfig, check_seed, describe_params, load_config
 from ..core.models import GPU_DEFAULT
 from ..core.recording import Recording
-from ..serve.backends import ServerHandle, start_server
-from ..serve.client import ChatClient, Event, connect, paced_frames
+from ..serve.backends import ServerHandle
+from ..serve.client import ChatClient, paced_frames
 from ..serve.loop_thread import LoopThread
-from .shadow import HEAR, ShadowConversation
+from .conversation import Conversation
+from .servers import start_server
 
 if TYPE_CHECKING:
     from .widgets import TalkPanel
@@ -48,6 +48,7 @@ MIC_LIVE_NOTICE = (
     "then run this cell and the ones below again."
 )
 LATENCY_PROBE_EVERY = 4  # tell the browser every 4th frame is done (its latency probe; fewer messages)
+HEAR = ("main", "shadow")  # the conversations the speaker can play
 
 
 _LIVE: weakref.WeakSet[NotebookSession] = weakref.WeakSet()  # sessions not stopped yet
@@ -91,21 +92,23 @@ class NotebookSession:
         self.input: str | None = None  # "mic" or the WAV path of the latest talk()/play_wav()
         self._sampling: Sampling = self._initial.sampling
         self._seed: int | None = self._initial.seed
-        self._client: ChatClient | None = None
-        self._recording: Recording | None = None
+        self._conversation = Conversation(
+            self._initial,
+            on_audio=lambda pcm: self._forward_audio("main", pcm),
+            on_frame_done=self._frame_done,
+            on_error=self._show_error,
+        )
+        self._closing = asyncio.Event()  # set by stop(): the loop then finishes the conversation
         self._server: ServerHandle | None = None
         self._stopped = False
         self.ended_by_panel = False  # the user pressed the panel's End button
         self._stop_lock = threading.Lock()
         self._final: Recording | None = None  # the recording, once stopped
-        self._shadow: ShadowConversation | None = None  # talk(shadow=...): a second slot, same input
+        self._shadow: Conversation | None = None  # talk(shadow=...): a second slot, same input
         self.hearing = "main"  # which conversation the speaker plays ("main" or "shadow")
         self.audio_samples_sent = dict.fromkeys(HEAR, 0)  # model audio forwarded to the browser, per source
         self._error: BaseException | None = None
         self._wav: concurrent.futures.Future[Recording] | None = None
-        self._seq_of_frame: dict[int, int] = {}
-        self._sent_at: dict[int, float] = {}  # our frame index -> when it was sent (insertion-ordered)
-        self.frame_latency_ms: list[float] = []  # kernel -> server -> kernel, per frame (the last 500)
         self.mic_frames = 0
         self._mic_energy = 0.0
         self.refresh_ms: list[float] = []
@@ -127,57 +130,32 @@ class NotebookSession:
     # ---- the loop-side life of the session -----------------------------------------------------
     async def _run(self, ready: concurrent.futures.Future[None]) -> None:
         try:
-            async with connect(self.url, self._token, self._initial, **self._connect_kwargs) as client:
-                self._client, self._recording = client, client.recording
-                if self.out is not None:
-                    client.recording.stream_to(self.out)
-                self._queue: asyncio.Queue[tuple[int, np.ndarray]] = asyncio.Queue()
-                self._closing = asyncio.Event()
-                self._seed = await client.apply_config(self._initial)
-                tasks = [
-                    asyncio.create_task(self._send_loop(client)),
-                    asyncio.create_task(self._pump(client.subscribe())),
-                    asyncio.create_task(self._tick_loop()),
-                ]
-                ready.set_result(None)
-                await self._closing.wait()
-                await self._finish(client, tasks)
+            await self._conversation.open(self.url, self._token, self.out, **self._connect_kwargs)
         except BaseException as exc:
-            if not ready.done():
-                ready.set_exception(exc)
-                return
+            ready.set_exception(exc)
+            return
+        self._seed = self._conversation.seed
+        tick = asyncio.create_task(self._tick_loop())
+        ready.set_result(None)
+        try:
+            await self._closing.wait()
+            await self._finish(tick)
+        except BaseException as exc:
             self._error = exc
             raise
 
-    async def _send_loop(self, client: ChatClient) -> None:
-        while True:
-            seq, pcm = await self._queue.get()
-            try:
-                index = int(client.frames_sent)
-                if client.frames_sent == index:
-                    self._sent_at[index] = time.monotonic()
-                    if seq >= 0:
-                        self._seq_of_frame[index] = seq
-                await client.send_frame(pcm)
-            finally:
-                self._queue.task_done()
+    @property
+    def _client(self) -> ChatClient | None:
+        return self._conversation.client
 
-    async def _pump(self, events: asyncio.Queue[Event]) -> None:
-        """Forward model audio to the browser at once; everything else is drawn at the next tick."""
-        while True:
-            ev = await events.get()
-            panel = self.panel
-            if ev.kind == "metrics":
-                self._frame_finished(panel)
-            elif ev.kind == "dropped":  # the server fell behind and skipped our frame ``index``
-                self._sent_at.pop(int(ev.data["index"]), None)
-                self._seq_of_frame.pop(int(ev.data["index"]), None)
-            elif panel is None:
-                continue
-            elif ev.kind == "audio":
-                self._forward_audio("main", ev.data)
-            elif ev.kind == "error":
-                panel.audio.error = str(ev.data)
+    @property
+    def _recording(self) -> Recording | None:
+        return self._conversation.client.recording if self._conversation.client is not None else None
+
+    @property
+    def frame_latency_ms(self) -> list[float]:
+        """Kernel -> server -> kernel time of each frame of the main conversation (the last 500), ms."""
+        return self._conversation.latency.round_trips_ms
 
     def _forward_audio(self, source: str, pcm: np.ndarray) -> None:
         """Model audio of ``source`` ("main" / "shadow") to the speaker, if that is the one heard."""
@@ -185,17 +163,14 @@ class NotebookSession:
             self.panel.audio.send_audio(pcm)
             self.audio_samples_sent[source] += len(pcm)
 
-    def _frame_finished(self, panel: TalkPanel | None) -> None:
-        """The oldest frame in flight came back (frames are processed in order; drops were removed)."""
-        if not self._sent_at:
-            return
-        index = next(iter(self._sent_at))
-        sent = self._sent_at.pop(index)
-        self.frame_latency_ms.append((time.monotonic() - sent) * 1e3)
-        del self.frame_latency_ms[:-500]
-        seq = self._seq_of_frame.pop(index, None)
-        if seq is not None and panel is not None and seq % LATENCY_PROBE_EVERY == 0:
-            panel.audio.frame_done(seq)
+    def _frame_done(self, seq: int) -> None:
+        """A microphone frame's result came back: tell the browser (its latency probe), now and then."""
+        if self.panel is not None and seq % LATENCY_PROBE_EVERY == 0:
+            self.panel.audio.frame_done(seq)
+
+    def _show_error(self, message: str) -> None:
+        if self.panel is not None:
+            self.panel.audio.error = message
 
     async def _tick_loop(self) -> None:
         period = 1.0 / self.update_hz
@@ -210,25 +185,21 @@ class NotebookSession:
         if self.panel is None or self._recording is None:
             return
         t0 = time.perf_counter()
-        self.panel.refresh(self._recording, self.stats(), self.status(), force=force)
-        if self._shadow is not None and self._shadow.client is not None:
+        self.panel.refresh(self._recording, self.stats(), force=force)
+        if self._shadow is not None:
             self.panel.refresh_shadow(self._shadow.recording)
         self.refresh_ms.append((time.perf_counter() - t0) * 1e3)
         if len(self.refresh_ms) > 2000:
             del self.refresh_ms[:1000]
 
-    async def _finish(self, client: ChatClient, tasks: list[asyncio.Task[Any]]) -> None:
+    async def _finish(self, tick: asyncio.Task[None]) -> None:
         if self._wav is not None and not self._wav.done():
             self._wav.cancel()
         if self._shadow is not None:
             await self._shadow.close()
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(30):
-                await self._queue.join()
-                await client.drain(timeout=30)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._conversation.close(timeout=30)
+        tick.cancel()
+        await asyncio.gather(tick, return_exceptions=True)
         self._refresh(force=True)
 
     # ---- inputs --------------------------------------------------------------------------------
@@ -241,9 +212,9 @@ class NotebookSession:
             return  # one input at a time: a playing WAV owns the stream
         self.mic_frames += 1
         self._mic_energy += float(np.dot(pcm, pcm))
-        self._queue.put_nowait((seq, pcm))
+        self._conversation.send(pcm, seq)
         if self._shadow is not None:
-            self._shadow.queue.put_nowait(pcm)
+            self._shadow.send(pcm)
 
     def play_wav(self, path: str | Path | np.ndarray, realtime: bool = True, wait: bool = False) -> Any:
         """Stream a WAV (path or 24 kHz mono array) as the user's voice, paced at 80 ms per frame if realtime.
@@ -258,23 +229,19 @@ class NotebookSession:
         self.input = "array" if isinstance(path, np.ndarray) else str(path)
         if self._recording is not None:
             self._recording.meta.setdefault("inputs", []).append(
-                {"input": self.input, "sha256": sha256_of(pcm), "from_frame": int(self._client_frames_sent())}
+                {"input": self.input, "sha256": sha256_of(pcm), "from_frame": int(self._conversation.frames_sent)}
             )
         self._wav = self._lt.submit(self._play(pcm, realtime))
         return self._wav.result() if wait else self._wav
-
-    def _client_frames_sent(self) -> float:
-        return self._client.frames_sent if self._client is not None else 0.0
 
     async def _play(self, pcm: np.ndarray, realtime: bool) -> Recording:
         client = self._client
         assert client is not None
         async for frame in paced_frames(client, pcm, realtime, timeout=120):
-            await self._queue.put((-1, frame))
+            self._conversation.send(frame)
             if self._shadow is not None:
-                await self._shadow.queue.put(frame)
-        await self._queue.join()
-        await client.drain(timeout=120)
+                self._shadow.send(frame)
+        await self._conversation.drain(timeout=120)
         return client.recording
 
     def wait(self, timeout: float | None = None) -> Recording:
@@ -297,9 +264,13 @@ class NotebookSession:
         path, streamed at once (real time unless ``realtime=False``) while the panel shows the text
         and plots. The conversation runs in the background; ``stop()`` ends it.
 
-        ``shadow``: another config (or its file) for a second conversation on the same server, fed
-        exactly the same input (see ``notebook.shadow``); the panel shows both, a toggle picks the one
-        the speaker plays (``hear()``), ``shadow_recording`` holds its recording.
+        ``shadow``: another config (or its file) for a second conversation on the same server (a
+        second ``Conversation``), fed exactly the same microphone or WAV frames, so a researcher hears
+        how another setting answers the same speech. The server must hold two conversations:
+        ``jmoshi_nb.start(..., max_sessions=2)`` for the tiny / local backends, or a server run with
+        ``--max-sessions 2``. The panel shows both text streams and frame plots, a toggle picks the one
+        the speaker plays (``hear()``), ``shadow_recording`` holds its recording (streamed to
+        ``out/shadow`` with ``out``).
         """
         self._check_running()
         from .widgets import TalkPanel
@@ -314,6 +285,7 @@ class NotebookSession:
                 self._sampling,
                 self._seed,
                 on_change=self._on_slider,
+                session_label=f"{info.get('model', '?')} · {info.get('device', '?')} · {self.backend}",
                 card=int(info.get("card", 2048)),
                 text_card=int(info.get("text_card", 32000)),
                 lang=self.lang,
@@ -333,7 +305,7 @@ class NotebookSession:
             self.panel.audio.input_mode = mode
         if shadow is not None and self._shadow is None:
             self._open_shadow(shadow)
-        self.panel.audio.status = self.status()
+        self.panel.show_status(self.stats())
         if mode == "wav":
             self.play_wav(input, realtime=realtime)  # type: ignore[arg-type]
         else:
@@ -342,14 +314,10 @@ class NotebookSession:
 
     def _open_shadow(self, shadow: SessionConfig | str | Path) -> None:
         config = load_config(shadow) if isinstance(shadow, str | Path) else shadow
-        conversation = ShadowConversation(config)
+        conversation = Conversation(config, on_audio=lambda pcm: self._forward_audio("shadow", pcm))
         out = self.out / "shadow" if self.out is not None else None
-
-        def on_audio(pcm: np.ndarray) -> None:  # on the loop thread
-            self._forward_audio("shadow", pcm)
-
         try:
-            opening = conversation.open(self.url, self._token, out, on_audio, **self._connect_kwargs)
+            opening = conversation.open(self.url, self._token, out, meta={"shadow": True}, **self._connect_kwargs)
             self._lt.submit(opening).result(timeout=60)
         except Exception as exc:
             raise RuntimeError(
@@ -367,14 +335,13 @@ class NotebookSession:
         if which == "shadow" and self._shadow is None:
             raise RuntimeError("there is no shadow conversation: talk(shadow=config) first")
         self.hearing = which
-        toggle = getattr(self.panel, "hear", None)
-        if toggle is not None and toggle.value != which:
-            toggle.value = which
+        if self.panel is not None and self.panel.hear is not None and self.panel.hear.value != which:
+            self.panel.hear.value = which
 
     @property
     def shadow_recording(self) -> Recording | None:
         """The shadow conversation's recording (None without one)."""
-        return self._shadow.recording if self._shadow is not None and self._shadow.client is not None else None
+        return self._shadow.recording if self._shadow is not None else None
 
     def _on_end_button(self) -> None:
         """Comm thread: the panel's End button. Stopping waits for the server, so it runs aside."""
@@ -468,7 +435,7 @@ class NotebookSession:
         return {
             "frames_in": self.mic_frames,
             "user_rms": round(float(np.sqrt(self._mic_energy / n)), 6) if n else 0.0,
-            "frames_sent": int(self._client_frames_sent()),
+            "frames_sent": int(self._conversation.frames_sent),
             "frames_done": self._client.frames_done if self._client else 0,
             "model_samples": self._client.model_samples if self._client else 0,
             "params": last.get("params", {}),
@@ -476,23 +443,16 @@ class NotebookSession:
             "from_frame": rec.params[-1]["from_frame"] if rec and rec.params else None,
             "text_pieces": len(rec.text) if rec else 0,
             "dropped": len(rec.meta.get("dropped_frames", [])) if rec else 0,
-            "frame_latency_ms": round(float(np.median(self.frame_latency_ms[-50:])), 1)
-            if self.frame_latency_ms
-            else None,
+            "frame_latency_ms": self._conversation.latency.median_ms(),
         }
 
     def status(self) -> str:
+        """The status line the panel shows (model, device, backend, time, parameters, round trip)."""
+        from .widgets.panel import status_text
+
         info = self.info
-        st = self.stats()
-        head = f"{info.get('model', '?')} · {info.get('device', '?')} · {self.backend}"
-        if self._stopped:
-            hint = " · 下のセルを実行してください / run the cells below" if self.ended_by_panel else ""
-            return f"{head} · 終了 / stopped · {st['frames_done'] * FRAME_S:.1f} s{hint}"
-        p = st["params"] or self._sampling.model_dump()
-        params = describe_params(p)
-        since = f" (frame {st['from_frame']}~)" if st["from_frame"] is not None else ""
-        server = f" · サーバー往復 / server RT {st['frame_latency_ms']:.0f} ms" if st["frame_latency_ms"] else ""
-        return f"{head} · {st['frames_done'] * FRAME_S:.1f} s · {params} seed={st['seed']}{since}{server}"
+        label = f"{info.get('model', '?')} · {info.get('device', '?')} · {self.backend}"
+        return status_text(label, self.stats(), self._sampling.model_dump(), self._stopped, self.ended_by_panel)
 
     # ---- the end -------------------------------------------------------------------------------
     def _check_running(self) -> None:
@@ -533,8 +493,7 @@ class NotebookSession:
         _LIVE.discard(self)
         if self.panel is not None:
             self.panel.audio.stop_mic()
-        if hasattr(self, "_closing"):
-            self._lt.call(self._closing.set)
+        self._lt.call(self._closing.set)
         error: BaseException | None = None
         try:
             self._main.result(timeout=timeout)
@@ -544,7 +503,7 @@ class NotebookSession:
         finally:
             self._shutdown_threads()
             if self.panel is not None:
-                self.panel.close_session(self.status())
+                self.panel.close_session(self.stats(), self.ended_by_panel)
         rec = self.recording
         rec.meta["notebook"] = {
             "backend": self.backend,

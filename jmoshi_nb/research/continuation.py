@@ -23,8 +23,7 @@ if TYPE_CHECKING:
     from ..model.batch_engine import BatchEngine
     from ..model.engine import Engine
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
-
+from ..core.audio import AUDIO_SUFFIXES
 
 # ---- prompted continuation --------------------------------------------------------------------------
 

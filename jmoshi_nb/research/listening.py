@@ -24,6 +24,7 @@ import csv
 import hashlib
 import io
 import itertools
+import json
 import math
 import os
 import random
@@ -37,10 +38,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import soundfile as sf
 
-from ..core.audio import SAMPLE_RATE, read_wav
+from ..core.audio import AUDIO_SUFFIXES, SAMPLE_RATE, read_wav
 from ..core.figures import KitFigure, japanese_text, new_figure
 from ..core.folders import existing_folder
-from ..core.recording import Recording
+from ..core.record_writer import SESSION_FILE
+from ..core.recording import Recording, is_recording_folder, recording_folders
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -53,7 +55,6 @@ COLUMNS = (
     "time_utc", "rater", "trial", "kind", "clip", "system", "item", "naturalness", "meaningfulness",
     "clip_a", "clip_b", "system_a", "system_b", "choice",
 )  # fmt: skip
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
 
 
 class RatingsFileError(ValueError):
@@ -84,10 +85,8 @@ class Trial:
 
 def _item_of(path: Path) -> str:
     """What input a clip was made from: the recording's input hash, else the file or folder name."""
-    if path.is_dir() and (path / "session.json").exists():
-        import json
-
-        meta = json.loads((path / "session.json").read_text(encoding="utf-8")).get("meta") or {}
+    if is_recording_folder(path):
+        meta = json.loads((path / SESSION_FILE).read_text(encoding="utf-8")).get("meta") or {}
         return str(meta.get("input_sha256") or meta.get("input") or path.name)[:16]
     return path.stem
 
@@ -95,11 +94,11 @@ def _item_of(path: Path) -> str:
 def _expand(source: str | Path) -> list[Path]:
     """A recording folder, an audio file, or a folder of them (recording folders found at any depth)."""
     path = Path(source)
-    if path.is_file() or (path / "session.json").exists():
+    if path.is_file() or is_recording_folder(path):
         return [path]
     if not path.is_dir():
         raise FileNotFoundError(f"{path}: no such file or folder")
-    found = sorted(p.parent for p in path.rglob("session.json"))
+    found = [] if is_recording_folder(path) else recording_folders(path)
     found += sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
     if not found:
         raise FileNotFoundError(f"{path}: no recording folder (session.json) or audio file in it")

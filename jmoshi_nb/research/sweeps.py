@@ -41,10 +41,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from ..cloud.settings import StarmapFunction
 from ..core.audio import decode_audio, encode_audio, frames, read_wav, sha256_of
 from ..core.config import ConfigError, Sampling, SessionConfig
 from ..core.recording import Recording, TextEvent
+from ..remote.settings import StarmapFunction
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -554,7 +554,7 @@ def run_jobs(
     if worker is not None:
         recs, errors = _run_modal(named, progress, worker, batch_size)
     else:
-        from ..cloud.backend import sweep_worker
+        from ..remote.modal_client import sweep_worker
 
         with sweep_worker(app_name=app_name, models=sorted({j.config.model for j in named})) as remote:
             recs, errors = _run_modal(named, progress, remote, batch_size)

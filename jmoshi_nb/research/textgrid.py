@@ -2,7 +2,7 @@
 
 Tiers (times in seconds, xmin 0, xmax the recording's duration):
 
-* ``user`` / ``model`` (interval tiers): the speakers' IPUs from ``analysis.turn_taking``, labelled
+* ``user`` / ``model`` (interval tiers): the speakers' IPUs from ``research.turn_taking``, labelled
   ``IPU`` (blank between them);
 * ``model text`` (interval tier): the model's text pieces joined into phrases wherever the text
   pauses (``text.merge_pieces``, the rule the plots use, without their length cap), each interval
@@ -25,7 +25,7 @@ from praatio import textgrid as tgio
 from ..core.audio import FRAME_S
 from ..core.config import describe_params
 from ..core.folders import existing_folder
-from ..core.recording import Recording
+from ..core.recording import Recording, recording_folders
 from ..core.text import PHRASE_GAP_FRAMES, merge_pieces
 
 TEXTGRID_NAME = "recording.TextGrid"
@@ -75,14 +75,6 @@ def save_textgrid(rec: Recording, path: str | Path, **kwargs: Any) -> Path:
     grid = recording_textgrid(rec, **kwargs)
     grid.save(str(path), format="long_textgrid", includeBlankSpaces=True, reportingMode="error")
     return path
-
-
-def recording_folders(root: str | Path) -> list[Path]:
-    """``root`` itself if it is a recording, else every recording folder below it (sorted)."""
-    root = Path(root)
-    if (root / "session.json").exists():
-        return [root]
-    return sorted(p.parent for p in root.rglob("session.json"))
 
 
 def export_textgrids(root: str | Path, **kwargs: Any) -> dict[Path, Path]:

@@ -43,17 +43,18 @@ below the channel's noise floor, which trims that hangover where the signal real
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypedDict, Unpack
 
 import numpy as np
 
-from ..core.audio import FRAME_S, SAMPLE_RATE, AudioFileError, read_wav, resample
+from ..core.audio import FRAME_S, SAMPLE_RATE, AudioFileError, read_wav
 from ..core.keywords import check_keywords
 from ..core.recording import Recording
 from ..core.text import PAD_TOKENS
+from .vad import VadFunction, voice_activity
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -61,7 +62,6 @@ if TYPE_CHECKING:
 KINDS = ("ipu", "pause", "gap", "overlap", "backchannel")
 DEFAULT_SPEAKERS = ("model", "user")
 
-VadFunction = Callable[[np.ndarray, int, float], np.ndarray]
 Source = Recording | str | Path
 
 _EPS = 1e-9
@@ -360,81 +360,6 @@ def intervals_from_activity(
     )
 
 
-# ---- voice activity ----------------------------------------------------------------------------
-VAD_RATE = 16000  # the WebRTC VAD takes 8/16/32/48 kHz; 16 kHz is its native band
-GATE_MARGIN_DB = 12.0  # auto gate: this far above the noise floor...
-GATE_RANGE_DB = (-60.0, -35.0)  # ...clipped to this range of dBFS
-
-
-def frame_levels(pcm: np.ndarray, sample_rate: int, hop_s: float) -> np.ndarray:
-    """RMS level in dBFS of each hop (the last one zero-padded); digital silence gives -120."""
-    hop = round(sample_rate * hop_s)
-    n = math.ceil(len(pcm) / hop)
-    padded = np.zeros(n * hop, dtype=np.float64)
-    padded[: len(pcm)] = pcm
-    rms = np.sqrt(np.mean(padded.reshape(n, hop) ** 2, axis=1))
-    return 20 * np.log10(np.maximum(rms, 1e-6))
-
-
-def auto_gate_db(levels: np.ndarray) -> float:
-    """Gate threshold: the 10th percentile of the levels (noise floor) + 12 dB, within -60..-35 dBFS."""
-    if not len(levels):
-        return GATE_RANGE_DB[0]
-    return float(np.clip(np.percentile(levels, 10) + GATE_MARGIN_DB, *GATE_RANGE_DB))
-
-
-def _webrtc(pcm16k: np.ndarray, hop_s: float, mode: int) -> np.ndarray:
-    try:
-        import webrtcvad
-    except ImportError:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "the WebRTC VAD is missing: pip install webrtcvad-wheels (or pass vad='energy' or a function)"
-        ) from None
-    hop = round(VAD_RATE * hop_s)
-    if not webrtcvad.valid_rate_and_frame_length(VAD_RATE, hop):
-        raise ValueError(f"the WebRTC VAD works on 10, 20 or 30 ms frames, got hop_s={hop_s}")
-    n = math.ceil(len(pcm16k) / hop)
-    ints = np.zeros(n * hop, dtype="<i2")
-    ints[: len(pcm16k)] = np.round(np.clip(pcm16k, -1.0, 1.0) * 32767).astype("<i2")
-    vad = webrtcvad.Vad(mode)
-    data = ints.tobytes()
-    step = 2 * hop
-    return np.array([vad.is_speech(data[i * step : (i + 1) * step], VAD_RATE) for i in range(n)], dtype=bool)
-
-
-def voice_activity(
-    pcm: np.ndarray,
-    sample_rate: int = SAMPLE_RATE,
-    *,
-    vad: Literal["webrtc", "energy"] | VadFunction = "webrtc",
-    hop_s: float = 0.01,
-    mode: int = 3,
-    gate_db: float | Literal["auto"] | None = "auto",
-) -> np.ndarray:
-    """One bool per ``hop_s`` of mono ``pcm``: is someone speaking.
-
-    ``vad``: ``"webrtc"`` (WebRTC VAD, aggressiveness ``mode`` 0..3, 3 = fewest false alarms),
-    ``"energy"`` (the level gate alone) or a function ``f(pcm, sample_rate, hop_s) -> bools``.
-    ``gate_db``: frames below this level (dBFS) are silence whatever the VAD says; ``"auto"`` puts it
-    12 dB above the channel's noise floor (10th percentile of the frame levels), within -60..-35
-    dBFS; ``None`` turns the gate off (not allowed with ``vad="energy"``).
-    """
-    pcm = np.asarray(pcm, dtype=np.float32).ravel()
-    if callable(vad):
-        return np.asarray(vad(pcm, sample_rate, hop_s), dtype=bool).ravel()
-    pcm16k = resample(pcm, sample_rate, VAD_RATE)
-    levels = frame_levels(pcm16k, VAD_RATE, hop_s)
-    gate = levels > (auto_gate_db(levels) if gate_db == "auto" else -np.inf if gate_db is None else gate_db)
-    if vad == "energy":
-        if gate_db is None:
-            raise ValueError("vad='energy' needs a gate: gate_db='auto' or a level in dBFS")
-        return gate
-    if vad == "webrtc":
-        speech = _webrtc(pcm16k, hop_s, mode)
-        return speech[: len(gate)] & gate
-    raise ValueError(f"unknown vad {vad!r}: 'webrtc', 'energy' or a function (pcm, sample_rate, hop_s) -> bools")
-
-
 # ---- sources -----------------------------------------------------------------------------------
 def _load(source: Source) -> tuple[np.ndarray, np.ndarray, int, Recording | None]:
     """(channel 0, channel 1, sample rate, the Recording if the source is one)."""
@@ -485,6 +410,9 @@ def text_stats(rec: Recording) -> TextStats | None:
 
 
 VAD_MIN_SPEECH_S = 0.05  # turn_taking's default min_speech: shorter VAD detections are blips, not IPUs
+# The level-gated detectors whose frame-exact boundaries the IPU rules (min_speech, min_silence) assume;
+# Silero (the benchmark's FDB parity option) pads and merges speech its own way.
+TURN_TAKING_VADS = ("webrtc", "energy")
 
 
 def turn_taking(
@@ -509,6 +437,8 @@ def turn_taking(
     and padding ratio.
     """
     check_keywords("turn_taking", rules, IntervalRules)
+    if not callable(vad) and vad not in TURN_TAKING_VADS:
+        raise ValueError(f"unknown vad {vad!r} for turn_taking: {', '.join(TURN_TAKING_VADS)} or a function")
     rules.setdefault("min_speech", VAD_MIN_SPEECH_S)
     left, right, rate, rec = _load(source)
     activity = [

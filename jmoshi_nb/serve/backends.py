@@ -1,6 +1,7 @@
-"""Where the server runs: ``tiny`` / ``local`` (a thread in this process) or ``modal`` (a GPU container).
+"""Servers in this process (``tiny`` / ``local``: a thread) and what every backend's handle offers.
 
-Every backend gives a ``ServerHandle``: a WebSocket base URL, the token to present (or None) and
+``remote.modal_client.ModalServer`` is the ``modal`` backend; ``notebook.servers.start_server`` picks
+one of them. Every backend gives a ``ServerHandle``: a WebSocket base URL, the token to present (or None) and
 ``stop()``. Sessions (notebook, CLI, sweeps) only ever talk to that URL, so the data path is the
 same whichever backend serves it.
 """
@@ -113,20 +114,3 @@ class LocalServer(StartStopServer):
         if self._thread is not None:
             self._thread.stop()
         self._thread = None
-
-
-BACKENDS = ("tiny", "local", "modal")
-
-
-def start_server(backend: str = "tiny", config: SessionConfig | None = None, **kwargs: object) -> ServerHandle:
-    """Start a server for ``backend`` and return its handle once it accepts sessions."""
-    config = config or SessionConfig()
-    if backend == "tiny":
-        return LocalServer(model="tiny", config=config, **kwargs).start()  # type: ignore[arg-type]
-    if backend == "local":
-        return LocalServer(model=config.model, revision=config.revision, config=config, **kwargs).start()  # type: ignore[arg-type]
-    if backend == "modal":
-        from ..cloud.backend import ModalServer
-
-        return ModalServer(config=config, **kwargs).start()  # type: ignore[arg-type]
-    raise ValueError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")

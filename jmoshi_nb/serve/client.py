@@ -351,5 +351,3 @@ async def stream_pcm(
     await session.drain(timeout=tail_timeout)
     return session.recording
 
-
-Session = ChatClient  # the name before the layout of 0.2 (``jmoshi_nb.Session``)

@@ -1,8 +1,8 @@
 """``TalkPanel``: the one panel ``session.talk()`` shows: talk bar, sampling sliders, live plots.
 
 The panel holds no session logic: slider changes go to an ``on_change(changes)`` callback (the
-session turns them into ``set_params``), and ``refresh(recording, stats, status)`` redraws text,
-counters and plots from the recording the session fills.
+session turns them into ``set_params``), and ``refresh(recording, stats)`` redraws text, counters,
+the status line (``status_text``) and plots from the recording and counters the session fills.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from ...core.config import MAX_TEMP, SEED_MAX, ConfigError, Sampling
+from ...core.audio import FRAME_S
+from ...core.config import MAX_TEMP, SEED_MAX, ConfigError, Sampling, describe_params
 from ...core.labels import bilingual
 from ...core.recording import Recording
 from ..live_plots import LivePlots
@@ -36,6 +37,39 @@ TEXT_TAIL = 200  # text pieces kept in the panel's text box
 COUNTERS_PERIOD_S = 0.25  # each counter update repaints the page: 4 Hz is plenty to read
 
 
+def status_text(
+    label: str, stats: dict[str, Any], sampling: dict[str, Any], stopped: bool = False, ended_by_panel: bool = False
+) -> str:
+    """The panel's status line.
+
+    Parameters
+    ----------
+    label:
+        What runs where: ``"model · device · backend"``.
+    stats:
+        The session's counters (``NotebookSession.stats()``): ``frames_done``, ``params``, ``seed``,
+        ``from_frame``, ``frame_latency_ms``.
+    sampling:
+        The sampling parameters last set (``Sampling.model_dump()``), shown until the server reports
+        the ones in force.
+    stopped, ended_by_panel:
+        The conversation is over (by the panel's End button: the line says to run the cells below).
+
+    Returns
+    -------
+    str
+    """
+    seconds = f"{stats['frames_done'] * FRAME_S:.1f} s"
+    if stopped:
+        hint = " · 下のセルを実行してください / run the cells below" if ended_by_panel else ""
+        return f"{label} · 終了 / stopped · {seconds}{hint}"
+    params = describe_params(stats["params"] or sampling)
+    since = f" (frame {stats['from_frame']}~)" if stats["from_frame"] is not None else ""
+    rt = stats["frame_latency_ms"]
+    server = f" · サーバー往復 / server RT {rt:.0f} ms" if rt else ""
+    return f"{label} · {seconds} · {params} seed={stats['seed']}{since}{server}"
+
+
 class TalkPanel(widgets.VBox):
     """Talk bar + sliders (temp, temp_text, top_k, top_k_text, seed) + live plots, in one VBox."""
 
@@ -51,8 +85,12 @@ class TalkPanel(widgets.VBox):
         plots: bool = True,
         window_s: float = 20.0,
         audio_options: dict[str, bool] | None = None,
+        session_label: str = "",
     ) -> None:
         self.audio = TalkWidget(lang=lang, input_mode=input_mode, **(audio_options or {}))
+        self.session_label = session_label  # "model · device · backend", the status line's head
+        self.hear: widgets.ToggleButtons | None = None  # which conversation the speaker plays (with a shadow)
+        self.shadow_plots: LivePlots | None = None
         self.plots = LivePlots(window_s=window_s, lang=lang) if plots else None
         self._on_change = on_change
         self._syncing = False
@@ -126,9 +164,19 @@ class TalkPanel(widgets.VBox):
         return {name: w.value for name, w in self.sliders.items()}
 
     # ---- refresh -------------------------------------------------------------------------------
-    def refresh(self, rec: Recording, stats: dict[str, Any], status: str, force: bool = False) -> None:
-        """Redraw text and plots (at the session's update rate) and counters (at most 4 Hz, or ``force``)."""
+    def status_text(self, stats: dict[str, Any], stopped: bool = False, ended_by_panel: bool = False) -> str:
+        """This panel's status line for the session's ``stats`` (see the module's ``status_text``)."""
+        sampling = {k: v for k, v in self.values().items() if k != "seed"}  # the sliders: the parameters last set
+        return status_text(self.session_label, stats, sampling, stopped, ended_by_panel)
+
+    def show_status(self, stats: dict[str, Any]) -> None:
+        """Write the status line for ``stats`` now."""
+        self.audio.status = self.status_text(stats)
+
+    def refresh(self, rec: Recording, stats: dict[str, Any], force: bool = False) -> None:
+        """Redraw text and plots (at the session's update rate), counters and status (at most 4 Hz, or ``force``)."""
         a = self.audio
+        status = self.status_text(stats)
         now = time.monotonic()
         with a.hold_sync():
             if len(rec.text) != self._n_text:
@@ -161,13 +209,13 @@ class TalkPanel(widgets.VBox):
         self.children = [*self.children, self.hear, title, self.shadow_plots.widget]
 
     def refresh_shadow(self, rec: Recording) -> None:
-        if getattr(self, "shadow_plots", None) is not None:
+        if self.shadow_plots is not None:
             self.shadow_plots.update(rec)
 
-    def close_session(self, status: str) -> None:
+    def close_session(self, stats: dict[str, Any], ended_by_panel: bool = False) -> None:
         """The session ended: disable input, release the microphone, keep everything visible."""
         self.audio.active = False
-        self.audio.status = status
+        self.audio.status = self.status_text(stats, stopped=True, ended_by_panel=ended_by_panel)
         self.audio.stop_mic()
         for w in self.sliders.values():
             w.disabled = True

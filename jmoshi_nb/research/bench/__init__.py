@@ -1,9 +1,11 @@
 """A Japanese full-duplex benchmark in Full-Duplex-Bench's layout: build a task set, run a model, score.
 
-    from jmoshi_nb.research import bench
+    from jmoshi_nb import bench
     bench.build("bench/ja", per_task=20, seed=0)    # the task set (pyopenjtalk speech, offline)
     bench.run("bench/ja", model="tiny")              # output.wav + the kit's recording per item, then scores
     bench.score("bench/ja")                          # any folder in FDB's layout -> bench/ja/scores.json
+    print(bench.format_scores(bench.load_scores("bench/ja")))       # the summary table, as the CLI prints it
+    bench.plot_task_bars({"A": "bench/ja"})          # figures: plot_task_bars, plot_latency_distributions, plot_items
 
 The names are imported on first use (scoring needs no torch).
 """
@@ -23,6 +25,11 @@ _EXPORTS = {
     "build": "tasks",
     "run": "runner",
     "sweep": "runner",
+    "load_scores": "plots",
+    "plot_task_bars": "plots",
+    "plot_latency_distributions": "plots",
+    "plot_items": "plots",
+    "format_scores": "scoring",
 }
 
 __all__ = sorted(_EXPORTS)

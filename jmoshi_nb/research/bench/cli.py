@@ -9,32 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .layout import SCORES_FILE, TASKS
-
-COLUMNS = (
-    ("n", "n", "{:d}"),
-    ("TOR", "TOR", "{:.3f}"),
-    ("latency_mean_s", "latency s", "{:.3f}"),
-    ("stop_latency_mean_s", "stop s", "{:.3f}"),
-    ("response_latency_mean_s", "response s", "{:.3f}"),
-    ("backchannels_per_min", "bc/min", "{:.2f}"),
-    ("errors", "errors", "{:d}"),
-)
-
-
-def format_scores(scores: dict[str, Any]) -> str:
-    """A plain-text table of each task's summary (means; medians are in scores.json)."""
-    head = f"{'task':16s}" + "".join(f"{label:>12s}" for _, label, _ in COLUMNS)
-    lines = [head]
-    for task in TASKS:
-        if task not in scores:
-            continue
-        summary = scores[task]["summary"]
-        cells = []
-        for key, _, fmt in COLUMNS:
-            value = summary.get(key)
-            cells.append(f"{'-' if value is None else fmt.format(value):>12s}")
-        lines.append(f"{task:16s}" + "".join(cells))
-    return "\n".join(lines)
+from .scoring import format_scores
 
 
 def _report(scores: dict[str, Any], folder: Path) -> int:

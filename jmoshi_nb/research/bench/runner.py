@@ -31,10 +31,10 @@ from ...core.audio import FRAME_S, FRAME_SIZE, SAMPLE_RATE, read_wav, write_wav
 from ...core.config import SessionConfig, load_config
 from ...core.keywords import check_keywords
 from ...core.recording import Recording
+from ..vad import VadName
 from .layout import TIMING_FILE, BenchError, Item, find_tasks
 from .scoring import score
 from .tasks import DEFAULT_PER_TASK, MANIFEST, MODEL_FILE, build
-from .vad import VadName
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -38,8 +38,8 @@ from typing import Any
 import numpy as np
 
 from ...core.audio import FRAME_S, AudioFileError, read_audio
-from .layout import SCORES_FILE, BenchError, Item, find_tasks, read_timing
-from .vad import MERGE_GAP_S, MIN_SPEECH_S, Segment, VadFunction, VadName, speech_segments
+from ..vad import MERGE_GAP_S, MIN_SPEECH_S, Segment, VadFunction, VadName, speech_segments
+from .layout import SCORES_FILE, TASKS, BenchError, Item, find_tasks, read_timing
 
 AIZUCHI = (
     "うん",
@@ -359,3 +359,30 @@ def headline(scores: dict[str, Any]) -> dict[str, float | None]:
             value = summary.get(key)
             row[f"{task}_{key}"] = math.nan if value is None else value
     return row
+
+
+COLUMNS = (
+    ("n", "n", "{:d}"),
+    ("TOR", "TOR", "{:.3f}"),
+    ("latency_mean_s", "latency s", "{:.3f}"),
+    ("stop_latency_mean_s", "stop s", "{:.3f}"),
+    ("response_latency_mean_s", "response s", "{:.3f}"),
+    ("backchannels_per_min", "bc/min", "{:.2f}"),
+    ("errors", "errors", "{:d}"),
+)
+
+
+def format_scores(scores: dict[str, Any]) -> str:
+    """A plain-text table of each task's summary (means; medians are in scores.json)."""
+    head = f"{'task':16s}" + "".join(f"{label:>12s}" for _, label, _ in COLUMNS)
+    lines = [head]
+    for task in TASKS:
+        if task not in scores:
+            continue
+        summary = scores[task]["summary"]
+        cells = []
+        for key, _, fmt in COLUMNS:
+            value = summary.get(key)
+            cells.append(f"{'-' if value is None else fmt.format(value):>12s}")
+        lines.append(f"{task:16s}" + "".join(cells))
+    return "\n".join(lines)

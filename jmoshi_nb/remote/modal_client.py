@@ -37,8 +37,8 @@ from ..core.config import SessionConfig
 from ..core.models import GPU_DEFAULT
 from ..serve.backends import StartStopServer
 from .settings import APP_NAME as DEFAULT_APP_NAME
-from .settings import GPU as DEFAULT_GPU
 from .settings import (
+    ENV,
     HF_SECRET_NAME,
     MIN_TOKEN_CHARS,
     SERVER_CLASS,
@@ -46,7 +46,9 @@ from .settings import (
     TOKEN_ENV,
     TOKEN_SECRET_NAME,
     StarmapFunction,
+    app_environment,
 )
+from .settings import GPU as DEFAULT_GPU
 
 
 class ModalError(RuntimeError):
@@ -436,12 +438,9 @@ class ModalServer(StartStopServer):
     # ---- start -----------------------------------------------------------------------------------
     def settings(self) -> dict[str, str]:
         """The JMOSHI_MODAL_* settings an ephemeral run of the app gets."""
-        return {
-            "JMOSHI_MODAL_APP": self.app_name,
-            "JMOSHI_MODAL_GPU": self.gpu,
-            "JMOSHI_MODAL_MODEL": self.config.model,
-            "JMOSHI_MODAL_REVISION": self.config.revision or "",
-        }
+        return app_environment(
+            app=self.app_name, gpu=self.gpu, model=self.config.model, revision=self.config.revision or ""
+        )
 
     def start(self) -> ModalServer:
         self._t0 = time.monotonic()
@@ -462,8 +461,8 @@ class ModalServer(StartStopServer):
         self.token, source = ensure_token(api, token=self.token)
         self._say(f"token: from {source}")
         settings = self.settings()
-        if not api.secret_exists(HF_SECRET_NAME):
-            settings["JMOSHI_MODAL_HF_SECRET"] = ""  # public models need none; a refusal says how to add one
+        if not api.secret_exists(HF_SECRET_NAME):  # public models need none; a refusal says how to add one
+            settings |= app_environment(hf_secret="")
         dep: Deployment | None = None
         if self.deployed in (True, "auto"):
             self._say(f"looking up the deployed app '{self.app_name}'")
@@ -481,7 +480,7 @@ class ModalServer(StartStopServer):
             dep = api.run_ephemeral(settings)
         self._deployment = dep
         self.web_url = dep.web_url
-        served = dep.settings().get("JMOSHI_MODAL_MODEL")
+        served = dep.settings().get(ENV["model"])
         if served is not None and served != model:
             raise self._wrong_model(served)
         self._say(f"downloading weights of {model} into the Volume if missing (first time: ~16 GB, a few minutes)")
@@ -584,9 +583,8 @@ def sweep_worker(
         if dep is None:
             say(f"[modal] starting an ephemeral app '{app_name}' for the sweep ({', '.join(models)} on {gpu})")
             ensure_token(api)  # the app declares the token secret (for its server), so it must exist
-            settings = {"JMOSHI_MODAL_APP": app_name, "JMOSHI_MODAL_GPU": gpu, "JMOSHI_MODAL_MODEL": models[0]}
-            if not api.secret_exists(HF_SECRET_NAME):
-                settings["JMOSHI_MODAL_HF_SECRET"] = ""
+            hf_secret = None if api.secret_exists(HF_SECRET_NAME) else ""
+            settings = app_environment(app=app_name, gpu=gpu, model=models[0], hf_secret=hf_secret)
             dep = api.run_ephemeral(settings)
         for model in models:
             say(f"[modal] weights of {model}: making sure they are in the Volume")

@@ -42,6 +42,7 @@ import soundfile as sf
 from ..core.audio import SAMPLE_RATE, read_wav
 from ..core.figures import KitFigure, japanese_text, new_figure
 from ..core.folders import existing_folder
+from ..core.labels import Bilingual
 from ..core.recording import Recording
 from .listening_quality import (
     CONTROL_KINDS,
@@ -60,6 +61,22 @@ if TYPE_CHECKING:
 
 CRITERIA = ("naturalness", "meaningfulness")
 CRITERIA_LABELS = {"naturalness": "自然さ / Naturalness", "meaningfulness": "有意味さ / Meaningfulness"}
+# What a rater reads, in the notebook widget and on the rater page alike ((ja, en) pairs, core.labels).
+LISTENING_LABELS: dict[str, Bilingual] = {
+    "rater": ("評価者名", "Rater name"),
+    "start": ("開始", "Start"),
+    "clip": ("音声", "Clip"),
+    "naturalness": ("自然さ（人間同士の対話らしさ）", "Naturalness (sounds like a human conversation)"),
+    "meaningfulness": ("有意味さ（内容が意味をなすか）", "Meaningfulness (the content makes sense)"),
+    "scale": ("1 = 非常に悪い … 5 = 非常に良い", "1 = very poor … 5 = excellent"),
+    "submit": ("回答して次へ", "Submit and next"),
+    "which": ("どちらの対話がより自然ですか", "Which dialogue sounds more natural?"),
+    "a": ("A が良い", "A is better"),
+    "b": ("B が良い", "B is better"),
+    "same": ("同じくらい", "About the same"),
+    "done": ("すべての試行が終わりました。ありがとうございました。", "All trials are done. Thank you!"),
+    "loading": ("音声を読み込み中…", "loading audio…"),
+}
 SCALE = (1, 2, 3, 4, 5)
 CHOICES = ("A", "B", "same")
 COLUMNS = (
@@ -690,6 +707,7 @@ def summarize(paths: str | Path | Iterable[str | Path]) -> tuple[pd.DataFrame, p
 
 __all__ = [
     "CRITERIA",
+    "LISTENING_LABELS",
     "Clip",
     "Control",
     "ListeningTest",

@@ -470,6 +470,8 @@ class ListeningTest:
             test = cls(collect_clips(sources), Path(ratings), **kwargs)
             test.load_audio()
             return test
+        if (Path(out) / TEST_FILE).exists():
+            raise FileExistsError(f"{out} already holds a listening test: open it (ListeningTest.open)")
         test = cls(collect_clips(sources), Path(out) / "ratings", **kwargs)
         test.load_audio()
         test.save(out, quality or QualityControls())

@@ -17,24 +17,18 @@ import argparse
 import asyncio
 import random
 import statistics
-import sys
 import tempfile
 import time
 import warnings
 from pathlib import Path
 
+import aiohttp
 import numpy as np
 import soundfile as sf
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))  # the scripted rater the tests use
-
-import aiohttp  # noqa: E402
-from rater_client import random_answer  # noqa: E402
-
-from jmoshi_nb.research.listening import ListeningTest, read_ratings  # noqa: E402
-from jmoshi_nb.research.listening_quality import QualityControls  # noqa: E402
-from jmoshi_nb.research.listening_server import RaterServer  # noqa: E402
+from jmoshi_nb.research.listening import ListeningTest, read_ratings
+from jmoshi_nb.research.listening_quality import QualityControls
+from jmoshi_nb.research.listening_server import RaterServer, random_answer
 
 
 def make_test(root: Path, clips: int, traps: int) -> ListeningTest:

@@ -20,7 +20,6 @@ from typing import Any
 import aiohttp
 import numpy as np
 import pytest
-from rater_client import random_answer, rate_all
 from test_listening import make_runs
 
 from jmoshi_nb.cli import main
@@ -33,7 +32,7 @@ from jmoshi_nb.research.listening_quality import (
     screening_report,
     trap_audio,
 )
-from jmoshi_nb.research.listening_server import PAGE_DIR, RaterServer
+from jmoshi_nb.research.listening_server import PAGE_DIR, RaterServer, random_answer, rate_all, simulate_raters
 
 QUALITY = QualityControls(traps=1, gold_bad=1, headphone_trials=2)
 
@@ -384,3 +383,16 @@ def test_cli_creates_serves_and_refuses_a_missing_test(
     test = ListeningTest.open(tmp_path / "t")
     assert main(["listen", "verify", str(tmp_path / "t"), "ann", test.completion_code("ann")]) == 0
     assert main(["listen", "verify", str(tmp_path / "t"), "ann", "0000000000"]) == 1
+
+
+def test_simulated_raters_take_the_test_through_the_running_page(tmp_path: Path) -> None:
+    runs = make_runs(tmp_path / "runs", {"cool": 0.1, "warm": 0.2}, {"q1": 1.0})
+    quality = QualityControls(traps=1, gold_bad=0, headphone_trials=0)
+    test = ListeningTest.create(runs, out=tmp_path / "t", quality=quality)
+    with test.serve() as page:
+        assert simulate_raters(page, {"ann": "attentive", "bob": "careless"}, seed=3) == {"ann": 3, "bob": 3}
+        assert page.progress() == {r: {"answered": 3, "total": 3, "finished": True} for r in ("ann", "bob")}
+    df = read_ratings(tmp_path / "t", screen=True)
+    assert set(df["rater"]) == {"ann"} and list(df.attrs["screened_out"]) == ["bob"]
+    rows = rows_of(tmp_path / "t" / "ratings" / "ann.csv")
+    assert all(float(r["listened_s"]) >= float(r["clip_s"]) for r in rows)  # it listened to the end

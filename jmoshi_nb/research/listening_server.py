@@ -27,6 +27,7 @@ import hashlib
 import hmac
 import json
 import logging
+import random
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -35,7 +36,7 @@ from typing import Any
 from aiohttp import web
 
 from ..core.labels import Bilingual, label_texts
-from ..serve.loop_thread import AppThread
+from ..serve.loop_thread import AppThread, LoopThread
 from ..serve.server import token_ok
 from .listening import LISTENING_LABELS, RATED_KINDS, ListeningTest, Trial
 from .listening_quality import check_rater_id, new_rater_id
@@ -314,4 +315,135 @@ def progress_table(test: ListeningTest) -> Any:
     return pd.DataFrame(rows, columns=["rater", "answered", "total", "finished"]).set_index("rater")
 
 
-__all__ = ["PAGE_LABELS", "RaterServer", "progress_table", "serve_listening"]
+# ---- simulated raters (the notebook's demo and CI, the tests, the benchmark) ----------------------------
+Answer = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def random_answer(rng: random.Random) -> Answer:
+    """Answers of a careless rater: valid values at random (fails the quality controls, as it should)."""
+
+    def answer(trial: dict[str, Any]) -> dict[str, Any]:
+        if trial["kind"] == "rate":
+            return {"naturalness": rng.randint(1, 5), "meaningfulness": rng.randint(1, 5)}
+        if trial["kind"] == "ab":
+            return {"choice": rng.choice(["A", "B", "same"])}
+        return {"choice": rng.choice(["1", "2", "3"])}
+
+    return answer
+
+
+def attentive_answer(server: RaterServer, rater: str, rng: random.Random) -> Answer:
+    """Answers of an attentive rater: what each control clip asks for, the others at random.
+
+    It reads the expected answer from ``server`` (same process): a stand-in for a person who heard
+    the trap's instruction, the degraded gold clip and the softer tone.
+    """
+
+    def answer(trial: dict[str, Any]) -> dict[str, Any]:
+        expected = server.test.expected(server._queue(rater)[0])
+        if trial["kind"] == "rate" and expected:
+            value = int(expected.split("-")[0])
+            return {"naturalness": value, "meaningfulness": value}
+        if trial["kind"] == "headphone":
+            return {"choice": expected}
+        return random_answer(rng)(trial)
+
+    return answer
+
+
+async def rate_all(
+    session: Any,
+    base: str,
+    rater: str,
+    answer: Answer,
+    token: str | None = None,
+    limit: int | None = None,
+    fetch_clips: bool = True,
+    listen: bool = False,
+) -> list[dict[str, Any]]:
+    """Go through ``rater``'s trials over HTTP as the page does (state, clips, answer).
+
+    Parameters
+    ----------
+    session: an ``aiohttp.ClientSession``.
+    base: the page's URL without the query (``http://127.0.0.1:PORT/``).
+    answer: ``answer(trial) -> {naturalness, meaningfulness} | {choice}``.
+    limit: stop after this many answers (None: until finished).
+    fetch_clips: download each trial's clips first, as the page does.
+    listen: wait each trial's clip length before answering, as a rater who listens to the end.
+
+    Returns
+    -------
+    What was sent, one dict per answer (with the trial's ``kind`` and ``index``), then
+    ``{"final": state}``: the last state (with the completion code once finished).
+    """
+    auth = {"token": token} if token else {}
+    sent: list[dict[str, Any]] = []
+    async with session.get(f"{base}api/state", params={"rater": rater, **auth}) as res:
+        state = await res.json()
+        res.raise_for_status()
+    while not state["finished"] and (limit is None or len(sent) < limit):
+        trial = state["trial"]
+        if fetch_clips:
+            for url in trial["clips"]:
+                async with session.get(base + url, params={"rater": rater, **auth}) as res:
+                    res.raise_for_status()
+                    await res.read()
+        if listen:
+            await asyncio.sleep(trial["seconds"])
+        body = {"rater": rater, "trial": trial["id"], **answer(trial)}
+        async with session.post(f"{base}api/answer", json=body, params=auth) as res:
+            new = await res.json()
+            if res.status != 200:
+                raise RuntimeError(f"{rater}: answer refused ({res.status}): {new}")
+        sent.append({**body, "kind": trial["kind"], "index": trial["index"]})
+        state = new
+    sent.append({"final": state})
+    return sent
+
+
+def simulate_raters(server: RaterServer, raters: dict[str, str], seed: int = 0) -> dict[str, int]:
+    """Simulated raters take the test over HTTP at once, through the running page ``server``.
+
+    Parameters
+    ----------
+    server: a started ``RaterServer`` (``ListeningTest.serve()``).
+    raters: ``{rater id: "attentive" | "careless"}``. Attentive raters listen to each clip's length
+        and answer the controls right; careless ones answer at once, at random (screened out).
+    seed: their random answers.
+
+    Returns
+    -------
+    ``{rater id: answers given}``.
+    """
+    import aiohttp
+
+    base = server.url.split("?")[0]
+
+    async def everyone() -> dict[str, int]:
+        async with aiohttp.ClientSession() as session:
+            runs = []
+            for i, (rater, how) in enumerate(raters.items()):
+                rng = random.Random(seed + i)
+                answer = attentive_answer(server, rater, rng) if how == "attentive" else random_answer(rng)
+                runs.append(rate_all(session, base, rater, answer, server.token, listen=how == "attentive"))
+            done = await asyncio.gather(*runs)
+        return {r: len(d) - 1 for r, d in zip(raters, done, strict=True)}
+
+    loop = LoopThread("jmoshi-nb-simulated-raters")
+    try:
+        return loop.submit(everyone()).result()
+    finally:
+        loop.stop()
+
+
+__all__ = [
+    "PAGE_LABELS",
+    "RaterServer",
+    "attentive_answer",
+    "progress_table",
+    "random_answer",
+    "rate_all",
+    "serve_listening",
+    "simulate_raters",
+]

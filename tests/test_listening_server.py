@@ -396,3 +396,29 @@ def test_simulated_raters_take_the_test_through_the_running_page(tmp_path: Path)
     assert set(df["rater"]) == {"ann"} and list(df.attrs["screened_out"]) == ["bob"]
     rows = rows_of(tmp_path / "t" / "ratings" / "ann.csv")
     assert all(float(r["listened_s"]) >= float(r["clip_s"]) for r in rows)  # it listened to the end
+
+
+def test_the_notebook_widget_takes_a_saved_test_with_its_controls(test_dir: Path) -> None:
+    from jmoshi_nb.notebook.widgets import ListeningWidget
+
+    test = ListeningTest.open(test_dir)
+    widget = ListeningWidget(test, rater="../x")
+    assert "not allowed" in widget.error and widget.trial == {}  # a name that cannot be a file's name
+    widget.rater = "wen"
+    seen = []
+    while not widget.finished:
+        trial = widget.current
+        assert trial is not None
+        seen.append(widget.trial["kind"])
+        expected = test.expected(trial)
+        if widget.trial["kind"] == "headphone":
+            widget.prefer(expected)
+        elif widget.trial["kind"] == "ab":
+            widget.prefer("same")
+        else:
+            value = int(expected.split("-")[0]) if expected else 3
+            widget.rate(value, value)
+        assert widget.error == ""
+    assert seen[:2] == ["headphone", "headphone"] and set(seen[2:]) == {"mos", "ab"}  # trap and gold look like MOS
+    df = read_ratings(test_dir, screen=True)
+    assert list(df.attrs["screened_out"]) == [] and len(df) == len(test.trials("wen"))

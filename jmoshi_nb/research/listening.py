@@ -76,6 +76,9 @@ LISTENING_LABELS: dict[str, Bilingual] = {
     "same": ("同じくらい", "About the same"),
     "done": ("すべての試行が終わりました。ありがとうございました。", "All trials are done. Thank you!"),
     "loading": ("音声を読み込み中…", "loading audio…"),
+    "headphone": ("ヘッドホンチェック", "Headphone check"),
+    "quietest": ("3 つの音のうち、いちばん小さい音はどれですか", "Which of the three tones is the quietest?"),
+    "tone": ("音", "Tone"),
 }
 SCALE = (1, 2, 3, 4, 5)
 CHOICES = ("A", "B", "same")

@@ -21,6 +21,7 @@ import traitlets as t
 
 from ...core.labels import bilingual
 from ...research.listening import CHOICES, LISTENING_LABELS, ListeningTest, Trial
+from ...research.listening_quality import HEADPHONE_CHOICES, RATED_KINDS
 from .labelled import LabelledWidget
 
 log = logging.getLogger("jmoshi_nb.notebook.widgets")
@@ -62,7 +63,11 @@ class ListeningWidget(LabelledWidget, assets="listening"):
             self._queue, self.trial, self.finished = [], {}, False
             return
         all_trials = self.test.trials(name)
-        self._queue = self.test.remaining(name)
+        try:
+            self._queue = self.test.remaining(name)
+        except ValueError as exc:  # a name that cannot be a ratings file's name (a saved test: one file per rater)
+            self._queue, self.trial, self.finished, self.error = [], {}, False, str(exc)
+            return
         self._total = len(all_trials)
         self.answered = self._total - len(self._queue)
         self._show()
@@ -73,7 +78,8 @@ class ListeningWidget(LabelledWidget, assets="listening"):
             self.trial, self.finished = {}, True
             return
         self.finished = False
-        self.trial = {"id": trial.id, "kind": trial.kind, "index": self.answered + 1, "total": self._total}
+        kind = "mos" if trial.kind in RATED_KINDS else trial.kind  # trap and gold clips look like any clip
+        self.trial = {"id": trial.id, "kind": kind, "index": self.answered + 1, "total": self._total}
         self._send_clips()
 
     def _send_clips(self) -> None:
@@ -119,7 +125,7 @@ class ListeningWidget(LabelledWidget, assets="listening"):
                                "meaningfulness": meaningfulness}, [])  # fmt: skip
 
     def prefer(self, choice: str) -> None:
-        """Answer the current A/B trial: ``"A"``, ``"B"`` or ``"same"``."""
-        if choice not in CHOICES:
-            raise ValueError(f"choice must be one of {', '.join(CHOICES)}")
+        """Answer the current A/B trial (``"A"``, ``"B"``, ``"same"``) or headphone check (``"1"``-``"3"``)."""
+        if choice not in CHOICES + HEADPHONE_CHOICES:
+            raise ValueError(f"choice must be one of {', '.join(CHOICES + HEADPHONE_CHOICES)}")
         self._on_custom(self, {"type": "prefer", "trial": self.trial.get("id"), "choice": choice}, [])

@@ -35,9 +35,9 @@ from typing import Any
 
 from aiohttp import web
 
+from ..core.access import token_ok
 from ..core.labels import Bilingual, label_texts
 from ..serve.loop_thread import AppThread, LoopThread
-from ..serve.server import token_ok
 from .listening import LISTENING_LABELS, RATED_KINDS, ListeningTest, Trial
 from .listening_quality import check_rater_id, new_rater_id
 

@@ -112,6 +112,11 @@ def completion_code(secret: str, test_id: str, rater: str) -> str:
     return digest[:10].upper()
 
 
+def page_token(secret: str) -> str:
+    """The rater page's access token of a saved test (its link carries it): derived from the test's secret."""
+    return hmac.new(secret.encode(), b"rater-page", hashlib.sha256).hexdigest()[:32]
+
+
 def verify_completion_code(secret: str, test_id: str, rater: str, code: str) -> bool:
     """Whether ``code`` is the completion code of ``rater`` in this test (case and spaces ignored)."""
     return hmac.compare_digest(completion_code(secret, test_id, rater), code.strip().upper())
@@ -285,6 +290,7 @@ __all__ = [
     "headphone_needed",
     "make_controls",
     "new_rater_id",
+    "page_token",
     "screen_reasons",
     "screening_report",
     "trap_audio",

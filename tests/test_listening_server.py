@@ -383,6 +383,16 @@ def test_cli_creates_serves_and_refuses_a_missing_test(
     test = ListeningTest.open(tmp_path / "t")
     assert main(["listen", "verify", str(tmp_path / "t"), "ann", test.completion_code("ann")]) == 0
     assert main(["listen", "verify", str(tmp_path / "t"), "ann", "0000000000"]) == 1
+    capsys.readouterr()
+    for trial in test.trials("ann"):
+        test.answer("ann", trial, naturalness=4, meaningfulness=5, listened_s=0.1)  # faster than the clip
+    assert main(["listen", "summary", str(tmp_path / "t"), "--no-screen"]) == 0
+    out = capsys.readouterr().out
+    assert "not screened" in out and "4.0" in out and "5.0" in out
+    assert main(["listen", "summary", str(tmp_path / "t")]) == 0
+    out = capsys.readouterr().out
+    assert "screened out: 1 rater(s), kept 0" in out and "ann: 4 answer(s) before the clip's end" in out
+    assert "no ratings left" in out
 
 
 def test_simulated_raters_take_the_test_through_the_running_page(tmp_path: Path) -> None:

@@ -85,6 +85,9 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
     df = read_ratings(args.test, screen=not args.no_screen)
     print(screening_report(df))
+    if df.empty:
+        print("評価が残っていません / no ratings left")
+        return 0
     print(mos_table(df).round(2).to_string())
     pref = preference_table(df)
     if len(pref):

@@ -49,6 +49,7 @@ def answer_current(page, test: ListeningTest, rater: str, clicked: list[tuple[st
     """Play the current trial's clips to their end, then answer it as an attentive rater; returns its kind."""
     trial = test.remaining(rater)[0]
     expected = test.expected(trial)
+    before = page.text_content(".rater-progress")  # read before answering: the next trial may come at once
     answers = page.locator(".rater-value, .rater-choice")
     assert answers.count() > 0 and all(answers.nth(i).is_disabled() for i in range(answers.count()))
     for k in range(len(trial.clips)):
@@ -71,7 +72,7 @@ def answer_current(page, test: ListeningTest, rater: str, clicked: list[tuple[st
         clicked.append((trial.id, f"{nat}/{mean}"))
     page.wait_for_function(
         f"() => document.querySelector('.rater-code') || "
-        f"document.querySelector('.rater-progress').textContent !== {page.text_content('.rater-progress')!r}",
+        f"document.querySelector('.rater-progress').textContent !== {before!r}",
         timeout=30_000,
     )
     return trial.kind
@@ -94,6 +95,7 @@ def test_a_remote_rater_takes_the_test_leaves_comes_back_and_finishes(chromium_e
             shoot(page, "desktop-intro")
             page.click(".rater-begin")
             page.wait_for_selector(".rater-progress:text-is('ヘッドホンチェック / Headphone check 1 / 1')")
+            shoot(page, "desktop-headphone")
             kinds = [answer_current(page, test, rater, clicked)]
             page.wait_for_selector(".rater-scale")
             shoot(page, "desktop-trial")
@@ -110,6 +112,8 @@ def test_a_remote_rater_takes_the_test_leaves_comes_back_and_finishes(chromium_e
             page.wait_for_selector(f".rater-progress:text-is('{answered + 1} / {total}')")  # the right trial
             shoot(page, "phone-trial")
             while len(kinds) < total:
+                if test.remaining(rater)[0].kind == "ab":
+                    shoot(page, "phone-ab")
                 kinds.append(answer_current(page, test, rater, clicked))
             code = page.text_content(".rater-code", timeout=30_000) or ""
             shoot(page, "phone-done")

@@ -5,17 +5,23 @@ human conversation?) and **meaningfulness** (does what is said make sense?) on a
 mean opinion score (MOS) per system is reported with its 95 % confidence interval. An optional A/B
 part asks which of two systems' clips of the same input sounds better.
 
-This module holds everything but the user interface (``widgets.ListeningWidget``):
+This module holds everything but the user interfaces (``widgets.ListeningWidget`` in the notebook,
+the rater page of ``listening_server`` for remote raters; both run these trials):
 
 * ``collect_clips``: the clips of each system (recording folders, e.g. a sweep's runs, or audio files);
 * ``ListeningTest``: loads the audio (every clip at 24 kHz, whatever its rate; a clip that cannot be
   used is named in ``skipped``), makes each rater's trials (blind ids, an order drawn from the rater's
   name so a rater who comes back gets the same order) and appends every answer to the ratings CSV at
   once (``fsync``: a crash or a closed tab loses nothing; the trials already rated are skipped);
+* a saved test (``create(..., out=DIR)``, ``open(DIR)``): a self-contained folder (``test.json``,
+  the clips as 24 kHz WAV, the P.808-style control clips of ``listening_quality``, ``ratings/`` with
+  one CSV per rater); its trials add a headphone check first and trapping and gold clips among the
+  MOS trials, and a rater who finishes gets a completion code;
 * ``read_ratings`` / ``mos_table`` / ``preference_table`` / ``plot_summary``: merge the CSVs of
   several raters (rows that are not ratings are named and skipped), MOS ± 95 % CI per system
   (Student's t, ``scipy.stats``) and A/B preference rates with a two-sided binomial test
-  (``scipy.stats.binomtest``, ties left out).
+  (``scipy.stats.binomtest``, ties left out); ``read_ratings(..., screen=True)`` leaves out the raters
+  who failed a quality control and says who and why.
 """
 
 from __future__ import annotations

@@ -103,7 +103,7 @@ class ListeningView extends LabelledView {
       body.append(submit);
     } else if (trial.kind === "headphone") {
       // the antiphase headphone check (research/listening_quality.py): which of three tones is the quietest
-      body.append(this.player(0, this.L("headphone")));
+      body.append(this.player(0, this.L("headphone"), ready));
       body.append(h("div", { class: "jmoshi-listen-q" }, [this.L("quietest")]));
       const row = h("div", { class: "jmoshi-bar" });
       for (const choice of ["1", "2", "3"]) {

@@ -432,3 +432,15 @@ def test_the_notebook_widget_takes_a_saved_test_with_its_controls(test_dir: Path
     assert seen[:2] == ["headphone", "headphone"] and set(seen[2:]) == {"mos", "ab"}  # trap and gold look like MOS
     df = read_ratings(test_dir, screen=True)
     assert list(df.attrs["screened_out"]) == [] and len(df) == len(test.trials("wen"))
+
+
+def test_a_ratings_file_from_before_the_quality_columns_is_still_read_and_appended(tmp_path: Path) -> None:
+    path = tmp_path / "old.csv"
+    legacy = listening.COLUMNS[:14]
+    path.write_text(",".join(legacy) + "\r\n" + ",A,mos:1,mos,c,s1,q,4,5,,,,,\r\n", encoding="utf-8")
+    listening.append_rating(path, {"rater": "A", "trial": "mos:2", "kind": "mos", "system": "s1",
+                                   "naturalness": 2, "meaningfulness": 3, "listened_s": "9"})  # fmt: skip
+    header, *rows = path.read_text(encoding="utf-8").splitlines()
+    assert header.split(",") == list(legacy) and all(len(r.split(",")) == 14 for r in rows)  # its own columns
+    df = read_ratings(path, screen=True)
+    assert list(df["naturalness"]) == [4, 2] and df.attrs["screened_out"] == {}

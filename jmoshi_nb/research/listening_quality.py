@@ -67,7 +67,8 @@ class QualityControls:
     traps: trapping clips (each asks for a rating from ``TRAP_VALUES``, in turn).
     gold_bad: heavily degraded gold clips, expected at 1-2.
     gold_good: known-good reference audio files or recording folders, expected at 4-5.
-    headphone_trials: antiphase headphone-check trials before the test (0: no check).
+    headphone_trials: antiphase headphone-check trials before the test (0: no check). Woods et al.
+        validated 6 and discourage fewer; fewer is for demos and tests only.
     full_play: answers unlock only after the clip played to the end.
     """
 

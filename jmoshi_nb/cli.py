@@ -176,6 +176,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_bench_commands(sub)
 
+    from .research.listening_cli import add_listen_commands
+
+    add_listen_commands(sub)
+
     try:
         from .cloud.cli import add_modal_commands
     except ImportError:
@@ -195,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         args.seed = DEFAULT_SEED
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, FileNotFoundError, ValueError) as exc:
+    except (ConfigError, FileNotFoundError, FileExistsError, ValueError) as exc:
         print(f"jmoshi-nb: error: {exc}", file=sys.stderr)
         return 2
 

@@ -6,11 +6,14 @@
     ratings = listening.read_ratings(["ratings/me.csv"])
     listening.mos_table(ratings), listening.preference_table(ratings), listening.plot_summary(ratings)
 
-The design and statistics live in ``research.listening``, the widget in ``notebook.widgets``.
+The design and statistics live in ``research.listening``, the quality controls and screening in
+``research.listening_quality``, the rater page in ``research.listening_server``, the widget in
+``notebook.widgets`` and the live progress view in ``notebook.listening_live``.
 """
 
 from __future__ import annotations
 
+from .notebook.listening_live import watch_ratings
 from .notebook.widgets.listening import ListeningWidget
 from .research.listening import (
     CRITERIA,
@@ -28,12 +31,15 @@ from .research.listening import (
     read_ratings,
     summarize,
 )
+from .research.listening_quality import QualityControls, screening_report
+from .research.listening_server import simulate_raters
 
 __all__ = [
     "CRITERIA",
     "Clip",
     "ListeningTest",
     "ListeningWidget",
+    "QualityControls",
     "RatingsFileError",
     "Trial",
     "append_rating",
@@ -44,5 +50,8 @@ __all__ = [
     "plot_summary",
     "preference_table",
     "read_ratings",
+    "screening_report",
+    "simulate_raters",
     "summarize",
+    "watch_ratings",
 ]

@@ -117,8 +117,8 @@ def test_foreign_rows_are_named_and_skipped(tmp_path: Path) -> None:
     append_rating(path, good)
     with path.open("a", encoding="utf-8", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["", "A", "mos:2", "mos", "c", "s1", "", "7", "3", "", "", "", "", ""])  # line 3: out of scale
-        w.writerow(["", "A", "x:1", "poll", "", "", "", "", "", "", "", "", "", ""])  # line 4: unknown kind
+        w.writerow(["", "A", "mos:2", "mos", "c", "s1", "", "7", "3", *[""] * 8])  # line 3: out of scale
+        w.writerow(["", "A", "x:1", "poll", *[""] * 13])  # line 4: unknown kind
         w.writerow(["just", "three", "fields"])  # line 5
         fh.write(",A,mos:3,mos,c,s1,,4")  # line 6: torn by a crash
     append_rating(path, {**good, "trial": "mos:4"})  # goes on a new line after the torn one

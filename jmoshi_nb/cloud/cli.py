@@ -1,10 +1,11 @@
-"""``jmoshi-nb modal deploy | download-weights | status``: the Modal side of the kit from a terminal.
+"""``jmoshi-nb modal deploy | download-weights | status | listen``: the Modal side of the kit from a terminal.
 
 ``deploy`` deploys ``jmoshi_nb.cloud.app`` with ``App.deploy()`` in this process (no ``modal`` CLI
 on PATH needed, and the settings below become the app's ``JMOSHI_MODAL_*`` environment), after making
 sure the token secret exists; then it fills the weights Volume so the first session starts quickly.
 ``status`` shows what exists (credentials, secrets, deployed app and its settings, cached weights)
-without starting a GPU. Modal is imported only when a command runs, so the CLI works without it.
+without starting a GPU. ``listen`` serves a saved listening test's rater page from a CPU container
+(``cloud/listen_app.py``). Modal is imported only when a command runs, so the CLI works without it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import argparse
 import functools
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from ..remote.modal_client import (
@@ -27,7 +29,7 @@ from ..remote.modal_client import (
     token_file,
     translate_error,
 )
-from ..remote.settings import ENV, VOLUME_NAME, app_environment
+from ..remote.settings import ENV, LISTEN_APP_NAME, LISTEN_CLASS, LISTEN_VOLUME_NAME, VOLUME_NAME, app_environment
 from ..remote.settings import MODEL as DEFAULT_MODEL
 
 
@@ -67,6 +69,57 @@ class ModalCli(RealModal):
             return dep.download_weights(model, revision)
         finally:
             dep.close()
+
+    # ---- the rater page (cloud/listen_app.py) -----------------------------------------------------
+    def listen_test_id(self, volume_name: str, name: str) -> str | None:
+        """The id of the test ``name`` already on the Volume, None if there is none."""
+        import json
+
+        import modal
+        from modal.exception import NotFoundError
+
+        try:
+            data = b"".join(modal.Volume.from_name(volume_name).read_file(f"tests/{name}/test.json"))
+        except (NotFoundError, FileNotFoundError):
+            return None
+        return str(json.loads(data.decode("utf-8"))["id"])
+
+    def upload_test(self, volume_name: str, files: list[tuple[str, str]]) -> None:
+        """Put ``files`` (local path, path on the Volume) on the Volume."""
+        import modal
+
+        volume = modal.Volume.from_name(volume_name, create_if_missing=True)
+        with volume.batch_upload(force=True) as batch:
+            for local, remote in files:
+                batch.put_file(local, remote)
+
+    def deploy_listen(self, settings: dict[str, str]) -> str:
+        """Deploy the rater page's app with ``settings`` in force; its URL."""
+        import importlib
+        import os
+        import sys
+
+        import modal
+
+        os.environ.update(settings)
+        name = "jmoshi_nb.cloud.listen_app"
+        module = importlib.reload(sys.modules[name]) if name in sys.modules else importlib.import_module(name)
+        with modal.enable_output():
+            module.app.deploy(name=settings["JMOSHI_MODAL_LISTEN_APP"])
+        return modal.Cls.from_name(settings["JMOSHI_MODAL_LISTEN_APP"], LISTEN_CLASS)().serve.get_web_url() or ""
+
+    def fetch_ratings(self, volume_name: str, name: str) -> dict[str, bytes]:
+        """The rating files of test ``name`` on the Volume: ``{file name: content}``."""
+        import modal
+        from modal.exception import NotFoundError
+
+        volume = modal.Volume.from_name(volume_name)
+        try:
+            entries = volume.listdir(f"tests/{name}/ratings")
+        except (NotFoundError, FileNotFoundError):
+            return {}
+        return {e.path.rsplit("/", 1)[-1]: b"".join(volume.read_file(e.path)) for e in entries
+                if e.path.endswith(".csv")}  # fmt: skip
 
 
 _make_api: Any = ModalCli  # tests replace this factory
@@ -159,9 +212,74 @@ def cmd_status(args: argparse.Namespace, api: Any) -> None:
     print("GPU containers: not probed (a health check would start one)")
 
 
+def test_upload_files(folder: Path, name: str) -> list[tuple[str, str]]:
+    """What ``modal listen`` uploads of a saved test: ``test.json``, ``clips/``, ``controls/``, never ``ratings/``.
+
+    Returns ``(local path, path on the Volume)`` pairs, under ``/tests/<name>/``.
+    """
+    files = [folder / "test.json"]
+    for sub in ("clips", "controls"):
+        files += sorted(p for p in (folder / sub).rglob("*") if p.is_file())
+    return [(str(p), f"/tests/{name}/{p.relative_to(folder).as_posix()}") for p in files]
+
+
+def save_fetched_ratings(files: dict[str, bytes], ratings: Path) -> list[str]:
+    """Write the Volume's rating files into the local test's ``ratings/``; returns one line per file.
+
+    A local file is replaced only when the Volume's copy extends it (the same answers and more);
+    otherwise the Volume's copy is kept beside it as ``<name>.modal.csv``: nothing recorded is lost.
+    """
+    ratings.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for name, data in sorted(files.items()):
+        local = ratings / name
+        if local.exists() and not data.startswith(local.read_bytes()):
+            local = ratings / f"{Path(name).stem}.modal.csv"
+        local.write_bytes(data)
+        answers = data.count(b"\n") - 1  # the header is one line
+        lines.append(f"  {local} ({answers} answer(s))")
+    return lines
+
+
+def cmd_listen(args: argparse.Namespace) -> int:
+    """``modal listen TEST``: upload the test, deploy its rater page, print the raters' link (or ``--fetch``)."""
+    from ..research.listening import ListeningTest
+    from ..research.listening_quality import page_token
+
+    try:
+        test = ListeningTest.open(args.test)  # first: a missing test is named before any Modal call
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"jmoshi-nb: error: {exc}", file=sys.stderr)
+        return 2
+    name = args.name or Path(args.test).resolve().name
+    api = _make_api()
+    try:
+        api.check_credentials()
+        if args.fetch:
+            files = api.fetch_ratings(LISTEN_VOLUME_NAME, name)
+            print(f"ratings of '{name}' from the Volume '{LISTEN_VOLUME_NAME}': {len(files)} file(s)")
+            for line in save_fetched_ratings(files, test.ratings):
+                print(line)
+            return 0
+        there = api.listen_test_id(LISTEN_VOLUME_NAME, name)
+        if there is not None and there != test.test_id:
+            raise ValueError(f"the Volume already holds another test named '{name}': pick another --name")
+        if there is None:
+            print(f"uploading {args.test} to the Volume '{LISTEN_VOLUME_NAME}' as tests/{name}/ ...", flush=True)
+            api.upload_test(LISTEN_VOLUME_NAME, test_upload_files(Path(args.test), name))
+        url = api.deploy_listen({"JMOSHI_MODAL_LISTEN_APP": args.app, "JMOSHI_MODAL_LISTEN_TEST": name,
+                                 "JMOSHI_MODAL_LISTEN_VOLUME": LISTEN_VOLUME_NAME})  # fmt: skip
+    except Exception as exc:
+        return _fail(exc)
+    print(f"rater page: {url.rstrip('/')}/?token={page_token(test.secret)}")
+    print(f"ratings:    on the Volume under tests/{name}/ratings; bring them here: jmoshi-nb modal listen {args.test} "
+          "--fetch")  # fmt: skip
+    return 0
+
+
 def add_modal_commands(subparsers: Any) -> None:
     """Add ``modal deploy | download-weights | status`` to the ``jmoshi-nb`` CLI."""
-    modal_parser = subparsers.add_parser("modal", help="run the kit on Modal GPUs: deploy, download-weights, status")
+    modal_parser = subparsers.add_parser("modal", help="run the kit on Modal: deploy, download-weights, status, listen")
     sub = modal_parser.add_subparsers(dest="modal_command", required=True)
 
     def common(p: argparse.ArgumentParser, model: bool = True) -> None:
@@ -187,6 +305,13 @@ def add_modal_commands(subparsers: Any) -> None:
     p = sub.add_parser("status", help="credentials, secrets, deployed app, cached weights (starts no GPU)")
     common(p, model=False)
     p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("listen", help="serve a saved listening test's rater page from Modal (CPU), or --fetch")
+    p.add_argument("test", type=Path, help="the test's folder (jmoshi-nb listen create / ListeningTest.create(out=))")
+    p.add_argument("--name", help="its name on the Volume (default: the folder's name)")
+    p.add_argument("--app", default=LISTEN_APP_NAME, help=f"Modal app name (default {LISTEN_APP_NAME})")
+    p.add_argument("--fetch", action="store_true", help="copy the ratings from the Volume into TEST/ratings")
+    p.set_defaults(func=cmd_listen)
 
 
 __all__ = ["add_modal_commands"]

@@ -23,6 +23,9 @@ TOKEN_ENV = "JMOSHI_NB_TOKEN"
 MIN_TOKEN_CHARS = 16
 SERVER_CLASS = "JMoshiServer"
 SWEEP_CLASS = "SweepWorker"
+LISTEN_APP_NAME = "jmoshi-nb-listen"  # the rater page's app (cloud/listen_app.py), CPU only
+LISTEN_VOLUME_NAME = "jmoshi-nb-listening"  # listening tests and their ratings: tests/<name>/
+LISTEN_CLASS = "RaterPage"
 
 
 ENV = {  # each app setting -> the environment variable a deploy or an ephemeral run sets it with

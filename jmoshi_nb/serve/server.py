@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import logging
 import secrets
 from abc import ABC, abstractmethod
@@ -24,6 +23,7 @@ import sphn
 import torch
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from ..core.access import token_ok
 from ..core.audio import FRAME_SIZE, SAMPLE_RATE
 from ..core.config import ConfigError, Sampling, check_seed
 from ..model.checkpoints import ResolvedModel
@@ -89,17 +89,6 @@ class ServedEngine(Protocol):
 
     model: ResolvedModel
     device: torch.device
-
-
-def token_ok(request: web.Request, token: str | None) -> bool:
-    """Whether ``request`` presents ``token`` (``?token=`` or ``Authorization: Bearer``); True without one."""
-    if not token:
-        return True
-    given = request.query.get("token", "")
-    auth = request.headers.get("Authorization", "")
-    if auth.startswith("Bearer "):
-        given = auth.removeprefix("Bearer ")
-    return hmac.compare_digest(given.encode(), token.encode())
 
 
 def busy_message(max_sessions: int) -> str:

@@ -5,7 +5,8 @@
 // Browser -> kernel:
 //   {type: "ready"}                 this view opened: (re)send the current trial's clips
 //   {type: "rate", trial, naturalness, meaningfulness}   a MOS answer (1-5 each)
-//   {type: "prefer", trial, choice}                      an A/B answer: "A" | "B" | "same"
+//   {type: "prefer", trial, choice}                      an A/B answer: "A" | "B" | "same",
+//                                                        or a headphone-check answer: "1" | "2" | "3"
 // Synced traits: rater (set here), trial {id, kind, index, total}, finished, answered, error, and
 // labels {key: text}: every label, already in the widget's language (picked in Python, listening.py).
 // h() and LabelledView (this.L(key)) come from labelled.js, put before this file in Python.
@@ -101,6 +102,21 @@ class ListeningView extends LabelledView {
         });
       });
       body.append(submit);
+    } else if (trial.kind === "headphone") {
+      // the antiphase headphone check (research/listening_quality.py): which of three tones is the quietest
+      body.append(this.player(0, this.L("headphone"), ready));
+      body.append(h("div", { class: "jmoshi-listen-q" }, [this.L("quietest")]));
+      const row = h("div", { class: "jmoshi-bar" });
+      for (const choice of ["1", "2", "3"]) {
+        const b = h("button", { class: "jmoshi-btn jmoshi-listen-choice", "data-choice": choice }, [`${this.L("tone")} ${choice}`]);
+        b.disabled = !ready;
+        b.addEventListener("click", () => {
+          for (const x of row.querySelectorAll("button")) x.disabled = true;
+          this.model.send({ type: "prefer", trial: trial.id, choice });
+        });
+        row.append(b);
+      }
+      body.append(row);
     } else {
       body.append(this.player(0, "A", ready), this.player(1, "B", ready));
       body.append(h("div", { class: "jmoshi-listen-q" }, [this.L("which")]));

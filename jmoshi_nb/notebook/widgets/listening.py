@@ -19,28 +19,14 @@ from typing import Any
 
 import traitlets as t
 
-from ...core.labels import Bilingual, bilingual
-from ...research.listening import CHOICES, ListeningTest, Trial
+from ...core.labels import bilingual
+from ...research.listening import CHOICES, LISTENING_LABELS, ListeningTest, Trial
+from ...research.listening_quality import HEADPHONE_CHOICES, RATED_KINDS
 from .labelled import LabelledWidget
 
 log = logging.getLogger("jmoshi_nb.notebook.widgets")
 
 
-LISTENING_LABELS: dict[str, Bilingual] = {
-    "rater": ("評価者名", "Rater name"),
-    "start": ("開始", "Start"),
-    "clip": ("音声", "Clip"),
-    "naturalness": ("自然さ（人間同士の対話らしさ）", "Naturalness (sounds like a human conversation)"),
-    "meaningfulness": ("有意味さ（内容が意味をなすか）", "Meaningfulness (the content makes sense)"),
-    "scale": ("1 = 非常に悪い … 5 = 非常に良い", "1 = very poor … 5 = excellent"),
-    "submit": ("回答して次へ", "Submit and next"),
-    "which": ("どちらの対話がより自然ですか", "Which dialogue sounds more natural?"),
-    "a": ("A が良い", "A is better"),
-    "b": ("B が良い", "B is better"),
-    "same": ("同じくらい", "About the same"),
-    "done": ("すべての試行が終わりました。ありがとうございました。", "All trials are done. Thank you!"),
-    "loading": ("音声を読み込み中…", "loading audio…"),
-}
 ANSWERED = ("この試行は回答済みです", "that trial was already answered")
 
 
@@ -77,7 +63,11 @@ class ListeningWidget(LabelledWidget, assets="listening"):
             self._queue, self.trial, self.finished = [], {}, False
             return
         all_trials = self.test.trials(name)
-        self._queue = self.test.remaining(name)
+        try:
+            self._queue = self.test.remaining(name)
+        except ValueError as exc:  # a name that cannot be a ratings file's name (a saved test: one file per rater)
+            self._queue, self.trial, self.finished, self.error = [], {}, False, str(exc)
+            return
         self._total = len(all_trials)
         self.answered = self._total - len(self._queue)
         self._show()
@@ -88,7 +78,8 @@ class ListeningWidget(LabelledWidget, assets="listening"):
             self.trial, self.finished = {}, True
             return
         self.finished = False
-        self.trial = {"id": trial.id, "kind": trial.kind, "index": self.answered + 1, "total": self._total}
+        kind = "mos" if trial.kind in RATED_KINDS else trial.kind  # trap and gold clips look like any clip
+        self.trial = {"id": trial.id, "kind": kind, "index": self.answered + 1, "total": self._total}
         self._send_clips()
 
     def _send_clips(self) -> None:
@@ -134,7 +125,7 @@ class ListeningWidget(LabelledWidget, assets="listening"):
                                "meaningfulness": meaningfulness}, [])  # fmt: skip
 
     def prefer(self, choice: str) -> None:
-        """Answer the current A/B trial: ``"A"``, ``"B"`` or ``"same"``."""
-        if choice not in CHOICES:
-            raise ValueError(f"choice must be one of {', '.join(CHOICES)}")
+        """Answer the current A/B trial (``"A"``, ``"B"``, ``"same"``) or headphone check (``"1"``-``"3"``)."""
+        if choice not in CHOICES + HEADPHONE_CHOICES:
+            raise ValueError(f"choice must be one of {', '.join(CHOICES + HEADPHONE_CHOICES)}")
         self._on_custom(self, {"type": "prefer", "trial": self.trial.get("id"), "choice": choice}, [])

@@ -29,10 +29,10 @@ from pathlib import Path
 import modal
 
 from ..core.pins import PYTHON_VERSION
+from ..remote import settings as names
 from ..research.listening import ListeningTest
 from ..research.listening_quality import page_token
 from ..research.listening_server import RaterServer
-from . import settings as names
 
 LISTEN_APP_NAME = os.environ.get("JMOSHI_MODAL_LISTEN_APP", names.LISTEN_APP_NAME)
 LISTEN_VOLUME_NAME = os.environ.get("JMOSHI_MODAL_LISTEN_VOLUME", names.LISTEN_VOLUME_NAME)

@@ -48,9 +48,9 @@ import soundfile as sf
 from ..core.audio import AUDIO_SUFFIXES, SAMPLE_RATE, read_wav
 from ..core.figures import KitFigure, japanese_text, new_figure
 from ..core.folders import existing_folder
-from ..core.labels import Bilingual
 from ..core.record_writer import SESSION_FILE
 from ..core.recording import Recording, is_recording_folder, recording_folders
+from .listening_labels import LISTENING_LABELS
 from .listening_quality import (
     CONTROL_KINDS,
     HEADPHONE_CHOICES,
@@ -68,25 +68,6 @@ if TYPE_CHECKING:
 
 CRITERIA = ("naturalness", "meaningfulness")
 CRITERIA_LABELS = {"naturalness": "自然さ / Naturalness", "meaningfulness": "有意味さ / Meaningfulness"}
-# What a rater reads, in the notebook widget and on the rater page alike ((ja, en) pairs, core.labels).
-LISTENING_LABELS: dict[str, Bilingual] = {
-    "rater": ("評価者名", "Rater name"),
-    "start": ("開始", "Start"),
-    "clip": ("音声", "Clip"),
-    "naturalness": ("自然さ（人間同士の対話らしさ）", "Naturalness (sounds like a human conversation)"),
-    "meaningfulness": ("有意味さ（内容が意味をなすか）", "Meaningfulness (the content makes sense)"),
-    "scale": ("1 = 非常に悪い … 5 = 非常に良い", "1 = very poor … 5 = excellent"),
-    "submit": ("回答して次へ", "Submit and next"),
-    "which": ("どちらの対話がより自然ですか", "Which dialogue sounds more natural?"),
-    "a": ("A が良い", "A is better"),
-    "b": ("B が良い", "B is better"),
-    "same": ("同じくらい", "About the same"),
-    "done": ("すべての試行が終わりました。ありがとうございました。", "All trials are done. Thank you!"),
-    "loading": ("音声を読み込み中…", "loading audio…"),
-    "headphone": ("ヘッドホンチェック", "Headphone check"),
-    "quietest": ("3 つの音のうち、いちばん小さい音はどれですか", "Which of the three tones is the quietest?"),
-    "tone": ("音", "Tone"),
-}
 SCALE = (1, 2, 3, 4, 5)
 CHOICES = ("A", "B", "same")
 COLUMNS = (

@@ -31,15 +31,18 @@ import random
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from ..core.access import token_ok
 from ..core.labels import Bilingual, label_texts
 from ..serve.loop_thread import AppThread, LoopThread
-from .listening import LISTENING_LABELS, RATED_KINDS, ListeningTest, Trial
-from .listening_quality import check_rater_id, new_rater_id
+from .listening_labels import LISTENING_LABELS
+from .listening_quality import RATED_KINDS, check_rater_id, new_rater_id
+
+if TYPE_CHECKING:  # the test starts this page (ListeningTest.serve): its types only
+    from .listening import ListeningTest, Trial
 
 log = logging.getLogger("jmoshi_nb.research.listening_server")
 

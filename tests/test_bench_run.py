@@ -67,10 +67,10 @@ def test_run_on_the_tiny_model_writes_outputs_recordings_and_scores(tmp_path: Pa
     for task in TASKS:
         item = out / task / "000"
         assert read_wav(item / "output.wav").shape == read_wav(item / "input.wav").shape
-        events = [json.loads(line) for line in (item / "recording" / "events.jsonl").read_text().splitlines()]
+        events = [json.loads(line) for line in (out / "_recordings" / task / "000" / "events.jsonl").read_text().splitlines()]
         metrics = [e for e in events if e["type"] == "metrics"]
         assert len(metrics) == 20
-        session = json.loads((item / "recording" / "session.json").read_text(encoding="utf-8"))
+        session = json.loads((out / "_recordings" / task / "000" / "session.json").read_text(encoding="utf-8"))
         assert session["meta"]["bench_task"] == task
         assert session["meta"]["forced"] is (task == "interruption")
         if task == "interruption":
@@ -104,9 +104,9 @@ def test_batched_run_gives_each_item_its_own_slot_forced_where_asked(tmp_path: P
     for task in TASKS:
         item = runs[4] / task / "000"
         assert read_wav(item / "output.wav").shape == read_wav(item / "input.wav").shape
-        session = json.loads((item / "recording" / "session.json").read_text(encoding="utf-8"))
+        session = json.loads((out / "_recordings" / task / "000" / "session.json").read_text(encoding="utf-8"))
         assert session["meta"]["state"] == "complete" and session["meta"]["forced"] is (task == "interruption")
-        metrics = [json.loads(line) for line in (item / "recording" / "events.jsonl").read_text().splitlines()]
+        metrics = [json.loads(line) for line in (out / "_recordings" / task / "000" / "events.jsonl").read_text().splitlines()]
         metrics = [m for m in metrics if m["type"] == "metrics"]
         assert len(metrics) == 20
         if task == "interruption":
@@ -183,7 +183,7 @@ def test_modal_executor_runs_the_items_as_sweep_jobs(tmp_path: Path, engine, mon
     scores = run(tmp_path / "run", source=source, executor="modal", tasks=["turn_taking", "interruption"],
                  progress=False)  # fmt: skip
     assert calls == [("modal", ["interruption-000", "turn_taking-000"])]
-    session = json.loads((tmp_path / "run/interruption/000/recording/session.json").read_text(encoding="utf-8"))
+    session = json.loads((tmp_path / "run/_recordings/interruption/000/session.json").read_text(encoding="utf-8"))
     assert session["meta"]["forced"] is False  # Modal's worker runs plain sessions
     assert scores["interruption"]["summary"]["n"] == 1
 
@@ -194,7 +194,7 @@ def test_run_through_a_server(tmp_path: Path, server_url: str) -> None:
     scores = run(tmp_path / "run", source=source, url=server_url, tasks=["turn_taking"], progress=False)
     item = tmp_path / "run" / "turn_taking" / "000"
     assert read_wav(item / "output.wav").shape == read_wav(item / "input.wav").shape
-    assert (item / "recording" / "events.jsonl").exists()
+    assert (out / "_recordings" / task / "000" / "events.jsonl").exists()
     assert scores["turn_taking"]["summary"]["n"] == 1
 
 

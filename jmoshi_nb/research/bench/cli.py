@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .layout import SCORES_FILE, TASKS
+from .scoring import RULE_SETS
 
 COLUMNS = (
     ("n", "n", "{:d}"),
@@ -21,30 +22,96 @@ COLUMNS = (
 )
 
 
-def format_scores(scores: dict[str, Any]) -> str:
+def format_scores(scores: dict[str, Any], columns: tuple[tuple[str, str, str], ...] = COLUMNS) -> str:
     """A plain-text table of each task's summary (means; medians are in scores.json)."""
-    head = f"{'task':16s}" + "".join(f"{label:>12s}" for _, label, _ in COLUMNS)
+    head = f"{'task':16s}" + "".join(f"{label:>12s}" for _, label, _ in columns)
     lines = [head]
     for task in TASKS:
         if task not in scores:
             continue
         summary = scores[task]["summary"]
         cells = []
-        for key, _, fmt in COLUMNS:
+        for key, _, fmt in columns:
             value = summary.get(key)
             cells.append(f"{'-' if value is None else fmt.format(value):>12s}")
         lines.append(f"{task:16s}" + "".join(cells))
     return "\n".join(lines)
 
 
-def _report(scores: dict[str, Any], folder: Path) -> int:
+FDB_COLUMNS = (
+    ("n", "n", "{:d}"),
+    ("TOR", "TOR", "{:.3f}"),
+    ("latency_mean_s", "latency s", "{:.3f}"),
+    ("frequency_mean_per_s", "bc freq/s", "{:.3f}"),
+    ("jsd_mean", "JSD", "{:.3f}"),
+    ("errors", "errors", "{:d}"),
+)
+# (kit summary key, FDB summary key, label): the rows of the side-by-side table of --rules both
+SIDE_BY_SIDE = (
+    ("TOR", "TOR", "TOR"),
+    ("latency_mean_s", "latency_mean_s", "latency s"),
+    ("backchannels_per_min", "frequency_mean_per_s", "backchannels"),
+    ("n", "n", "n"),
+    ("errors", "errors", "errors"),
+)
+
+
+def format_fdb_scores(scores: dict[str, Any]) -> str:
+    """A plain-text table of each task's summary by FDB's rules (means, as FDB's scripts print them)."""
+    return format_scores(scores, FDB_COLUMNS)
+
+
+def _cell(value: Any, fmt: str = "{:.3f}") -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        return value
+    return f"{value:d}" if isinstance(value, int) and not isinstance(value, bool) else fmt.format(value)
+
+
+def format_side_by_side(kit: dict[str, Any], fdb: dict[str, Any]) -> str:
+    """The kit's and FDB's summaries of each task side by side (backchannels: per minute, kit; per second, FDB)."""
+    lines = [f"{'task':16s}{'metric':>14s}{'kit rules':>12s}{'FDB rules':>12s}"]
+    for task in TASKS:
+        if task not in kit and task not in fdb:
+            continue
+        k, f = kit.get(task, {}).get("summary", {}), fdb.get(task, {}).get("summary", {})
+        for kit_key, fdb_key, label in SIDE_BY_SIDE:
+            if kit_key == "latency_mean_s" and task not in ("turn_taking", "interruption"):
+                continue
+            if kit_key == "backchannels_per_min" and task != "backchannel":
+                continue
+            kit_value = k.get("response_latency_mean_s") if task == "interruption" and kit_key == "latency_mean_s" \
+                else k.get(kit_key)  # fmt: skip
+            lines.append(f"{task:16s}{label:>14s}{_cell(kit_value):>12s}{_cell(f.get(fdb_key)):>12s}")
+        if task == "interruption" and "relevance" in f:
+            lines.append(f"{task:16s}{'relevance':>14s}{'-':>12s}{_cell(f['relevance']):>12s}")
+    lines.append("(backchannels: per minute by the kit's rules, per second by FDB's; interruption latency: the")
+    lines.append(" kit's response latency, FDB's first word after the interruption)")
+    return "\n".join(lines)
+
+
+def _report(scores: dict[str, Any], folder: Path, rules: str = "kit") -> int:
+    from .fdb_rules import SCORES_FDB_FILE, warnings
     from .scoring import errors
 
-    print(format_scores(scores))
-    print(f"scores: {folder / SCORES_FILE}")
-    problems = errors(scores)
+    if rules == "both":
+        print(format_side_by_side(scores["kit"], scores["fdb"]))
+        print(f"scores: {folder / SCORES_FILE}, {folder / SCORES_FDB_FILE}")
+        problems = errors(scores["kit"]) + [e for e in errors(scores["fdb"]) if e not in errors(scores["kit"])]
+        notes = warnings(scores["fdb"])
+    elif rules == "fdb":
+        print(format_fdb_scores(scores))
+        print(f"scores: {folder / SCORES_FDB_FILE}")
+        problems, notes = errors(scores), warnings(scores)
+    else:
+        print(format_scores(scores))
+        print(f"scores: {folder / SCORES_FILE}")
+        problems, notes = errors(scores), []
     for message in problems:
         print(f"jmoshi-nb bench: {message}", file=sys.stderr)
+    for message in notes:
+        print(f"jmoshi-nb bench: note: {message}", file=sys.stderr)
     return 1 if problems else 0
 
 
@@ -65,8 +132,9 @@ def cmd_bench_run(args: argparse.Namespace) -> int:
 def cmd_bench_score(args: argparse.Namespace) -> int:
     from .scoring import score
 
-    scores = score(args.directory, vad=args.vad, tasks=args.tasks, limit=args.limit)
-    return _report(scores, Path(args.directory))
+    scores = score(args.directory, rules=args.rules, vad=args.vad, tasks=args.tasks, limit=args.limit,
+                   reference=args.reference)  # fmt: skip
+    return _report(scores, Path(args.directory), args.rules)
 
 
 def add_bench_commands(sub: Any) -> None:
@@ -94,9 +162,16 @@ def add_bench_commands(sub: Any) -> None:
                    help=f"items run at once as batched-engine slots (default {DEFAULT_BATCH_SIZE}; 1: one by one)")
     add_config_arguments(p)
 
-    p = add_command(bsub, "score", cmd_bench_score, "score a folder in FDB's layout into DIR/scores.json")
+    help_score = "score a folder in FDB's layout into DIR/scores.json (kit rules) or DIR/scores_fdb.json (FDB's)"
+    p = add_command(bsub, "score", cmd_bench_score, help_score)
     p.add_argument("directory", type=Path)
+    p.add_argument("--rules", choices=RULE_SETS, default="kit",
+                   help="kit (default; the kit's rules, for tuning), fdb (FDB's v1 rules, "
+                        "for published tables) or both")  # fmt: skip
+    p.add_argument("--reference", type=Path,
+                   help="FDB rules: per-item backchannel distributions for the JSD "
+                        "(JSON {item id: [p, ...]}, FDB's shape)")  # fmt: skip
     p.add_argument("--vad", choices=("webrtc", "silero"), default="webrtc",
-                   help="webrtc (default, exact on clean speech) or silero (FDB parity)")  # fmt: skip
+                   help="kit rules' voice activity: webrtc (default, exact on clean speech) or silero")  # fmt: skip
     p.add_argument("--tasks", nargs="+", choices=TASKS, help="a subset of the tasks")
     p.add_argument("--limit", type=int, help="only the first N items of each task folder")

@@ -33,13 +33,17 @@ import statistics
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from ...core.audio import FRAME_S, AudioFileError, read_audio
 from .layout import SCORES_FILE, BenchError, Item, find_tasks, read_timing
 from .vad import MERGE_GAP_S, MIN_SPEECH_S, Segment, VadFunction, VadName, speech_segments
+from .words import WordsHook, read_text_events
+
+if TYPE_CHECKING:
+    from .fdb_rules import Judge, Reference
 
 AIZUCHI = (
     "うん",
@@ -142,20 +146,8 @@ def _read_audio(path: Path, item: Item) -> tuple[np.ndarray, int]:
 
 def _text_events(item: Item) -> list[tuple[float, str]] | None:
     """(time, text) of the model's text events from the kit's recording; None without one."""
-    events = item.recording / "events.jsonl"
-    if not events.exists():
-        return None
-    out = []
-    try:
-        with events.open(encoding="utf-8") as fh:
-            for line in fh:
-                if line.strip():
-                    ev = json.loads(line)
-                    if ev.get("type") == "text":
-                        out.append((int(ev["frame"]) * FRAME_S, str(ev["text"])))
-    except (OSError, ValueError, KeyError) as exc:
-        raise BenchError(f"{item.task}/{item.id}: {events} is not a readable event log ({exc})") from None
-    return out
+    events = read_text_events(item.recorded, f"{item.task}/{item.id}")
+    return None if events is None else [(frame * FRAME_S, text) for frame, text in events]
 
 
 def _texts(segments: list[Segment], events: list[tuple[float, str]] | None, lead: float) -> list[str | None]:
@@ -294,7 +286,54 @@ def summarize(items: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+RULE_SETS = ("kit", "fdb", "both")
+RuleSet = Literal["kit", "fdb", "both"]
+
+
 def score(
+    folder: str | Path,
+    *,
+    rules: RuleSet | Rules | None = None,
+    vad: VadName | VadFunction = "webrtc",
+    tasks: list[str] | tuple[str, ...] | None = None,
+    limit: int | None = None,
+    write: bool = True,
+    words: WordsHook | None = None,
+    judge: Judge | None = None,
+    reference: str | Path | Reference | None = None,
+) -> dict[str, Any]:
+    """Score every item under ``folder`` by the kit's rules, FDB's v1 rules, or both.
+
+    ``rules``: ``"kit"`` (default; a :class:`Rules` gives the kit's rules other thresholds) writes
+    ``folder/scores.json`` and returns it (:func:`score_kit`); ``"fdb"`` writes
+    ``folder/scores_fdb.json`` and returns it (:func:`jmoshi_nb.research.bench.fdb_rules.score`);
+    ``"both"`` writes both and returns ``{"kit": ..., "fdb": ...}``. ``vad`` is the kit rules' voice
+    activity detector; ``words`` (a hook from output.wav to FDB-shaped chunks, e.g. a Japanese ASR),
+    ``judge`` (rates interruption responses 0-5) and ``reference`` (per-item backchannel
+    distributions, for the JSD) belong to FDB's rules. ``tasks``, ``limit``, ``write``: for either.
+    """
+    from . import fdb_rules
+
+    if rules is None or isinstance(rules, Rules):
+        rules_name = "kit"
+    elif rules in RULE_SETS:
+        rules_name = rules
+    else:
+        raise BenchError(f"unknown rules {rules!r}: one of {', '.join(RULE_SETS)} (or a Rules for the kit's)")
+    hooks = (("words", words), ("judge", judge), ("reference", reference))
+    given = [name for name, value in hooks if value is not None]
+    if rules_name == "kit" and given:
+        raise BenchError(f"{', '.join(given)} apply to FDB's rules: rules='fdb' or 'both'")
+    kit_rules = rules if isinstance(rules, Rules) else None
+    if rules_name == "kit":
+        return score_kit(folder, vad=vad, tasks=tasks, rules=kit_rules, limit=limit, write=write)
+    fdb = fdb_rules.score(folder, tasks=tasks, limit=limit, words=words, judge=judge, reference=reference, write=write)
+    if rules_name == "fdb":
+        return fdb
+    return {"kit": score_kit(folder, vad=vad, tasks=tasks, rules=kit_rules, limit=limit, write=write), "fdb": fdb}
+
+
+def score_kit(
     folder: str | Path,
     *,
     vad: VadName | VadFunction = "webrtc",
@@ -303,7 +342,7 @@ def score(
     limit: int | None = None,
     write: bool = True,
 ) -> dict[str, Any]:
-    """Score every item under ``folder``; write ``folder/scores.json`` and return the same dict.
+    """Score every item under ``folder`` by the kit's rules; write ``folder/scores.json`` and return the same dict.
 
     ``{"<task>": {"summary": {...}, "items": [{"id": ..., "takeover": ..., ...}, ...]}}``. Items that
     cannot be scored appear as ``{"id", "folder", "error"}`` (the message names the item) and count in

@@ -157,18 +157,18 @@ def test_backchannel_items_by_both_rule_sets(tmp_path: Path) -> None:
     total = round(t + 0.5, 2)
     user = scene(total, parts)
     gaps = [parts[i][0] + dur(parts[i][1]) + 0.2 for i in range(3)]
-    un, slow = clip("うん", 0.8), clip("そうですね", 0.5)
-    assert dur(un) < 0.6 and 1.2 < dur(slow) < 2.5
-    # A: three short うん: 3 backchannels, TOR 0, 3 / total per second.
+    un, slow = clip("はい", 0.5), clip("そうですね", 0.35)  # long enough for Silero (250 ms minimum)
+    assert 0.3 < dur(un) < 0.6 and 1.2 < dur(slow) < 2.5
+    # A: three short はい: 3 backchannels, TOR 0, 3 / total per second.
     a = item(tmp_path, "backchannel", "000", user, scene(total, [(g, un) for g in gaps]))
-    output_json(a, [("うん", g, g + dur(un)) for g in gaps])
-    # B: うん, then a slow そうですね (1-3 s): the last segment's verdict (a turn) decides: TOR 1, and both count.
+    output_json(a, [("はい", g, g + dur(un)) for g in gaps])
+    # B: はい, then a slow そうですね (1-3 s): the last segment's verdict (a turn) decides: TOR 1, and both count.
     b = item(tmp_path, "backchannel", "001", user, scene(total, [(gaps[0], un), (gaps[1], slow)]))
     g0, g1 = gaps[0], gaps[1]
-    output_json(b, [("うん", g0, g0 + 0.3), ("そう", g1, g1 + 0.6), ("ですね", g1 + 0.7, g1 + 1.3)])
-    text_events(b, [(gaps[0], "うん"), (gaps[1], "そう"), (gaps[1] + 0.6, "ですね")])
-    # C: うん, then a long turn (> 3 s), then うん: the walk stops at the long one: 1 backchannel, TOR 1.
-    talk = clip(LONG)
+    output_json(b, [("はい", g0, g0 + 0.3), ("そう", g1, g1 + 0.6), ("ですね", g1 + 0.7, g1 + 1.3)])
+    text_events(b, [(gaps[0], "はい"), (gaps[1], "そう"), (gaps[1] + 0.6, "ですね")])
+    # C: はい, then a long turn (> 3 s), then はい: the walk stops at the long one: 1 backchannel, TOR 1.
+    talk = clip(LONG.replace("、", ""))  # no commas: one segment of speech without a pause
     assert dur(talk) > 3.5
     c = item(tmp_path, "backchannel", "002", user,
              scene(total, [(0.3, un), (gaps[0], talk), (gaps[0] + dur(talk) + 1.0, un)]))  # fmt: skip
@@ -186,6 +186,7 @@ def test_backchannel_items_by_both_rule_sets(tmp_path: Path) -> None:
     assert (fdb["001"]["takeover"], fdb["001"]["backchannels"]) == (1, 2)
     assert (kit["001"]["takeover"], kit["001"]["backchannels"]) == (False, 2)  # the kit's aizuchi lexicon
 
+    assert [e - s > 3.0 for s, e in fdb["002"]["segments"]] == [False, True, False]
     assert (fdb["002"]["takeover"], fdb["002"]["backchannels"]) == (1, 1)
     assert kit["002"]["takeover"] is True and kit["002"]["backchannels"] == 2
 
@@ -325,3 +326,31 @@ def test_cli_rules_fdb_and_both(tmp_path: Path, capsys: pytest.CaptureFixture[st
     missing = tmp_path.parent / f"{tmp_path.name}-none.json"
     assert main(["bench", "score", str(tmp_path), "--rules", "fdb", "--reference", str(missing)]) == 2
     assert "not readable JSON" in capsys.readouterr().err
+
+
+def test_fdb_files_after_a_run(tmp_path: Path) -> None:
+    """What a run writes into an item: FDB's metadata (kept if there), output.json from the text stream
+    (a foreign one set aside, the kit's own rewritten), only the words after an interruption."""
+    from jmoshi_nb.core.recording import Recording
+    from jmoshi_nb.research.bench.fdb_files import SET_ASIDE, write_fdb_files
+    from jmoshi_nb.research.bench.layout import Item
+
+    folder = item(tmp_path, "interruption", "000", scene(4.0, []), scene(4.0, []))
+    timing = {"user_end": 3.0, "interrupt": [2.0, 3.0], "text": ["京都のおすすめは?", "ちょっと待って。"]}
+    (folder / "timing.json").write_text(json.dumps(timing, ensure_ascii=False), encoding="utf-8")
+    output_json(folder, [("ASR", 0.5, 0.9)])
+    rec = Recording()
+    for frame, text in ((10, "清水寺"), (38, "はい"), (40, "それは")):
+        rec.add_text(frame, 1, text)
+    it = Item("interruption", folder)
+    assert write_fdb_files(it, rec) == ["interrupt.json", "output.json"]
+    meta = json.loads((folder / "interrupt.json").read_text(encoding="utf-8"))
+    assert meta == [{"context": "京都のおすすめは?", "interrupt": "ちょっと待って。", "timestamp": [2.0, 3.0]}]
+    words = json.loads((folder / "output.json").read_text(encoding="utf-8"))
+    assert [c["text"] for c in words["chunks"]] == ["はい", "それ", "は"] and words["source"] == "model text stream"
+    assert json.loads((folder / SET_ASIDE).read_text(encoding="utf-8"))["chunks"][0]["text"] == "ASR"
+    (folder / SET_ASIDE).unlink()
+    rec.add_text(45, 1, "です")
+    assert write_fdb_files(it, rec) == ["output.json"]  # interrupt.json kept, the kit's own output.json rewritten
+    assert not (folder / SET_ASIDE).exists()
+    assert json.loads((folder / "output.json").read_text(encoding="utf-8"))["text"].endswith("です")

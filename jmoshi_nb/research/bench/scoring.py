@@ -1,6 +1,8 @@
 """Score a benchmark folder: takeover, latencies and backchannels per item, summaries per task.
 
-Rules (Full-Duplex-Bench's, with the Japanese adaptations; see the README section "Benchmark"):
+The kit's rules (``rules="kit"``): FDB's thresholds, applied per utterance, with Japanese adaptations
+(see the README section "Benchmark"). They are not FDB's rules, which apply to a whole transcript of
+ASR words: ``rules="fdb"`` scores by those (``fdb_rules``).
 
 * The model's utterances come from voice activity on output.wav (``vad.speech_segments``: merged
   across gaps shorter than ``merge_gap_s``); the user's from input.wav, unless the item's timing
@@ -347,7 +349,7 @@ def score_kit(
     ``{"<task>": {"summary": {...}, "items": [{"id": ..., "takeover": ..., ...}, ...]}}``. Items that
     cannot be scored appear as ``{"id", "folder", "error"}`` (the message names the item) and count in
     ``summary["errors"]``; the others are scored as usual. A folder without task folders raises
-    :class:`BenchError`. ``vad``: ``"webrtc"`` (default), ``"silero"`` (FDB parity) or a function.
+    :class:`BenchError`. ``vad``: ``"webrtc"`` (default), ``"silero"`` (FDB's backchannel detector) or a function.
     ``tasks``: score only these; ``limit``: only the first items of each task folder (by name).
     """
     rules = rules or Rules(vad=vad)

@@ -4,6 +4,7 @@
     bench.build("bench/ja", per_task=20, seed=0)    # the task set (pyopenjtalk speech, offline)
     bench.run("bench/ja", model="tiny")              # output.wav + the kit's recording per item, then scores
     bench.score("bench/ja")                          # any folder in FDB's layout -> bench/ja/scores.json
+    bench.score("bench/ja", rules="fdb")             # FDB's own v1 rules -> bench/ja/scores_fdb.json
 
 The names are imported on first use (scoring needs no torch).
 """

@@ -71,7 +71,7 @@ def _cell(value: Any, fmt: str = "{:.3f}") -> str:
 
 def format_side_by_side(kit: dict[str, Any], fdb: dict[str, Any]) -> str:
     """The kit's and FDB's summaries of each task side by side (backchannels: per minute, kit; per second, FDB)."""
-    lines = [f"{'task':16s}{'metric':>14s}{'kit rules':>12s}{'FDB rules':>12s}"]
+    lines = [f"{'task':16s}{'metric':>14s}{'kit rules':>14s}{'FDB rules':>14s}"]
     for task in TASKS:
         if task not in kit and task not in fdb:
             continue
@@ -83,9 +83,9 @@ def format_side_by_side(kit: dict[str, Any], fdb: dict[str, Any]) -> str:
                 continue
             kit_value = k.get("response_latency_mean_s") if task == "interruption" and kit_key == "latency_mean_s" \
                 else k.get(kit_key)  # fmt: skip
-            lines.append(f"{task:16s}{label:>14s}{_cell(kit_value):>12s}{_cell(f.get(fdb_key)):>12s}")
+            lines.append(f"{task:16s}{label:>14s}{_cell(kit_value):>14s}{_cell(f.get(fdb_key)):>14s}")
         if task == "interruption" and "relevance" in f:
-            lines.append(f"{task:16s}{'relevance':>14s}{'-':>12s}{_cell(f['relevance']):>12s}")
+            lines.append(f"{task:16s}{'relevance':>14s}{'-':>14s}{_cell(f['relevance']):>14s}")
     lines.append("(backchannels: per minute by the kit's rules, per second by FDB's; interruption latency: the")
     lines.append(" kit's response latency, FDB's first word after the interruption)")
     return "\n".join(lines)

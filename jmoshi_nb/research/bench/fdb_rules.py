@@ -40,6 +40,16 @@ followed on purpose:
   so a 24 kHz file's segments come out 1.5 times too long and too late. That is an accident; here
   the audio is resampled to 16 kHz first, which is what FDB does on the 16 kHz files of its release.
 
+Other accidents of FDB's scripts are not followed, and are named here so that a difference can be
+traced: the turn-taking script pairs metadata and output files by listing order across folders (a
+folder without ``turn_taking.json`` shifts every later pair; here each item reads its own files); the
+interruption script re-asks the LLM when it cannot parse the rating and then counts that item's TOR
+twice; the backchannel script keeps the previous item's TOR for an item without ``output.json`` and
+skips items whose folder name is not all digits (here such items are scored, and an item without
+words is an error); a chunk with a null start at either end of the transcript stops the pause,
+turn-taking and interruption scripts (here null starts are skipped everywhere, as the backchannel
+script skips them).
+
 Items that cannot be scored carry ``"error"`` (naming the item and the problem); items with chunks
 left out (null starts, reversed spans) or without a reference distribution carry ``"warnings"``.
 """

@@ -120,6 +120,10 @@ def check_05(nb: Any) -> None:
     for task, cells in rows.items():
         n, tor, errors = int(cells[0]), float(cells[1]), int(cells[-1])
         assert n >= 1 and 0.0 <= tor <= 1.0 and errors == 0, f"{task}: {cells}"
+    both = text_of(tagged(nb, "rules-both")[0].outputs)  # the kit's and FDB's rules side by side
+    assert "kit rules" in both and "FDB rules" in both, both
+    tor_rows = [line.split() for line in both.splitlines() if len(line.split()) == 4 and line.split()[1] == "TOR"]
+    assert {r[0] for r in tor_rows} == set(rows) and all(0.0 <= float(r[3]) <= 1.0 for r in tor_rows), both
 
 
 def check_06(nb: Any) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -51,12 +52,37 @@ def _short_set(root: Path) -> Path:
     for task in TASKS:
         folder = root / task / "000"
         write_wav(folder / "input.wav", np.pad(hai, (0, n - len(hai))))
-        timing = {"task": task, "user_end": 1.2}
+        timing = {"task": task, "user_end": 1.2, "duration_s": 1.6}
         if task == "interruption":
             write_wav(folder / "model.wav", np.resize(hai, 8 * FRAME_SIZE))
-            timing.update(forced_frames=8, interrupt=[0.64, 1.2])
+            timing.update(forced_frames=8, interrupt=[0.64, 1.2], text=["教えてください。", "はい、そうです。"])
+        if task == "pause_handling":
+            timing.update(pause=[0.5, 0.9])
         (folder / "timing.json").write_text(json.dumps(timing), encoding="utf-8")
     return root
+
+
+def assert_fdb_readable(run: Path) -> None:
+    """Every file FDB's v1 evaluators open is in each item folder, and nothing they would take for an item."""
+    for task in TASKS:
+        folder = run / task
+        assert all(p.is_dir() for p in folder.iterdir())  # the pause / turn-taking walkers list every entry
+        assert [d for _, dirs, _ in os.walk(folder) for d in dirs] == sorted(p.name for p in folder.iterdir())
+        for item in folder.iterdir():  # ...and the interruption walker takes every folder below for an item
+            words = json.loads((item / "output.json").read_text(encoding="utf-8"))
+            assert isinstance(words["text"], str) and words["source"] == "model text stream"
+            assert all(len(c["timestamp"]) == 2 for c in words["chunks"])
+            if task == "turn_taking":
+                assert isinstance(json.loads((item / "turn_taking.json").read_text())[0]["timestamp"][0], float)
+            if task == "pause_handling":
+                assert json.loads((item / "pause.json").read_text())[0]["timestamp"] == [0.5, 0.9]
+            if task == "interruption":
+                meta = json.loads((item / "interrupt.json").read_text(encoding="utf-8"))[0]
+                assert (meta["context"], meta["interrupt"], meta["timestamp"]) == \
+                    ("教えてください。", "はい、そうです。", [0.64, 1.2])  # fmt: skip
+                assert all(c["timestamp"][0] >= 1.2 for c in words["chunks"])  # only after the interruption
+            if task == "backchannel":
+                assert item.name.isdigit() and (item / "output.wav").exists()
 
 
 def test_run_on_the_tiny_model_writes_outputs_recordings_and_scores(tmp_path: Path, engine) -> None:  # type: ignore[no-untyped-def]
@@ -67,10 +93,11 @@ def test_run_on_the_tiny_model_writes_outputs_recordings_and_scores(tmp_path: Pa
     for task in TASKS:
         item = out / task / "000"
         assert read_wav(item / "output.wav").shape == read_wav(item / "input.wav").shape
-        events = [json.loads(line) for line in (item / "recording" / "events.jsonl").read_text().splitlines()]
+        recorded = out / "_recordings" / task / "000"  # the kit's recording: outside the item folder
+        events = [json.loads(line) for line in (recorded / "events.jsonl").read_text().splitlines()]
         metrics = [e for e in events if e["type"] == "metrics"]
         assert len(metrics) == 20
-        session = json.loads((item / "recording" / "session.json").read_text(encoding="utf-8"))
+        session = json.loads((recorded / "session.json").read_text(encoding="utf-8"))
         assert session["meta"]["bench_task"] == task
         assert session["meta"]["forced"] is (task == "interruption")
         if task == "interruption":
@@ -79,6 +106,7 @@ def test_run_on_the_tiny_model_writes_outputs_recordings_and_scores(tmp_path: Pa
         assert (summary["n"], summary["errors"]) == (1, 0)
         assert scores[task]["items"][0]["timing_source"] == "timing.json"
     assert json.loads((out / "scores.json").read_text(encoding="utf-8")) == scores
+    assert_fdb_readable(out)
     info = json.loads((out / "run.json").read_text(encoding="utf-8"))
     assert info["items"] == 4 and info["audio_s"] == pytest.approx(4 * 20 * FRAME_SIZE / SAMPLE_RATE)
     # Same engine, same config: the same tokens.
@@ -104,9 +132,10 @@ def test_batched_run_gives_each_item_its_own_slot_forced_where_asked(tmp_path: P
     for task in TASKS:
         item = runs[4] / task / "000"
         assert read_wav(item / "output.wav").shape == read_wav(item / "input.wav").shape
-        session = json.loads((item / "recording" / "session.json").read_text(encoding="utf-8"))
+        recorded = runs[4] / "_recordings" / task / "000"
+        session = json.loads((recorded / "session.json").read_text(encoding="utf-8"))
         assert session["meta"]["state"] == "complete" and session["meta"]["forced"] is (task == "interruption")
-        metrics = [json.loads(line) for line in (item / "recording" / "events.jsonl").read_text().splitlines()]
+        metrics = [json.loads(line) for line in (recorded / "events.jsonl").read_text().splitlines()]
         metrics = [m for m in metrics if m["type"] == "metrics"]
         assert len(metrics) == 20
         if task == "interruption":
@@ -183,7 +212,7 @@ def test_modal_executor_runs_the_items_as_sweep_jobs(tmp_path: Path, engine, mon
     scores = run(tmp_path / "run", source=source, executor="modal", tasks=["turn_taking", "interruption"],
                  progress=False)  # fmt: skip
     assert calls == [("modal", ["interruption-000", "turn_taking-000"])]
-    session = json.loads((tmp_path / "run/interruption/000/recording/session.json").read_text(encoding="utf-8"))
+    session = json.loads((tmp_path / "run/_recordings/interruption/000/session.json").read_text(encoding="utf-8"))
     assert session["meta"]["forced"] is False  # Modal's worker runs plain sessions
     assert scores["interruption"]["summary"]["n"] == 1
 
@@ -194,7 +223,7 @@ def test_run_through_a_server(tmp_path: Path, server_url: str) -> None:
     scores = run(tmp_path / "run", source=source, url=server_url, tasks=["turn_taking"], progress=False)
     item = tmp_path / "run" / "turn_taking" / "000"
     assert read_wav(item / "output.wav").shape == read_wav(item / "input.wav").shape
-    assert (item / "recording" / "events.jsonl").exists()
+    assert (tmp_path / "run" / "_recordings" / "turn_taking" / "000" / "events.jsonl").exists()
     assert scores["turn_taking"]["summary"]["n"] == 1
 
 

@@ -58,8 +58,8 @@ def item(root: Path, task: str, name: str, user: np.ndarray, model: np.ndarray,
 
 
 def text_events(folder: Path, events: list[tuple[float, str]]) -> None:
-    """A minimal kit recording: the model's text at given times."""
-    rec = folder / "recording"
+    """A minimal kit recording: the model's text at given times (where a run records it)."""
+    rec = folder.parent.parent / "_recordings" / folder.parent.name / folder.name
     rec.mkdir(parents=True, exist_ok=True)
     lines = [json.dumps({"type": "text", "frame": int(t / 0.08), "token": 1, "text": s, "t": t}, ensure_ascii=False)
              for t, s in events]  # fmt: skip

@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -23,23 +25,30 @@ DEFAULT_LINES = (
 )
 
 
-def synthesize(text: str, speed: float = 1.0, half_tone: float = 0.0) -> np.ndarray:
-    """Japanese text -> 24 kHz mono float32 speech (peak-normalised to 0.7)."""
-    # pyopenjtalk-plus prints a notice about optional onnxruntime on import: keep stdout clean.
+@contextlib.contextmanager
+def quiet_openjtalk() -> Iterator[Any]:
+    """The ``pyopenjtalk`` module (pyopenjtalk-plus), with its notices kept off stdout and stderr.
+
+    pyopenjtalk-plus prints a notice about optional onnxruntime on import and on first use.
+    """
     with open(os.devnull, "w") as null, contextlib.redirect_stdout(null), contextlib.redirect_stderr(io.StringIO()):
         try:
             import pyopenjtalk
         except ImportError as exc:  # pragma: no cover - exercised only without the extra
-            raise ImportError("speech synthesis needs pyopenjtalk-plus: pip install 'jmoshi-nb[speech]'") from exc
+            raise ImportError("this needs pyopenjtalk-plus: pip install 'jmoshi-nb[speech]'") from exc
+        yield pyopenjtalk
+
+
+def synthesize(text: str, speed: float = 1.0, half_tone: float = 0.0) -> np.ndarray:
+    """Japanese text -> 24 kHz mono float32 speech (peak-normalised to 0.7)."""
+    with quiet_openjtalk() as pyopenjtalk:
         wav, rate = pyopenjtalk.tts(text, speed=speed, half_tone=half_tone)
     pcm = resample(np.asarray(wav, dtype=np.float64) / 32768.0, int(rate), SAMPLE_RATE)
     peak = float(np.abs(pcm).max()) or 1.0
     return (pcm * (0.7 / peak)).astype(np.float32)
 
 
-def speech_wav(
-    path: str | Path, lines: tuple[str, ...] | list[str] = DEFAULT_LINES, pause_s: float = 0.6
-) -> Path:
+def speech_wav(path: str | Path, lines: tuple[str, ...] | list[str] = DEFAULT_LINES, pause_s: float = 0.6) -> Path:
     """Write a mono 24 kHz WAV of ``lines`` spoken one after another with pauses between them."""
     silence = np.zeros(int(pause_s * SAMPLE_RATE), dtype=np.float32)
     parts: list[np.ndarray] = []

@@ -6,6 +6,8 @@
     bench.score("bench/ja")                          # any folder in FDB's layout -> bench/ja/scores.json
     print(bench.format_scores(bench.load_scores("bench/ja")))       # the summary table, as the CLI prints it
     bench.plot_task_bars({"A": "bench/ja"})          # figures: plot_task_bars, plot_latency_distributions, plot_items
+    bench.score("bench/ja", rules="fdb")             # FDB's own v1 rules -> bench/ja/scores_fdb.json
+    both = bench.score("bench/ja", rules="both")     # both; print(bench.format_side_by_side(both["kit"], both["fdb"]))
 
 The names are imported on first use (scoring needs no torch).
 """
@@ -30,6 +32,7 @@ _EXPORTS = {
     "plot_latency_distributions": "plots",
     "plot_items": "plots",
     "format_scores": "scoring",
+    "format_side_by_side": "scoring",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -9,17 +9,30 @@ from pathlib import Path
 from typing import Any
 
 from .layout import SCORES_FILE, TASKS
-from .scoring import format_scores
+from .scoring import RULE_SETS, format_fdb_scores, format_scores, format_side_by_side
 
 
-def _report(scores: dict[str, Any], folder: Path) -> int:
+def _report(scores: dict[str, Any], folder: Path, rules: str = "kit") -> int:
+    from .fdb_rules import SCORES_FDB_FILE, warnings
     from .scoring import errors
 
-    print(format_scores(scores))
-    print(f"scores: {folder / SCORES_FILE}")
-    problems = errors(scores)
+    if rules == "both":
+        print(format_side_by_side(scores["kit"], scores["fdb"]))
+        print(f"scores: {folder / SCORES_FILE}, {folder / SCORES_FDB_FILE}")
+        problems = errors(scores["kit"]) + [e for e in errors(scores["fdb"]) if e not in errors(scores["kit"])]
+        notes = warnings(scores["fdb"])
+    elif rules == "fdb":
+        print(format_fdb_scores(scores))
+        print(f"scores: {folder / SCORES_FDB_FILE}")
+        problems, notes = errors(scores), warnings(scores)
+    else:
+        print(format_scores(scores))
+        print(f"scores: {folder / SCORES_FILE}")
+        problems, notes = errors(scores), []
     for message in problems:
         print(f"jmoshi-nb bench: {message}", file=sys.stderr)
+    for message in notes:
+        print(f"jmoshi-nb bench: note: {message}", file=sys.stderr)
     return 1 if problems else 0
 
 
@@ -40,8 +53,9 @@ def cmd_bench_run(args: argparse.Namespace) -> int:
 def cmd_bench_score(args: argparse.Namespace) -> int:
     from .scoring import score
 
-    scores = score(args.directory, vad=args.vad, tasks=args.tasks, limit=args.limit)
-    return _report(scores, Path(args.directory))
+    scores = score(args.directory, rules=args.rules, vad=args.vad, tasks=args.tasks, limit=args.limit,
+                   reference=args.reference)  # fmt: skip
+    return _report(scores, Path(args.directory), args.rules)
 
 
 def add_bench_commands(sub: Any) -> None:
@@ -69,9 +83,16 @@ def add_bench_commands(sub: Any) -> None:
                    help=f"items run at once as batched-engine slots (default {DEFAULT_BATCH_SIZE}; 1: one by one)")
     add_config_arguments(p)
 
-    p = add_command(bsub, "score", cmd_bench_score, "score a folder in FDB's layout into DIR/scores.json")
+    help_score = "score a folder in FDB's layout into DIR/scores.json (kit rules) or DIR/scores_fdb.json (FDB's)"
+    p = add_command(bsub, "score", cmd_bench_score, help_score)
     p.add_argument("directory", type=Path)
+    p.add_argument("--rules", choices=RULE_SETS, default="kit",
+                   help="kit (default; the kit's rules, for tuning), fdb (FDB's v1 rules, "
+                        "for published tables) or both")  # fmt: skip
+    p.add_argument("--reference", type=Path,
+                   help="FDB rules: per-item backchannel distributions for the JSD "
+                        "(JSON {item id: [p, ...]}, FDB's shape)")  # fmt: skip
     p.add_argument("--vad", choices=("webrtc", "silero"), default="webrtc",
-                   help="webrtc (default, exact on clean speech) or silero (FDB parity)")  # fmt: skip
+                   help="kit rules' voice activity: webrtc (default, exact on clean speech) or silero")  # fmt: skip
     p.add_argument("--tasks", nargs="+", choices=TASKS, help="a subset of the tasks")
     p.add_argument("--limit", type=int, help="only the first N items of each task folder")

@@ -3,8 +3,16 @@
     DIR/<task folder>/<id>/input.wav      the user (any sample rate)
     DIR/<task folder>/<id>/output.wav     the model, same duration (within one 80 ms frame)
     DIR/<task folder>/<id>/timing.json    the kit's timing metadata (written by ``tasks.build``)
-    DIR/<task folder>/<id>/recording/     the kit's recording of the run (text events, metrics)
-    DIR/scores.json                       written by ``score``
+    DIR/<task folder>/<id>/output.json    the model's words with times (FDB's ASR shape; ``words``)
+    DIR/<task folder>/<id>/turn_taking.json | pause.json | interrupt.json   FDB's metadata files
+    DIR/_recordings/<task folder>/<id>/   the kit's recording of the run (text events, metrics)
+    DIR/scores.json                       written by ``score`` (kit rules)
+    DIR/scores_fdb.json                   written by ``score(rules="fdb")`` (FDB's v1 rules)
+
+An item folder holds no subfolder: FDB's interruption evaluator walks every folder below the task
+folder as an item, so the kit's recording lives outside the task folders, under ``_recordings``
+(which ``find_tasks`` skips, as every name starting with ``_`` or ``.``). Folders written before
+this layout kept it in ``<id>/recording/``; that place is still read.
 
 A task folder belongs to the task whose key its name contains, so FDB's own folder names
 (``candor_turn_taking``, ``synthetic_pause_handling``, ``icc_backchannel``,
@@ -25,7 +33,8 @@ from ...core.folders import existing_folder
 
 TASKS = ("pause_handling", "turn_taking", "backchannel", "interruption")
 TIMING_FILE = "timing.json"
-RECORDING_DIR = "recording"
+RECORDINGS_DIR = "_recordings"
+LEGACY_RECORDING_DIR = "recording"  # inside the item folder, before FDB's layout was followed exactly
 SCORES_FILE = "scores.json"
 
 
@@ -68,7 +77,17 @@ class Item:
 
     @property
     def recording(self) -> Path:
-        return self.path / RECORDING_DIR
+        """Where a run records this item: ``<task folder>/../_recordings/<task folder>/<id>``.
+
+        Outside the item folder, because FDB's walkers take any subfolder for an item.
+        """
+        return self.path.parent.parent / RECORDINGS_DIR / self.path.parent.name / self.path.name
+
+    @property
+    def recorded(self) -> Path:
+        """The recording to read: ``recording``, or ``<id>/recording/`` in a folder written before it moved."""
+        legacy = self.path / LEGACY_RECORDING_DIR
+        return legacy if legacy.is_dir() and not self.recording.exists() else self.recording
 
 
 @dataclass

@@ -26,10 +26,10 @@ Scores = dict[str, Any]
 # the takeover rate of every task); the latencies also get a distribution panel of their own.
 METRICS = (
     ("*", "takeover", "TOR 交替率", None),
-    ("turn_taking", "latency_s", "turn-taking latency 応答遅延 (s)", "turn-taking 応答"),
-    ("interruption", "stop_latency_s", "stop latency 停止遅延 (s)", "stop 停止"),
-    ("interruption", "response_latency_s", "response latency 再応答遅延 (s)", "response 再応答"),
-    ("backchannel", "backchannels_per_min", "backchannels / min 相槌頻度", None),
+    ("turn_taking", "latency_s", "turn-taking latency\n応答遅延 (s)", "turn-taking 応答"),
+    ("interruption", "stop_latency_s", "stop latency\n停止遅延 (s)", "stop 停止"),
+    ("interruption", "response_latency_s", "response latency\n再応答遅延 (s)", "response 再応答"),
+    ("backchannel", "backchannels_per_min", "backchannels / min\n相槌頻度", None),
 )
 PANELS = tuple((task, field, label) for task, field, label, _ in METRICS)
 LATENCIES = tuple((task, field, short) for task, field, _, short in METRICS if short is not None)
@@ -90,8 +90,11 @@ def plot_task_bars(
     ``scores``: one run's scores (dict, scores.json or run folder) or ``{setting name: scores}``.
     """
     settings = _by_setting(scores)
-    fig = new_figure(figsize=(width, 3.2), layout="constrained")
-    axes = fig.subplots(1, len(PANELS), gridspec_kw={"width_ratios": [4, 1, 1, 1, 1]})
+    # TOR across the whole width, the four single-task panels below it: each title and tick label
+    # has room at notebook width (one row of five ran the titles into each other).
+    fig = new_figure(figsize=(width, 6.0), layout="constrained")
+    grid = fig.add_gridspec(2, len(PANELS) - 1, height_ratios=[1.15, 1])
+    axes = [fig.add_subplot(grid[0, :])] + [fig.add_subplot(grid[1, i]) for i in range(len(PANELS) - 1)]
     n = len(settings)
     bar = 0.8 / n
     for ax, (task, field, label) in zip(axes, PANELS, strict=True):
@@ -133,7 +136,10 @@ def plot_latency_distributions(
             ax.text(i, 1.0, f"n={len(values)}", transform=ax.get_xaxis_transform(), ha="center", va="bottom",
                     fontsize=7)  # fmt: skip
         ax.axhline(0, color="0.6", lw=0.8)
-        ax.set_xticks(positions, [name or "run" for name in settings], fontsize=8)
+        names = [name or "run" for name in settings]
+        long_names = sum(len(name) for name in names) * 6.5 > 72 * width / len(LATENCIES)  # 6.5 pt a character
+        ax.set_xticks(positions, names, fontsize=8, rotation=30 if long_names else 0,
+                      ha="right" if long_names else "center")  # fmt: skip
         ax.set_title(label, fontsize=9, pad=12)
     axes[0].set_ylabel("seconds / 秒")
     return fig

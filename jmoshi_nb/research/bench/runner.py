@@ -2,9 +2,9 @@
 
 Each item's input.wav goes straight into the engine (as sweeps and prompted continuation do: no
 real-time pacing, no Opus), or through a running server (``url``, the moshi protocol with Opus, as
-a client would). The item then holds ``output.wav`` (the model, 24 kHz, the input's duration) and the
-kit's recording in ``recording/`` (text events, per-frame metrics, session description), and the
-whole folder is scored (``score``).
+a client would). The item then holds ``output.wav`` (the model, 24 kHz, the input's duration); the
+kit's recording (text events, per-frame metrics, session description) goes to ``Item.recording``,
+outside the item folder (``layout``); and the whole folder is scored (``score``).
 
 Interruption items carry ``model.wav``, the prepared answer: on the engine, the model's channel is
 forced into it (``research.continue_dialogue``) until the barge-in, then the model runs free. Over a
@@ -32,6 +32,7 @@ from ...core.config import SessionConfig, load_config
 from ...core.keywords import check_keywords
 from ...core.recording import Recording
 from ..vad import VadName
+from .fdb_files import write_fdb_files
 from .layout import TIMING_FILE, BenchError, Item, find_tasks
 from .scoring import score
 from .tasks import DEFAULT_PER_TASK, MANIFEST, MODEL_FILE, build
@@ -60,7 +61,7 @@ def _forcing(item: Item) -> tuple[np.ndarray, int] | None:
 def run_item(engine: Engine, item: Item, config: SessionConfig) -> Recording:
     """One item on ``engine``: the user is input.wav; the model's channel is forced where the item asks.
 
-    The recording streams into the item's ``recording/`` folder as it runs (a killed run leaves it readable).
+    The recording streams into ``item.recording`` as it runs (a killed run leaves it readable).
     """
     from ..continuation import DialogueInput, continue_dialogue
     from ..sweeps import run_on_engine
@@ -178,7 +179,7 @@ def _run_modal(items: Sequence[Item], config: SessionConfig, progress: bool) -> 
 
 
 def save_item(item: Item, rec: Recording) -> None:
-    """output.wav (the model, cut or padded to the input's length, 24 kHz) and the recording folder."""
+    """output.wav (the model, cut or padded to the input's length, 24 kHz) and the recording (``item.recording``)."""
     n = len(read_wav(item.input))
     model = rec.model_pcm[:n]
     write_wav(item.output, np.pad(model, (0, n - len(model))), SAMPLE_RATE)
@@ -295,6 +296,7 @@ def run(
     for item, rec in zip(items, recs, strict=True):
         if rec is not None:
             save_item(item, rec)
+            write_fdb_files(item, rec)  # FDB's metadata files and output.json (fdb_files)
     audio_s = sum(rec.duration for rec in recs if rec is not None)
     failed = [f"{it.task}/{it.id}" for it, rec in zip(items, recs, strict=True) if rec is None]
     info = {"config": cfg.model_dump(mode="json"), "executor": "url" if url else executor, "items": len(items),

@@ -1,6 +1,8 @@
 """Score a benchmark folder: takeover, latencies and backchannels per item, summaries per task.
 
-Rules (Full-Duplex-Bench's, with the Japanese adaptations; see the README section "Benchmark"):
+The kit's rules (``rules="kit"``): FDB's thresholds, applied per utterance, with Japanese adaptations
+(see the README section "Benchmark"). They are not FDB's rules, which apply to a whole transcript of
+ASR words: ``rules="fdb"`` scores by those (``fdb_rules``).
 
 * The model's utterances come from voice activity on output.wav (``vad.speech_segments``: merged
   across gaps shorter than ``merge_gap_s``); the user's from input.wav, unless the item's timing
@@ -33,13 +35,17 @@ import statistics
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from ...core.audio import FRAME_S, AudioFileError, read_audio
 from ..vad import MERGE_GAP_S, MIN_SPEECH_S, Segment, VadFunction, VadName, speech_segments
 from .layout import SCORES_FILE, TASKS, BenchError, Item, find_tasks, read_timing
+from .words import WordsHook, read_text_events
+
+if TYPE_CHECKING:
+    from .fdb_rules import Judge, Reference
 
 AIZUCHI = (
     "うん",
@@ -142,20 +148,8 @@ def _read_audio(path: Path, item: Item) -> tuple[np.ndarray, int]:
 
 def _text_events(item: Item) -> list[tuple[float, str]] | None:
     """(time, text) of the model's text events from the kit's recording; None without one."""
-    events = item.recording / "events.jsonl"
-    if not events.exists():
-        return None
-    out = []
-    try:
-        with events.open(encoding="utf-8") as fh:
-            for line in fh:
-                if line.strip():
-                    ev = json.loads(line)
-                    if ev.get("type") == "text":
-                        out.append((int(ev["frame"]) * FRAME_S, str(ev["text"])))
-    except (OSError, ValueError, KeyError) as exc:
-        raise BenchError(f"{item.task}/{item.id}: {events} is not a readable event log ({exc})") from None
-    return out
+    events = read_text_events(item.recorded, f"{item.task}/{item.id}")
+    return None if events is None else [(frame * FRAME_S, text) for frame, text in events]
 
 
 def _texts(segments: list[Segment], events: list[tuple[float, str]] | None, lead: float) -> list[str | None]:
@@ -294,7 +288,54 @@ def summarize(items: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+RULE_SETS = ("kit", "fdb", "both")
+RuleSet = Literal["kit", "fdb", "both"]
+
+
 def score(
+    folder: str | Path,
+    *,
+    rules: RuleSet | Rules | None = None,
+    vad: VadName | VadFunction = "webrtc",
+    tasks: list[str] | tuple[str, ...] | None = None,
+    limit: int | None = None,
+    write: bool = True,
+    words: WordsHook | None = None,
+    judge: Judge | None = None,
+    reference: str | Path | Reference | None = None,
+) -> dict[str, Any]:
+    """Score every item under ``folder`` by the kit's rules, FDB's v1 rules, or both.
+
+    ``rules``: ``"kit"`` (default; a :class:`Rules` gives the kit's rules other thresholds) writes
+    ``folder/scores.json`` and returns it (:func:`score_kit`); ``"fdb"`` writes
+    ``folder/scores_fdb.json`` and returns it (:func:`jmoshi_nb.research.bench.fdb_rules.score`);
+    ``"both"`` writes both and returns ``{"kit": ..., "fdb": ...}``. ``vad`` is the kit rules' voice
+    activity detector; ``words`` (a hook from output.wav to FDB-shaped chunks, e.g. a Japanese ASR),
+    ``judge`` (rates interruption responses 0-5) and ``reference`` (per-item backchannel
+    distributions, for the JSD) belong to FDB's rules. ``tasks``, ``limit``, ``write``: for either.
+    """
+    from . import fdb_rules
+
+    if rules is None or isinstance(rules, Rules):
+        rules_name = "kit"
+    elif rules in RULE_SETS:
+        rules_name = rules
+    else:
+        raise BenchError(f"unknown rules {rules!r}: one of {', '.join(RULE_SETS)} (or a Rules for the kit's)")
+    hooks = (("words", words), ("judge", judge), ("reference", reference))
+    given = [name for name, value in hooks if value is not None]
+    if rules_name == "kit" and given:
+        raise BenchError(f"{', '.join(given)} apply to FDB's rules: rules='fdb' or 'both'")
+    kit_rules = rules if isinstance(rules, Rules) else None
+    if rules_name == "kit":
+        return score_kit(folder, vad=vad, tasks=tasks, rules=kit_rules, limit=limit, write=write)
+    fdb = fdb_rules.score(folder, tasks=tasks, limit=limit, words=words, judge=judge, reference=reference, write=write)
+    if rules_name == "fdb":
+        return fdb
+    return {"kit": score_kit(folder, vad=vad, tasks=tasks, rules=kit_rules, limit=limit, write=write), "fdb": fdb}
+
+
+def score_kit(
     folder: str | Path,
     *,
     vad: VadName | VadFunction = "webrtc",
@@ -303,12 +344,12 @@ def score(
     limit: int | None = None,
     write: bool = True,
 ) -> dict[str, Any]:
-    """Score every item under ``folder``; write ``folder/scores.json`` and return the same dict.
+    """Score every item under ``folder`` by the kit's rules; write ``folder/scores.json`` and return the same dict.
 
     ``{"<task>": {"summary": {...}, "items": [{"id": ..., "takeover": ..., ...}, ...]}}``. Items that
     cannot be scored appear as ``{"id", "folder", "error"}`` (the message names the item) and count in
     ``summary["errors"]``; the others are scored as usual. A folder without task folders raises
-    :class:`BenchError`. ``vad``: ``"webrtc"`` (default), ``"silero"`` (FDB parity) or a function.
+    :class:`BenchError`. ``vad``: ``"webrtc"`` (default), ``"silero"`` (FDB's backchannel detector) or a function.
     ``tasks``: score only these; ``limit``: only the first items of each task folder (by name).
     """
     rules = rules or Rules(vad=vad)
@@ -372,17 +413,70 @@ COLUMNS = (
 )
 
 
-def format_scores(scores: dict[str, Any]) -> str:
+def format_scores(scores: dict[str, Any], columns: tuple[tuple[str, str, str], ...] = COLUMNS) -> str:
     """A plain-text table of each task's summary (means; medians are in scores.json)."""
-    head = f"{'task':16s}" + "".join(f"{label:>12s}" for _, label, _ in COLUMNS)
+    head = f"{'task':16s}" + "".join(f"{label:>12s}" for _, label, _ in columns)
     lines = [head]
     for task in TASKS:
         if task not in scores:
             continue
         summary = scores[task]["summary"]
         cells = []
-        for key, _, fmt in COLUMNS:
+        for key, _, fmt in columns:
             value = summary.get(key)
             cells.append(f"{'-' if value is None else fmt.format(value):>12s}")
         lines.append(f"{task:16s}" + "".join(cells))
+    return "\n".join(lines)
+
+
+FDB_COLUMNS = (
+    ("n", "n", "{:d}"),
+    ("TOR", "TOR", "{:.3f}"),
+    ("latency_mean_s", "latency s", "{:.3f}"),
+    ("frequency_mean_per_s", "bc freq/s", "{:.3f}"),
+    ("jsd_mean", "JSD", "{:.3f}"),
+    ("errors", "errors", "{:d}"),
+)
+# (kit summary key, FDB summary key, label): the rows of the side-by-side table of --rules both
+SIDE_BY_SIDE = (
+    ("TOR", "TOR", "TOR"),
+    ("latency_mean_s", "latency_mean_s", "latency s"),
+    ("backchannels_per_min", "frequency_mean_per_s", "backchannels"),
+    ("n", "n", "n"),
+    ("errors", "errors", "errors"),
+)
+
+
+def format_fdb_scores(scores: dict[str, Any]) -> str:
+    """A plain-text table of each task's summary by FDB's rules (means, as FDB's scripts print them)."""
+    return format_scores(scores, FDB_COLUMNS)
+
+
+def _cell(value: Any, fmt: str = "{:.3f}") -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        return value
+    return f"{value:d}" if isinstance(value, int) and not isinstance(value, bool) else fmt.format(value)
+
+
+def format_side_by_side(kit: dict[str, Any], fdb: dict[str, Any]) -> str:
+    """The kit's and FDB's summaries of each task side by side (backchannels: per minute, kit; per second, FDB)."""
+    lines = [f"{'task':16s}{'metric':>14s}{'kit rules':>14s}{'FDB rules':>14s}"]
+    for task in TASKS:
+        if task not in kit and task not in fdb:
+            continue
+        k, f = kit.get(task, {}).get("summary", {}), fdb.get(task, {}).get("summary", {})
+        for kit_key, fdb_key, label in SIDE_BY_SIDE:
+            if kit_key == "latency_mean_s" and task not in ("turn_taking", "interruption"):
+                continue
+            if kit_key == "backchannels_per_min" and task != "backchannel":
+                continue
+            kit_value = k.get("response_latency_mean_s") if task == "interruption" and kit_key == "latency_mean_s" \
+                else k.get(kit_key)  # fmt: skip
+            lines.append(f"{task:16s}{label:>14s}{_cell(kit_value):>14s}{_cell(f.get(fdb_key)):>14s}")
+        if task == "interruption" and "relevance" in f:
+            lines.append(f"{task:16s}{'relevance':>14s}{'-':>14s}{_cell(f['relevance']):>14s}")
+    lines.append("(backchannels: per minute by the kit's rules, per second by FDB's; interruption latency: the")
+    lines.append(" kit's response latency, FDB's first word after the interruption)")
     return "\n".join(lines)

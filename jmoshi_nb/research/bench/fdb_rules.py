@@ -64,6 +64,7 @@ from typing import Any
 
 import numpy as np
 
+from ..stats import wilson_interval
 from ..vad import silero_segments as package_segments
 from .layout import TIMING_FILE, BenchError, Item, find_tasks, read_json
 from .words import (
@@ -352,8 +353,6 @@ def _std(values: list[float]) -> float | None:
 
 def summarize(task: str, items: list[dict[str, Any]], judged: bool) -> dict[str, Any]:
     """The means FDB prints for one task (and n, errors, the TOR's 95 % Wilson interval)."""
-    from .scoring import wilson_interval
-
     ok = [it for it in items if "error" not in it]
     tors = [float(it["takeover"]) for it in ok]
     out: dict[str, Any] = {

@@ -18,8 +18,8 @@ from matplotlib.patches import Patch
 
 from ...core.figures import KitFigure, japanese_text, new_figure
 from ..plots import SPEAKER_COLORS
+from ..stats import wilson_interval
 from .layout import TASKS
-from .scoring import wilson_interval
 
 Scores = dict[str, Any]
 # (task, item field, panel label, latency-plot label or None): the headline metric of each panel ("TOR" is

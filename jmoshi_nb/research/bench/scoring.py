@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from ...core.audio import FRAME_S, AudioFileError, read_audio
+from ..stats import wilson_interval
 from ..vad import MERGE_GAP_S, MIN_SPEECH_S, Segment, VadFunction, VadName, speech_segments
 from .layout import SCORES_FILE, TASKS, BenchError, Item, find_tasks, read_timing
 from .words import WordsHook, read_text_events
@@ -252,16 +253,6 @@ def _stats(values: list[float], prefix: str) -> dict[str, float | None]:
         f"{prefix}_mean_s": _round(statistics.fmean(values)) if values else None,
         f"{prefix}_median_s": _round(statistics.median(values)) if values else None,
     }
-
-
-def wilson_interval(k: int, n: int) -> list[float] | None:
-    """95 % Wilson interval of a proportion k/n (scipy.stats); None when n is 0."""
-    if n == 0:
-        return None
-    from scipy.stats import binomtest
-
-    ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
-    return [round(float(ci.low), 4), round(float(ci.high), 4)]
 
 
 def summarize(items: list[dict[str, Any]]) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from typing import Any
 import aiohttp
 import numpy as np
 import sphn
+from yarl import URL
 
 from ..core.audio import FRAME_S, FRAME_SIZE, SAMPLE_RATE, frames, sha256_of
 from ..core.config import Sampling, SessionConfig, check_seed
@@ -64,6 +65,11 @@ def chat_url(url: str) -> str:
     if not url.endswith(P.CHAT_PATH):
         url += P.CHAT_PATH
     return url
+
+
+def kit_chat_url(url: str) -> str:
+    """``chat_url(url)`` asking for the kit's per-frame metadata (``?metrics=1``, see ``protocol``)."""
+    return str(URL(chat_url(url)).update_query({P.METRICS_QUERY: "1"}))
 
 
 class ChatClient:
@@ -305,7 +311,7 @@ async def connect(
     async with aiohttp.ClientSession() as http:
         try:
             ws = await http.ws_connect(
-                chat_url(url), max_msg_size=0, timeout=aiohttp.ClientWSTimeout(ws_close=5), headers=all_headers
+                kit_chat_url(url), max_msg_size=0, timeout=aiohttp.ClientWSTimeout(ws_close=5), headers=all_headers
             )
         except aiohttp.WSServerHandshakeError as exc:
             if exc.status == 401:

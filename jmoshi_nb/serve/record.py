@@ -13,6 +13,7 @@ folder name, so it never leads outside ``DIR``.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -26,6 +27,9 @@ from ..core.config import ConfigError, SessionConfig
 from ..core.recording import Recording
 
 MAX_PARTICIPANT_CHARS = 64
+RATING_FILE = "rating.json"  # beside the conversation's recording (serve --rate)
+RATING_SCORES = ("naturalness", "meaningfulness", "overall")  # 1-5 each, the J-Moshi paper's criteria + overall
+MAX_COMMENT_CHARS = 2000
 _UNSAFE = re.compile(r"[^\w\-]+")  # letters and digits of any script, "_" and "-" stay
 
 
@@ -98,5 +102,63 @@ class ServerRecorder:
         """The folder of a conversation this server recorded, None if it recorded no such one."""
         return self.folders.get(conversation)
 
+    def save_rating(self, answer: dict[str, Any]) -> Path:
+        """Write a participant's rating beside the conversation's recording, on disk before returning.
 
-__all__ = ["MAX_PARTICIPANT_CHARS", "ServerRecorder", "check_writable", "safe_participant"]
+        Parameters:
+            answer: ``{"conversation", "naturalness", "meaningfulness", "overall", "comment"?}``, scores
+                integers 1-5.
+
+        Returns:
+            The rating file (``RATING_FILE`` in the recording folder).
+
+        Raises:
+            ValueError: naming what is wrong (an unknown conversation, a score outside 1-5, a second rating).
+        """
+        if not isinstance(answer, dict):
+            raise ValueError("a rating is a JSON object")
+        folder = self.folder_of(str(answer.get("conversation", "")))
+        if folder is None:
+            raise ValueError(f"no conversation {answer.get('conversation')!r} was recorded by this server")
+        row: dict[str, Any] = {}
+        for key in RATING_SCORES:
+            value = answer.get(key)
+            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 5:
+                raise ValueError(f"{key}={value!r}: a score is an integer 1-5")
+            row[key] = value
+        comment = answer.get("comment") or ""
+        if not isinstance(comment, str) or len(comment) > MAX_COMMENT_CHARS:
+            raise ValueError(f"comment: text of at most {MAX_COMMENT_CHARS} characters")
+        path = folder / RATING_FILE
+        with self._lock:
+            if path.exists():
+                raise ValueError("this conversation has already been rated")
+            doc = {
+                "time_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+                "participant": folder.parent.name,
+                "conversation": folder.name,
+                **row,
+                "comment": comment,
+            }
+            tmp = path.with_suffix(".json.tmp")
+            with tmp.open("w", encoding="utf-8") as fh:
+                json.dump(doc, fh, ensure_ascii=False, indent=2)
+                fh.flush()
+                os.fsync(fh.fileno())
+            tmp.replace(path)
+            dir_fd = os.open(folder, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)  # the rename itself is on disk
+            finally:
+                os.close(dir_fd)
+        return path
+
+
+__all__ = [
+    "MAX_PARTICIPANT_CHARS",
+    "RATING_FILE",
+    "RATING_SCORES",
+    "ServerRecorder",
+    "check_writable",
+    "safe_participant",
+]

@@ -32,6 +32,7 @@ from ..core.recording import Recording
 from ..model.checkpoints import ResolvedModel
 from ..model.engine import Engine, FrameResult
 from . import protocol as P
+from . import talk_page
 from .record import ServerRecorder
 from .settings import Setting, SettingAssigner
 
@@ -112,6 +113,7 @@ class _Conversation:
 
 
 ConversationT = TypeVar("ConversationT", bound=_Conversation)
+ConversationServerT = TypeVar("ConversationServerT", bound="ConversationServer[Any]")
 R = TypeVar("R")
 
 
@@ -174,6 +176,8 @@ class ConversationServer(ABC, Generic[ConversationT]):
         self.assigner = assigner  # serve --config/--configs: each conversation's setting
         self.recorder = recorder  # serve --record DIR: every conversation recorded here
         self.ping_interval_s = P.PING_INTERVAL_S
+        self.show_controls = False  # the talk page shows sampling sliders (serve --show-controls)
+        self.rate = False  # the talk page asks for a rating after each conversation (serve --rate)
         info = engine.describe()
         self._cards = (int(info["card"]), int(info["text_card"]))
         self._ignored_logged: set[str] = set()
@@ -197,8 +201,43 @@ class ConversationServer(ABC, Generic[ConversationT]):
         app = web.Application()
         app.router.add_get(P.CHAT_PATH, self.handle_chat)
         app.router.add_get(P.HEALTH_PATH, self.handle_health)
+        app.router.add_get("/", self.handle_page)
+        app.router.add_get("/favicon.ico", lambda _r: web.Response(status=204))
+        app.router.add_get("/pages/worklet/{name}", talk_page.worklet_file)
+        app.router.add_get("/pages/{name}", talk_page.static_file)
+        app.router.add_post(talk_page.RATING_PATH, self.handle_rating)
         app.on_shutdown.append(self._on_shutdown)
         return app
+
+    async def handle_page(self, request: web.Request) -> web.Response:
+        """``GET /``: the talk page (with the token), a 401 page that says why (without it)."""
+        if not token_ok(request, self.token):
+            return talk_page.unauthorized_page()
+        config = talk_page.page_config(self.show_controls, self.rate, self.default_sampling, *self._cards)
+        response = web.Response(text=talk_page.render_page(config), content_type="text/html", charset="utf-8")
+        response.headers["Cache-Control"] = "no-store"
+        if self.token and request.query.get("token"):
+            # The page's WebSocket and rating carry the token as this cookie; its URL no longer needs it.
+            response.set_cookie(
+                TOKEN_COOKIE, self.token, httponly=True, samesite="Strict", secure=request.secure, path="/"
+            )
+        return response
+
+    async def handle_rating(self, request: web.Request) -> web.Response:
+        """``POST /api/rating``: a participant's rating of the conversation just held (``serve --rate``)."""
+        if not token_ok(request, self.token):
+            return web.json_response({"error": "missing or wrong token"}, status=401)
+        if not self.rate or self.recorder is None:
+            return web.json_response({"error": "this server takes no ratings (serve --rate --record DIR)"}, status=404)
+        try:
+            body = await request.json()
+        except ValueError:
+            return web.json_response({"error": "the rating is not JSON"}, status=400)
+        try:
+            path = await asyncio.to_thread(self.recorder.save_rating, body)
+        except (ValueError, KeyError) as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        return web.json_response({"saved": path.name})
 
     async def _on_shutdown(self, _app: web.Application) -> None:
         # Close live conversations first (their handlers then finish), then stop the engine thread.
@@ -603,10 +642,33 @@ class ChatServer(ConversationServer[_Conversation]):
         self.engine.set_params(seed=seed, **changes)
 
 
-def serve(engine: Engine, host: str = "127.0.0.1", port: int = 8998, token: str | None = None) -> None:
-    """Run the server in the foreground (the CLI's ``serve``)."""
-    app = ChatServer(engine, token=token).make_app()
-    web.run_app(app, host=host, port=port, print=lambda msg: log.info(msg))
+def run_server(server: ConversationServer[Any], host: str = "127.0.0.1", port: int = 8998) -> None:
+    """Run ``server`` in the foreground; the access log (``-v``) never shows a token."""
+    web.run_app(
+        server.make_app(),
+        host=host,
+        port=port,
+        print=lambda msg: log.info(msg),
+        access_log_class=talk_page.RedactingAccessLogger,
+    )
+
+
+def serve(engine: Engine, host: str = "127.0.0.1", port: int = 8998, token: str | None = None, **options: Any) -> None:
+    """Run the server in the foreground (the CLI's ``serve``); ``options``: see ``configure``."""
+    run_server(configure(ChatServer(engine, token=token), **options), host, port)
+
+
+def configure(
+    server: ConversationServerT,
+    assigner: SettingAssigner | None = None,
+    recorder: ServerRecorder | None = None,
+    show_controls: bool = False,
+    rate: bool = False,
+) -> ConversationServerT:
+    """``server`` with the talk page's options: settings, recording, sliders, rating form."""
+    server.assigner, server.recorder = assigner, recorder
+    server.show_controls, server.rate = show_controls, rate
+    return server
 
 
 __all__ = ["ChatServer", "ConversationServer", "serve", "check_ogg_page"]

@@ -39,7 +39,11 @@ while (pos < stream.length) {
   const view = new DataView(page.buffer, page.byteOffset);
   const pks = [];
   let at = 27 + nseg, cur = [];
-  for (const v of lacing) { cur.push(page.subarray(at, at + v)); at += v; if (v < 255) { pks.push(Buffer.concat(cur)); cur = []; } }
+  for (const v of lacing) {
+    cur.push(page.subarray(at, at + v));
+    at += v;
+    if (v < 255) { pks.push(Buffer.concat(cur)); cur = []; }
+  }
   const granule = view.getUint32(6, true) + view.getUint32(10, true) * 2 ** 32;
   const again = ogg.oggPage(pks.map((b) => new Uint8Array(b)), {
     headerType: page[5], granule, serial: view.getUint32(14, true), sequence: view.getUint32(18, true),

@@ -202,7 +202,7 @@ class ConversationServer(ABC, Generic[ConversationT]):
         app.router.add_get(P.CHAT_PATH, self.handle_chat)
         app.router.add_get(P.HEALTH_PATH, self.handle_health)
         app.router.add_get("/", self.handle_page)
-        app.router.add_get("/favicon.ico", lambda _r: web.Response(status=204))
+        app.router.add_get("/favicon.ico", talk_page.no_icon)
         app.router.add_get("/pages/worklet/{name}", talk_page.worklet_file)
         app.router.add_get("/pages/{name}", talk_page.static_file)
         app.router.add_post(talk_page.RATING_PATH, self.handle_rating)

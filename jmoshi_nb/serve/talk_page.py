@@ -19,6 +19,7 @@ import json
 import re
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlencode
 
 from aiohttp import web
 from aiohttp.web_log import AccessLogger
@@ -156,6 +157,11 @@ async def static_file(request: web.Request) -> web.Response:
     return web.Response(text=text, content_type=kind, charset="utf-8", headers={"Cache-Control": "no-cache"})
 
 
+async def no_icon(_request: web.Request) -> web.Response:
+    """``/favicon.ico``: none (an empty answer instead of a 404 in the browser's console)."""
+    return web.Response(status=204)
+
+
 async def worklet_file(request: web.Request) -> web.Response:
     """``/pages/worklet/<capture|player>.js``: an AudioWorklet after the shared resampler."""
     sources = worklet_sources()
@@ -163,6 +169,32 @@ async def worklet_file(request: web.Request) -> web.Response:
     if name not in sources:
         raise web.HTTPNotFound(text=f"no worklet {name!r}")
     return web.Response(text=sources[name], content_type="text/javascript", charset="utf-8")
+
+
+def page_link(url: str, token: str | None = None) -> str:
+    """The talk page's address for a server at ``url`` (ws://, http://, https:// or a ``.../api/chat`` URL).
+
+    Parameters:
+        url: the server's address as the kit's clients know it.
+        token: the server's token, put in the link (the page takes it out of its visible URL).
+
+    Returns:
+        ``http(s)://host:port/`` with ``?token=...`` when there is a token.
+    """
+    base = url.rstrip("/").removesuffix(P.CHAT_PATH)
+    for ws, http in (("wss://", "https://"), ("ws://", "http://")):
+        if base.startswith(ws):
+            base = http + base.removeprefix(ws)
+    return f"{base}/" + (f"?{urlencode({'token': token})}" if token else "")
+
+
+class ShareLink(str):
+    """A talk-page link: a ``str``, shown in a notebook as a clickable link."""
+
+    def _repr_html_(self) -> str:
+        href = html.escape(self, quote=True)
+        text = html.escape(label_texts({"open": ("トークページを開く", "Open the talk page")})["open"])
+        return f'<a href="{href}" target="_blank" rel="noopener noreferrer">{text}</a>: <code>{href}</code>'
 
 
 _TOKEN_IN_QUERY = re.compile(r"([?&]token=)[^&\s]*", re.IGNORECASE)
@@ -186,9 +218,11 @@ __all__ = [
     "MIN_BROWSERS",
     "RATING_PATH",
     "RedactingAccessLogger",
+    "ShareLink",
     "TALK_PAGE_LABELS",
     "page_config",
     "page_labels",
+    "page_link",
     "redact",
     "render_page",
     "unauthorized_page",

@@ -44,6 +44,8 @@ def _page_options(args: argparse.Namespace, config: SessionConfig) -> tuple[dict
     from .serve.record import ServerRecorder
     from .serve.settings import Setting, SettingAssigner, load_settings, neutral_label
 
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(PUBLIC_HOST_WARNING.format(host=args.host), file=sys.stderr, flush=True)
     options: dict[str, object] = {"show_controls": args.show_controls, "rate": args.rate}
     model = None
     if args.configs:
@@ -58,8 +60,6 @@ def _page_options(args: argparse.Namespace, config: SessionConfig) -> tuple[dict
         raise ConfigError("--rate needs --record DIR: each rating is stored beside its conversation's recording")
     if args.record:
         options["recorder"] = ServerRecorder(args.record)
-    if args.host not in ("127.0.0.1", "localhost", "::1"):
-        print(PUBLIC_HOST_WARNING.format(host=args.host), file=sys.stderr, flush=True)
     return options, model
 
 

@@ -58,13 +58,14 @@ class Event:
 
 
 def chat_url(url: str) -> str:
-    """Accept ``ws://host:port``, ``http://host:port`` or a full ``.../api/chat`` URL."""
-    url = url.rstrip("/")
-    if url.startswith("http"):
-        url = "ws" + url.removeprefix("http")
-    if not url.endswith(P.CHAT_PATH):
-        url += P.CHAT_PATH
-    return url
+    """Accept ``ws://host:port``, ``http://host:port`` or a full ``.../api/chat`` URL (a query is kept)."""
+    parsed = URL(url)
+    if parsed.scheme in ("http", "https"):
+        parsed = parsed.with_scheme("ws" + parsed.scheme.removeprefix("http"))
+    path = parsed.path.rstrip("/")
+    if not path.endswith(P.CHAT_PATH):
+        parsed = parsed.with_path(path + P.CHAT_PATH).with_query(parsed.query)
+    return str(parsed)
 
 
 def kit_chat_url(url: str) -> str:

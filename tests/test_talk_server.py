@@ -227,3 +227,27 @@ async def test_access_log_never_shows_a_token(engine: Engine, caplog: pytest.Log
     lines = [r.getMessage() for r in caplog.records if r.name == "aiohttp.access"]
     assert len(lines) == 3 and all("token=***" in line.lower() for line in lines), lines
     assert not any("s3cr3t" in line or "wrong" in line for line in lines)
+
+
+def test_max_sessions_each_conversation_its_own_slot_and_setting(tiny_path: Path, tmp_path: Path) -> None:
+    """``serve --max-sessions 2 --configs a b``: two at once, each its own setting; the third is told busy."""
+    from processes import jmoshi_serve
+
+    paths = [str(SessionConfig(model="tiny", name=n, seed=None).save(tmp_path / f"{n}.yaml")) for n in ("a", "b")]
+
+    async def three(url: str) -> tuple[list[str], str]:
+        async with connect(url) as first, connect(url) as second:
+            labels = [first.info["setting_label"], second.info["setting_label"]]
+            slots = {first.info["slot"], second.info["slot"]}
+            assert len(slots) == 2
+            try:
+                async with connect(url, timeout=10):
+                    pass
+            except Exception as exc:  # ServerError: busy
+                return labels, str(exc)
+        return labels, ""
+
+    with jmoshi_serve("--max-sessions", "2", "--configs", *paths, "--record", str(tmp_path / "rec")) as url:
+        labels, busy = asyncio.run(three(url))
+    assert sorted(labels) == ["System 1", "System 2"]
+    assert busy.startswith("busy")

@@ -195,6 +195,16 @@ def test_the_page_says_what_is_wrong(served: Served, mic_wav: Path, chromium_exe
         page.wait_for_selector(".jt-error:not([hidden])")
         assert label("no_webcodecs") in page.inner_text(".jt-error") and "Firefox 130" in page.inner_text(".jt-error")
         assert page.is_disabled(".jt-start")
+        # One conversation at a time on this server: a second page is told "busy" in the page's words.
+        talking = context.new_page()
+        talking.goto(f"{served.url}/?token={TOKEN}")
+        talk(talking, 0)
+        waiting = context.new_page()
+        waiting.goto(f"{served.url}/?token={TOKEN}")
+        waiting.click(".jt-start")
+        waiting.wait_for_selector(".jt-error:not([hidden])", timeout=20_000)
+        assert label("busy") in waiting.inner_text(".jt-error")
+        talking.click(".jt-end")
         context.close()
         # No microphone permission: Chromium without the fake permission prompt refuses it.
         browser = p.chromium.launch(executable_path=chromium_exe, headless=True, args=["--no-sandbox"])

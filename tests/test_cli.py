@@ -11,7 +11,9 @@ from jmoshi_nb.core.recording import Recording
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "jmoshi_nb.cli", *args], capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "jmoshi_nb.cli", *args], capture_output=True, text=True, timeout=300
+    )
 
 
 def test_run_writes_a_recording(speech_path: Path, tmp_path: Path) -> None:

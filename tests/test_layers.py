@@ -77,10 +77,8 @@ def imports(path: Path) -> list[tuple[str, bool]]:
                 mod = node.module or ""
             names = [mod] + [f"{mod}.{a.name}" for a in node.names]
         for name in names:
-            if (
-                name.startswith("jmoshi_nb")
-                and (PACKAGE.parent / (name.replace(".", "/") + ".py")).exists()
-                or (name.startswith("jmoshi_nb") and (PACKAGE.parent / name.replace(".", "/")).is_dir())
+            if name.startswith("jmoshi_nb") and (PACKAGE.parent / (name.replace(".", "/") + ".py")).exists() or (
+                name.startswith("jmoshi_nb") and (PACKAGE.parent / name.replace(".", "/")).is_dir()
             ):
                 out.append((name, id(node) in top_level))
     return out

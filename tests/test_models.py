@@ -19,15 +19,8 @@ def test_every_known_model_validates_and_the_gpu_default_is_known() -> None:
 
 @pytest.mark.parametrize(
     ("name", "local", "hub"),
-    [
-        ("./ckpt", True, False),
-        ("/abs/ckpt", True, False),
-        ("~/ckpt", True, False),
-        ("owner/repo", False, True),
-        ("owner/", False, False),
-        ("a/b/c", False, False),
-        ("plain", False, False),
-    ],  # fmt: skip
+    [("./ckpt", True, False), ("/abs/ckpt", True, False), ("~/ckpt", True, False), ("owner/repo", False, True),
+     ("owner/", False, False), ("a/b/c", False, False), ("plain", False, False)],  # fmt: skip
 )
 def test_local_folder_or_hub_repo_is_one_rule(name: str, local: bool, hub: bool) -> None:
     assert (looks_local(name), looks_hub(name)) == (local, hub)

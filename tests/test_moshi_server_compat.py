@@ -32,19 +32,8 @@ async def test_kit_client_talks_to_moshi_server(tiny_path: Path, tmp_path: Path,
     cache = tmp_path / "hub"
     install_in_hf_cache(tiny_path, cache, repo_id="jmoshi-nb/tiny")
     port = free_port()
-    args = [
-        sys.executable,
-        "-c",
-        SHIM,
-        "--hf-repo",
-        "jmoshi-nb/tiny",
-        "--static",
-        "none",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
+    args = [sys.executable, "-c", SHIM, "--hf-repo", "jmoshi-nb/tiny", "--static", "none",
+            "--host", "127.0.0.1", "--port", str(port)]
     if not torch.cuda.is_available():
         args += ["--device", "cpu"]
     env = {"HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "NO_TORCH_COMPILE": "1"}

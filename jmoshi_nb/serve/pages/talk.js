@@ -62,7 +62,8 @@ class Conversation {
       latency_ms: 0, text_chars: 0, pings: 0,
     };
     this.sentAt = [];
-    this.latencies = [];
+    this.latencies = []; // the last 250 frames: the page's latency figure
+    this.latencyLog = []; // every frame's (mic frame sent -> its answer heard), ms
     this.ended = false;
   }
 
@@ -228,8 +229,10 @@ class Conversation {
       this.stats.frames_done++;
       if (obj.type === "metrics" && this.sentAt[i] !== undefined) {
         const outMs = 1000 * ((this.ctx && (this.ctx.outputLatency || this.ctx.baseLatency)) || 0);
-        this.latencies.push(performance.now() - this.sentAt[i] + this.stats.buffered_ms + outMs);
+        const ms = performance.now() - this.sentAt[i] + this.stats.buffered_ms + outMs;
+        this.latencies.push(ms);
         if (this.latencies.length > 250) this.latencies.shift();
+        if (this.latencyLog.length < 15000) this.latencyLog.push(ms); // 20 minutes: for benchmarks
         this.stats.latency_ms = Math.round(median(this.latencies));
       }
     }

@@ -373,7 +373,10 @@ class ConversationServer(ABC, Generic[ConversationT]):
             if wait > 0:
                 await asyncio.sleep(wait)
                 continue
-            await s.send(P.pack(P.Kind.PING))
+            try:
+                await s.send(P.pack(P.Kind.PING))
+            except (ConnectionError, RuntimeError):  # the socket is closing: the conversation ends elsewhere
+                return
 
     async def _converse(self, ws: web.WebSocketResponse, slot: int, plan: ConversationPlan) -> None:
         # Every conversation starts from its setting (or the server's defaults), changed by the URL's

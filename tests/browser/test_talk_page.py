@@ -217,3 +217,31 @@ def test_the_page_says_what_is_wrong(served: Served, mic_wav: Path, chromium_exe
         )
         assert data(page)["state"] == "idle"
         browser.close()
+
+
+def test_show_controls_sliders_set_the_conversation(
+    tiny_path: Path, mic_wav: Path, chromium_exe: str, tmp_path: Path
+) -> None:
+    from playwright.sync_api import sync_playwright
+    from processes import jmoshi_serve
+
+    with jmoshi_serve("--show-controls") as ws_url, sync_playwright() as p:
+        url = ws_url.replace("ws://", "http://")
+        context = H.chromium(p, mic_wav, tmp_path / "profile", chromium_exe)
+        page = H.first_page(context)
+        page.set_viewport_size({"width": 390, "height": 844})
+        page.goto(url + "/")
+        assert page.locator(".jt-sliders input[type=range]").count() == 4
+        page.eval_on_selector(
+            ".jt-sliders input[name=top_k]", "el => { el.value = '7'; el.dispatchEvent(new Event('input')); }"
+        )
+        page.eval_on_selector(
+            ".jt-sliders input[name=temp_text]", "el => { el.value = '0.3'; el.dispatchEvent(new Event('input')); }"
+        )
+        if SCREENS:
+            page.screenshot(path=str(SCREENS / "talk-phone-controls-390x844.png"), full_page=True)
+        talk(page, 1)
+        session = page.evaluate("() => window.jmoshiTalk.conversation.session")
+        assert session["sampling"]["top_k"] == 7 and session["sampling"]["temp_text"] == 0.3
+        page.click(".jt-end")
+        context.close()

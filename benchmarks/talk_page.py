@@ -13,6 +13,8 @@ reads the page's own figures:
 * ``underruns_per_min``: the player ran dry (a click or gap heard), per minute of talk.
 * ``missed_s``: model audio decoded but never played (dropped by the player to bound latency), and the
   seconds played, as moshi's web client reports "played / missed".
+* ``server_queue``: frames waiting on the server when each was answered (p50, max), and the server's
+  step time: a queue means the server, not the page, fell behind.
 
 JSON goes to ``test-output/benchmarks/talk_page.json``. On a shared 2-core machine the figures swing
 with whatever else runs (Chromium, the model and the page share the cores): compare runs made back to back.
@@ -40,7 +42,9 @@ TOKEN = "bench-token"
 SKIP_S = 2.0
 READ_FIGURES = """() => {
   const c = window.jmoshiTalk.conversation;
-  return { stats: c.stats, latencies: c.latencyLog, elapsed_s: (performance.now() - c.startedAt) / 1000 };
+  return {
+    stats: c.stats, latencies: c.latencyLog, server: c.serverLog, elapsed_s: (performance.now() - c.startedAt) / 1000,
+  };
 }"""
 
 
@@ -72,6 +76,9 @@ def one_run(url: str, wav: Path, seconds: float, profile: Path) -> dict[str, Any
         "latency_p50_ms": round(percentile(lat, 50)),
         "latency_p90_ms": round(percentile(lat, 90)),
         "latency_p99_ms": round(percentile(lat, 99)),
+        "server_queue_p50": percentile([q for q, _ in out["server"][skip:]], 50),
+        "server_queue_max": max((q for q, _ in out["server"][skip:]), default=0),
+        "server_step_p50_ms": round(percentile([t for _, t in out["server"][skip:]], 50), 1),
         "underruns": stats["underruns"],
         "underruns_per_min": round(stats["underruns"] / minutes, 1),
         "played_s": round(stats["samples_played"] / 24000, 2),
@@ -106,7 +113,8 @@ def main() -> int:
         print(
             f"talk page: {r['seconds']:.0f} s, latency p50 {r['latency_p50_ms']} ms, p90 {r['latency_p90_ms']} ms, "
             f"p99 {r['latency_p99_ms']} ms; underruns {r['underruns']} ({r['underruns_per_min']}/min); "
-            f"played {r['played_s']} s, missed {r['missed_s']} s"
+            f"played {r['played_s']} s, missed {r['missed_s']} s; server queue p50 {r['server_queue_p50']} "
+            f"max {r['server_queue_max']} frames, step p50 {r['server_step_p50_ms']} ms"
         )
     if len(runs) > 1:
         print(f"median of runs: latency p50 {statistics.median(r['latency_p50_ms'] for r in runs)} ms")

@@ -64,6 +64,7 @@ class Conversation {
     this.sentAt = [];
     this.latencies = []; // the last 250 frames: the page's latency figure
     this.latencyLog = []; // every frame's (mic frame sent -> its answer heard), ms
+    this.serverLog = []; // every frame's [frames queued on the server, server step ms]
     this.ended = false;
   }
 
@@ -121,7 +122,9 @@ class Conversation {
     const player = new AudioWorkletNode(ctx, "jmoshi-player", {
       numberOfInputs: 0,
       outputChannelCount: [1],
-      processorOptions: { sourceRate: CONFIG.sample_rate, jitterMs: 120, maxJitterMs: 480, maxMs: 1500 },
+      // A short jitter buffer (grown by underruns up to 320 ms), and a backlog beyond 480 ms dropped, as
+      // moshi's web client does: a burst after a server stall must not leave the talk seconds behind.
+      processorOptions: { sourceRate: CONFIG.sample_rate, jitterMs: 120, maxJitterMs: 320, maxMs: 480 },
     });
     player.port.onmessage = (e) => this.onPlayer(e.data);
     this.gain = ctx.createGain();
@@ -233,6 +236,7 @@ class Conversation {
         this.latencies.push(ms);
         if (this.latencies.length > 250) this.latencies.shift();
         if (this.latencyLog.length < 15000) this.latencyLog.push(ms); // 20 minutes: for benchmarks
+        if (this.serverLog.length < 15000) this.serverLog.push([obj.queued ?? 0, obj.total_ms ?? 0]);
         this.stats.latency_ms = Math.round(median(this.latencies));
       }
     }

@@ -1,4 +1,9 @@
-"""The aiohttp server: moshi's protocol at ``/api/chat`` plus the kit's metadata, and a health check.
+"""The aiohttp server: moshi's protocol at ``/api/chat`` plus the kit's metadata, a health check, and
+the talk page at ``/`` (``talk_page``) with its rating form at ``/api/rating``.
+
+Each conversation starts from its setting (``settings``: ``serve --config/--configs``, or the
+engine's defaults) changed by the URL's sampling parameters (``protocol.parse_chat_query``), and is
+recorded by the server when it has a ``record.ServerRecorder`` (``serve --record``).
 
 One conversation per engine at a time; a second client gets an 0x05 error saying the server is busy
 and a clean close. The engine runs in one worker thread so the event loop keeps receiving audio and

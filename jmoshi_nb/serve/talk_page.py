@@ -18,6 +18,7 @@ import html
 import json
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -27,6 +28,7 @@ from aiohttp.web_log import AccessLogger
 from ..core.audio import FRAME_SIZE, SAMPLE_RATE
 from ..core.config import Sampling
 from ..core.labels import Bilingual, label_texts
+from ..core.models import GPU_DEFAULT, MODELS
 from . import protocol as P
 from .pages import PAGES, worklet_sources
 
@@ -141,6 +143,32 @@ def render_page(config: Mapping[str, Any]) -> str:
     return template.replace("{{title}}", html.escape(labels["title"])).replace("{{config}}", payload)
 
 
+def export_static(folder: str | Path, model: str = GPU_DEFAULT, show_controls: bool = False) -> Path:
+    """The talk page as static files in ``folder``, for any server of moshi's protocol that serves a folder.
+
+    ``python -m moshi.server --static FOLDER`` serves it at ``/`` next to its ``/api/chat``: the page
+    then talks to moshi's own server (no token, no metrics, no rating there: text and audio only).
+
+    Parameters:
+        folder: where ``index.html`` and ``pages/`` go (created).
+        model: the kit's name of the served model (its vocabularies bound the sliders).
+        show_controls: show the sampling sliders (sent as moshi's URL parameters).
+
+    Returns:
+        ``folder``.
+    """
+    folder = Path(folder)
+    (folder / "pages" / "worklet").mkdir(parents=True, exist_ok=True)
+    spec = MODELS[model]
+    config = page_config(show_controls, False, Sampling(), spec.card, spec.text_card)
+    (folder / "index.html").write_text(render_page(config), encoding="utf-8")
+    for name in STATIC_FILES:
+        (folder / "pages" / name).write_text((PAGES / name).read_text(encoding="utf-8"), encoding="utf-8")
+    for name, source in worklet_sources().items():
+        (folder / "pages" / "worklet" / f"{name}.js").write_text(source, encoding="utf-8")
+    return folder
+
+
 def unauthorized_page() -> web.Response:
     labels = page_labels()
     body = UNAUTHORIZED_HTML.format(title=html.escape(labels["title"]), text=html.escape(labels["unauthorized"]))
@@ -220,6 +248,7 @@ __all__ = [
     "RedactingAccessLogger",
     "ShareLink",
     "TALK_PAGE_LABELS",
+    "export_static",
     "page_config",
     "page_labels",
     "page_link",

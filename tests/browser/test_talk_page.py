@@ -245,3 +245,36 @@ def test_show_controls_sliders_set_the_conversation(
         assert session["sampling"]["top_k"] == 7 and session["sampling"]["temp_text"] == 0.3
         page.click(".jt-end")
         context.close()
+
+
+def test_the_page_talks_to_moshis_own_server(tiny_path: Path, mic_wav: Path, chromium_exe: str, tmp_path: Path) -> None:
+    """``python -m moshi.server --static`` serving the exported page: text and audio, no kit metadata."""
+    import torch
+    from playwright.sync_api import sync_playwright
+    from processes import running
+    from test_moshi_server_compat import SHIM
+
+    from jmoshi_nb.model.tiny import install_in_hf_cache
+    from jmoshi_nb.serve.talk_page import export_static
+
+    cache = tmp_path / "hub"
+    install_in_hf_cache(tiny_path, cache, repo_id="jmoshi-nb/tiny")
+    static = export_static(tmp_path / "static", model="tiny")
+    port = free_port()
+    args = [sys.executable, "-c", SHIM, "--hf-repo", "jmoshi-nb/tiny", "--static", str(static),
+            "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
+    if not torch.cuda.is_available():
+        args += ["--device", "cpu"]
+    env = {"HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "NO_TORCH_COMPILE": "1"}
+    with running(args, f"http://127.0.0.1:{port}/", env=env), sync_playwright() as p:
+        context = H.chromium(p, mic_wav, tmp_path / "profile", chromium_exe)
+        page = H.first_page(context)
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(f"http://127.0.0.1:{port}/")
+        stats = talk(page, 6)
+        assert int(stats["samplesPlayed"]) > 24000 * 2 and int(stats["textChars"]) > 0
+        assert page.inner_text(".jt-text").strip()
+        page.click(".jt-end")
+        context.close()
+    assert errors == []

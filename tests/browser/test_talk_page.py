@@ -272,8 +272,14 @@ def test_the_page_talks_to_moshis_own_server(tiny_path: Path, mic_wav: Path, chr
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.goto(f"http://127.0.0.1:{port}/")
-        stats = talk(page, 6)
-        assert int(stats["samplesPlayed"]) > 24000 * 2 and int(stats["textChars"]) > 0
+        talk(page, 0)
+
+        def heard() -> dict[str, str] | None:
+            d = data(page)
+            return d if int(d.get("samplesPlayed", 0)) > 24000 * 2 and int(d.get("textChars", 0)) else None
+
+        stats = H.wait_for(heard, 90, "2 s of moshi's audio played and its text shown")
+        assert int(stats["framesDone"]) == 0  # moshi's server sends no kit metrics: the page did without them
         assert page.inner_text(".jt-text").strip()
         page.click(".jt-end")
         context.close()

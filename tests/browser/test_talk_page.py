@@ -92,9 +92,14 @@ def test_talk_end_rate_and_find_it_on_disk(served: Served, mic_wav: Path, chromi
         assert TOKEN not in page.url and "p=" in page.url  # out of the visible URL, the rest kept
         assert page.inner_text(".jt-system") == ""
         stats = talk(page, 10)
-        assert int(stats["framesSent"]) >= 100 and int(stats["framesDone"]) >= 80
-        assert int(stats["samplesPlayed"]) > 24000 * 3  # model audio went through the decoder and the speaker
-        assert int(stats["textChars"]) > 0
+        assert int(stats["framesSent"]) >= 100
+
+        def answered() -> dict[str, str] | None:  # a loaded machine may still be catching up
+            d = data(page)
+            return d if int(d["framesDone"]) >= 80 and int(d["samplesPlayed"]) > 24000 * 3 else None
+
+        stats = H.wait_for(answered, 60, "80 frames answered and 3 s of model audio played")
+        assert int(stats["textChars"]) > 0  # and the model's audio went through the decoder and the speaker
         text = page.inner_text(".jt-text")
         assert any("\u3040" <= ch <= "\u30ff" or "\u4e00" <= ch <= "\u9fff" for ch in text)  # Japanese
         assert page.inner_text(".jt-system") in ("System 1", "System 2")

@@ -37,29 +37,10 @@ _EXPORTS = {
 }
 
 __all__ = [  # noqa: RUF022 - grouped as _EXPORTS
-    "connect",
-    "ChatClient",
-    "Session",
-    "ServerError",
-    "Engine",
-    "BatchEngine",
-    "Recording",
-    "SessionConfig",
-    "Sampling",
-    "ConfigError",
-    "load_config",
-    "make_tiny",
-    "run_wav",
-    "start_server",
-    "start",
-    "turn_taking",
-    "sweep",
-    "prompted_continuation",
-    "plot_recording",
-    "plot_timeline",
-    "plot_sweep_heatmap",
-    "bench",
-    "__version__",
+    "connect", "ChatClient", "Session", "ServerError", "Engine",
+    "BatchEngine", "Recording", "SessionConfig", "Sampling", "ConfigError", "load_config", "make_tiny",
+    "run_wav", "start_server", "start", "turn_taking", "sweep", "prompted_continuation", "plot_recording",
+    "plot_timeline", "plot_sweep_heatmap", "bench", "__version__",
 ]
 assert set(__all__) == set(_EXPORTS) | {"__version__"}
 

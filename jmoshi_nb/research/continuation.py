@@ -19,6 +19,7 @@ from ..core.config import SessionConfig
 from ..core.recording import Recording
 
 if TYPE_CHECKING:
+
     from ..model.batch_engine import BatchEngine
     from ..model.engine import Engine
 
@@ -114,7 +115,9 @@ class ContinuationPlan:
     def user_input(self, dialogue: DialogueInput) -> tuple[np.ndarray, int, int]:
         """The user channel the model hears, the prompt's frame count and the total frame count."""
         if self.prompt_s <= 0 or self.continuation_s <= 0:
-            raise ValueError(f"prompt_s and continuation_s must be > 0, got {self.prompt_s} and {self.continuation_s}")
+            raise ValueError(
+                f"prompt_s and continuation_s must be > 0, got {self.prompt_s} and {self.continuation_s}"
+            )
         n_prompt = int(round(self.prompt_s * SAMPLE_RATE / FRAME_SIZE))
         n_total = n_prompt + int(round(self.continuation_s * SAMPLE_RATE / FRAME_SIZE))
         if len(dialogue.user) < n_prompt * FRAME_SIZE:

@@ -37,7 +37,9 @@ def synthesize(text: str, speed: float = 1.0, half_tone: float = 0.0) -> np.ndar
     return (pcm * (0.7 / peak)).astype(np.float32)
 
 
-def speech_wav(path: str | Path, lines: tuple[str, ...] | list[str] = DEFAULT_LINES, pause_s: float = 0.6) -> Path:
+def speech_wav(
+    path: str | Path, lines: tuple[str, ...] | list[str] = DEFAULT_LINES, pause_s: float = 0.6
+) -> Path:
     """Write a mono 24 kHz WAV of ``lines`` spoken one after another with pauses between them."""
     silence = np.zeros(int(pause_s * SAMPLE_RATE), dtype=np.float32)
     parts: list[np.ndarray] = []

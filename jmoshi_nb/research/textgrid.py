@@ -42,7 +42,9 @@ def _clip(entries: list[tuple[float, float, str]], duration: float) -> list[tupl
     return out
 
 
-def recording_textgrid(rec: Recording, gap_frames: int = PHRASE_GAP_FRAMES, **turn_taking_kwargs: Any) -> tgio.Textgrid:
+def recording_textgrid(
+    rec: Recording, gap_frames: int = PHRASE_GAP_FRAMES, **turn_taking_kwargs: Any
+) -> tgio.Textgrid:
     """The TextGrid of ``rec`` (see the module docstring); ``turn_taking_kwargs`` tune the IPUs."""
     from .turn_taking import turn_taking
 

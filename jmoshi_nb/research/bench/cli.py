@@ -90,12 +90,8 @@ def add_bench_commands(sub: Any) -> None:
     p.add_argument("--executor", choices=("local", "modal"), default="local")
     p.add_argument("--vad", choices=("webrtc", "silero"), default="webrtc")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument(
-        "--batch-size",
-        type=int,
-        default=DEFAULT_BATCH_SIZE,
-        help=f"items run at once as batched-engine slots (default {DEFAULT_BATCH_SIZE}; 1: one by one)",
-    )
+    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
+                   help=f"items run at once as batched-engine slots (default {DEFAULT_BATCH_SIZE}; 1: one by one)")
     add_config_arguments(p)
 
     p = add_command(bsub, "score", cmd_bench_score, "score a folder in FDB's layout into DIR/scores.json")

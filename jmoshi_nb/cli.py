@@ -16,19 +16,60 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .serve.server import serve
 
     config = config_from_arguments(args, args.model)
+    options, model = _page_options(args, config)  # every bad option is refused before the model loads
+    if model is not None:
+        config = SessionConfig.from_dict({**config.model_dump(), "model": model})
     if args.max_sessions != 1:
-        return _serve_sessions(args, config)
+        return _serve_sessions(args, config, options)
     print(f"loading {config.model} ...", flush=True)
     engine = Engine.load(
         config.model, revision=args.revision, device=args.device, sampling=config.sampling, seed=config.seed
     )
     d = engine.describe()
     print(f"serving {d['model']} on {d['device']} ({d['dtype']}) at ws://{args.host}:{args.port}/api/chat", flush=True)
-    serve(engine, host=args.host, port=args.port, token=args.token)
+    _print_page(args)
+    serve(engine, host=args.host, port=args.port, token=args.token, **options)
     return 0
 
 
-def _serve_sessions(args: argparse.Namespace, config: SessionConfig) -> int:
+PUBLIC_HOST_WARNING = (
+    "warning: --host {host} serves beyond this computer: whoever holds the link (and the token) can send "
+    "their microphone to the model and hear it. Set --token, and share the link only with participants."
+)
+
+
+def _page_options(args: argparse.Namespace, config: SessionConfig) -> tuple[dict[str, object], str | None]:
+    """The talk page's options from ``serve``'s flags (ConfigError for bad ones), and the model the
+    ``--configs`` files name (None: the usual ``--model``/``--config``)."""
+    from .serve.record import ServerRecorder
+    from .serve.settings import Setting, SettingAssigner, load_settings, neutral_label
+
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(PUBLIC_HOST_WARNING.format(host=args.host), file=sys.stderr, flush=True)
+    options: dict[str, object] = {"show_controls": args.show_controls, "rate": args.rate}
+    model = None
+    if args.configs:
+        if args.config:
+            raise ConfigError("--config and --configs: give one setting (--config) or several (--configs), not both")
+        settings = load_settings(args.configs, args.model)
+        options["assigner"] = SettingAssigner(settings, args.assign)
+        model = settings[0].config.model
+    elif args.config:  # one setting: the file with the flags' changes, recorded with each conversation
+        options["assigner"] = SettingAssigner([Setting(0, neutral_label(0), config, str(args.config))])
+    if args.rate and not args.record:
+        raise ConfigError("--rate needs --record DIR: each rating is stored beside its conversation's recording")
+    if args.record:
+        options["recorder"] = ServerRecorder(args.record)
+    return options, model
+
+
+def _print_page(args: argparse.Namespace) -> None:
+    host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
+    link = f"http://{host}:{args.port}/" + ("?token=<token>" if args.token else "")
+    print(f"talk page: {link}", flush=True)
+
+
+def _serve_sessions(args: argparse.Namespace, config: SessionConfig, options: dict[str, object]) -> int:
     """``serve --max-sessions N``: N conversations at once, as slots of one batched engine."""
     from .model.batch_engine import MAX_SLOTS, BatchEngine, check_slots
     from .serve.multi_server import serve_multi
@@ -52,7 +93,8 @@ def _serve_sessions(args: argparse.Namespace, config: SessionConfig) -> int:
         f"up to {args.max_sessions} conversations at once",
         flush=True,
     )
-    serve_multi(engine, host=args.host, port=args.port, token=args.token)
+    _print_page(args)
+    serve_multi(engine, host=args.host, port=args.port, token=args.token, **options)
     return 0
 
 
@@ -135,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="tiny (default) | j-moshi-ext | j-moshi | moshiko | <local dir> | <hf repo id>",
     )
     p.add_argument("--revision", help="Hugging Face revision (branch, tag or commit)")
-    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this computer only)")
     p.add_argument("--port", type=int, default=8998)
     p.add_argument("--device", help="cuda or cpu (default: cuda if available)")
     p.add_argument("--token", help="require this token from clients (?token= or Bearer)")
@@ -146,6 +188,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="conversations served at once on one model, as slots of a batched engine (default 1)",
     )
     add_config_arguments(p)
+    p.add_argument(
+        "--configs",
+        type=Path,
+        nargs="+",
+        metavar="FILE",
+        help="several settings (YAML/JSON) of one model, one given to each conversation, blind (System 1, 2...)",
+    )
+    p.add_argument(
+        "--assign",
+        choices=("random", "balanced"),
+        default="balanced",
+        help="how --configs are given out: balanced (fewest so far, default) or random",
+    )
+    p.add_argument("--record", type=Path, metavar="DIR", help="record every conversation in DIR/<participant>/")
+    p.add_argument("--rate", action="store_true", help="the talk page asks for a 1-5 rating after each conversation")
+    p.add_argument("--show-controls", action="store_true", help="the talk page shows sampling sliders (a demo)")
 
     p = add_command(sub, "run", cmd_run, "stream a WAV file through a session and save the recording")
     p.add_argument("input", type=Path, help="input audio file (any rate; mixed to mono, resampled to 24 kHz)")

@@ -311,7 +311,7 @@ class ChatServerThread(LocalServer):
     async def _modal_info(self, request: Any) -> Any:
         from aiohttp import web
 
-        from ..serve.server import token_ok
+        from ..core.access import token_ok
 
         if not token_ok(request, self.token):
             return web.json_response({"error": "missing or wrong token"}, status=401)

@@ -1,4 +1,4 @@
-"""The access token check, one place for every HTTP surface (the conversation server, the rater page)."""
+"""The access token check, one place for every HTTP surface (the conversation server, its pages, the rater page)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,17 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from aiohttp import web
 
+TOKEN_COOKIE = "jmoshi_token"  # set by the talk page's first load, so its URL and WebSocket carry no token
+
 
 def token_ok(request: web.Request, token: str | None) -> bool:
-    """Whether ``request`` presents ``token`` (``?token=`` or ``Authorization: Bearer``); True without one."""
+    """Whether ``request`` presents ``token`` (``?token=``, ``Authorization: Bearer`` or the page's cookie).
+
+    True when the server has no token.
+    """
     if not token:
         return True
-    given = request.query.get("token", "")
+    given = request.query.get("token", "") or request.cookies.get(TOKEN_COOKIE, "")
     auth = request.headers.get("Authorization", "")
     if auth.startswith("Bearer "):
         given = auth.removeprefix("Bearer ")

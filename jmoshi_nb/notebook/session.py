@@ -34,6 +34,7 @@ from ..core.recording import Recording
 from ..serve.backends import ServerHandle
 from ..serve.client import ChatClient, paced_frames
 from ..serve.loop_thread import LoopThread
+from ..serve.talk_page import ShareLink, page_link
 from .conversation import Conversation
 from .servers import start_server
 
@@ -100,6 +101,7 @@ class NotebookSession:
         )
         self._closing = asyncio.Event()  # set by stop(): the loop then finishes the conversation
         self._server: ServerHandle | None = None
+        self._shared: ServerHandle | None = None  # share(): a second server with the current setting
         self._stopped = False
         self.ended_by_panel = False  # the user pressed the panel's End button
         self._stop_lock = threading.Lock()
@@ -517,11 +519,38 @@ class NotebookSession:
             rec.save(self.out)
         return rec
 
+    def share(self, host: str = "127.0.0.1", port: int = 0) -> ShareLink:
+        """A talk-page link to this session's current setting (``config``), shown as a clickable link.
+
+        On a server this session did not start here (Modal, ``url=``), the link is that server's page.
+        Otherwise a second server with the current setting starts on ``host``:``port`` with a fresh
+        token (this session's own server holds this conversation); it stops with the session.
+
+        Returns:
+            The link (a ``str``), with its token.
+        """
+        if self._server is None or self.backend == "modal":
+            return ShareLink(page_link(self.url, self._token))
+        if self._shared is None:
+            import secrets
+
+            from ..serve.backends import LocalServer
+
+            config = self.config
+            self._shared = LocalServer(
+                model=config.model, revision=config.revision, config=config, host=host, port=port,
+                token=secrets.token_urlsafe(16), name="jmoshi-nb-share",
+            ).start()  # fmt: skip
+        return ShareLink(page_link(self._shared.url, self._shared.token))
+
     def _shutdown_threads(self) -> None:
         self._lt.stop()
         if self._server is not None:
             self._server.stop()
             self._server = None
+        if self._shared is not None:
+            self._shared.stop()
+            self._shared = None
 
     def save(self, folder: str | Path) -> Path:
         """Save the recording (stop first for a complete one)."""

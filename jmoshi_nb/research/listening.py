@@ -314,18 +314,21 @@ def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, f
     return mean, float(mean - low)
 
 
-def mos_table(df: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
-    """Per system: ``<criterion>`` (MOS), ``<criterion>_ci95`` (± half-width), ``n`` ratings, ``raters``."""
+def mos_table(df: pd.DataFrame, confidence: float = 0.95, criteria: Sequence[str] = CRITERIA) -> pd.DataFrame:
+    """Per system: ``<criterion>`` (MOS), ``<criterion>_ci95`` (± half-width), ``n`` ratings, ``raters``.
+
+    ``criteria``: the score columns (the talk page's ratings add ``overall``).
+    """
     import pandas as pd
 
     mos = df[df["kind"] == "mos"]
     out = []
     for system, g in mos.groupby("system", sort=True):
         row: dict[str, Any] = {"system": system, "n": len(g), "raters": g["rater"].nunique()}
-        for c in CRITERIA:
+        for c in criteria:
             row[c], row[f"{c}_ci95"] = mean_ci(g[c].tolist(), confidence)
         out.append(row)
-    cols = ["system", *[x for c in CRITERIA for x in (c, f"{c}_ci95")], "n", "raters"]
+    cols = ["system", *[x for c in criteria for x in (c, f"{c}_ci95")], "n", "raters"]
     return _screened_count(df, pd.DataFrame(out, columns=cols).set_index("system"))
 
 

@@ -24,6 +24,7 @@ from typing import Any
 import aiohttp
 import numpy as np
 import sphn
+from yarl import URL
 
 from ..core.audio import FRAME_S, FRAME_SIZE, SAMPLE_RATE, frames, sha256_of
 from ..core.config import Sampling, SessionConfig, check_seed
@@ -57,13 +58,19 @@ class Event:
 
 
 def chat_url(url: str) -> str:
-    """Accept ``ws://host:port``, ``http://host:port`` or a full ``.../api/chat`` URL."""
-    url = url.rstrip("/")
-    if url.startswith("http"):
-        url = "ws" + url.removeprefix("http")
-    if not url.endswith(P.CHAT_PATH):
-        url += P.CHAT_PATH
-    return url
+    """Accept ``ws://host:port``, ``http://host:port`` or a full ``.../api/chat`` URL (a query is kept)."""
+    parsed = URL(url)
+    if parsed.scheme in ("http", "https"):
+        parsed = parsed.with_scheme("ws" + parsed.scheme.removeprefix("http"))
+    path = parsed.path.rstrip("/")
+    if not path.endswith(P.CHAT_PATH):
+        parsed = parsed.with_path(path + P.CHAT_PATH).with_query(parsed.query)
+    return str(parsed)
+
+
+def kit_chat_url(url: str) -> str:
+    """``chat_url(url)`` asking for the kit's per-frame metadata (``?metrics=1``, see ``protocol``)."""
+    return str(URL(chat_url(url)).update_query({P.METRICS_QUERY: "1"}))
 
 
 class ChatClient:
@@ -305,7 +312,7 @@ async def connect(
     async with aiohttp.ClientSession() as http:
         try:
             ws = await http.ws_connect(
-                chat_url(url), max_msg_size=0, timeout=aiohttp.ClientWSTimeout(ws_close=5), headers=all_headers
+                kit_chat_url(url), max_msg_size=0, timeout=aiohttp.ClientWSTimeout(ws_close=5), headers=all_headers
             )
         except aiohttp.WSServerHandshakeError as exc:
             if exc.status == 401:

@@ -26,9 +26,12 @@ from typing import Any
 
 from aiohttp import web
 
+from ..core.config import Sampling
 from ..model.batch_engine import BatchEngine
 from ..model.engine import FrameResult
-from .server import ConversationServer, _Conversation
+from .record import ServerRecorder
+from .server import ConversationServer, _Conversation, configure, run_server
+from .settings import SettingAssigner
 
 log = logging.getLogger("jmoshi_nb.serve.multi_server")
 
@@ -56,9 +59,23 @@ class MultiChatServer(ConversationServer[_SlotSession]):
 
     engine: BatchEngine
 
-    def __init__(self, engine: BatchEngine, token: str | None = None, max_lag_frames: int = 250) -> None:
+    def __init__(
+        self,
+        engine: BatchEngine,
+        token: str | None = None,
+        max_lag_frames: int = 250,
+        assigner: SettingAssigner | None = None,
+        recorder: ServerRecorder | None = None,
+    ) -> None:
         super().__init__(
-            engine, engine.default_sampling, engine.default_seed, token, max_lag_frames, max_sessions=engine.slots
+            engine,
+            engine.default_sampling,
+            engine.default_seed,
+            token,
+            max_lag_frames,
+            max_sessions=engine.slots,
+            assigner=assigner,
+            recorder=recorder,
         )
         self._free = set(range(engine.slots))  # slots no conversation holds (bookkept on the event loop)
         self._live: dict[int, _SlotSession] = {}  # slots whose frames the scheduler takes
@@ -102,10 +119,10 @@ class MultiChatServer(ConversationServer[_SlotSession]):
         return self._wake
 
     async def _start_conversation(
-        self, ws: web.WebSocketResponse, slot: int, seed: int
+        self, ws: web.WebSocketResponse, slot: int, sampling: Sampling, seed: int
     ) -> tuple[_SlotSession, dict[str, Any]]:
         wake = self._ensure_scheduler()
-        await self._in_engine_thread(lambda: self.engine.open(self.default_sampling, seed, slot=slot))
+        await self._in_engine_thread(lambda: self.engine.open(sampling, seed, slot=slot))
         s = _SlotSession(ws, frames=_WakingQueue(wake), slot=slot)
         self._live[slot] = s
         return s, self.engine.describe(slot)
@@ -151,10 +168,11 @@ class MultiChatServer(ConversationServer[_SlotSession]):
                 wake.set()
 
 
-def serve_multi(engine: BatchEngine, host: str = "127.0.0.1", port: int = 8998, token: str | None = None) -> None:
+def serve_multi(
+    engine: BatchEngine, host: str = "127.0.0.1", port: int = 8998, token: str | None = None, **options: Any
+) -> None:
     """Run the multi-session server in the foreground (the CLI's ``serve --max-sessions N``)."""
-    app = MultiChatServer(engine, token=token).make_app()
-    web.run_app(app, host=host, port=port, print=lambda msg: log.info(msg))
+    run_server(configure(MultiChatServer(engine, token=token), **options), host, port)
 
 
 __all__ = ["MultiChatServer", "serve_multi"]

@@ -6,8 +6,8 @@ the JS only looks texts up and never picks a language itself.
 
 The widgets share their browser code as files of this folder joined by ``joined_source``: ``labelled.js``
 (the ``h`` DOM helper and the ``LabelledView`` base with its ``L(key)`` lookup) before each widget's ESM,
-``labelled.css`` (font, frame, bars, buttons) before its CSS, ``resampler.js`` before each AudioWorklet.
-An anywidget ESM is one module, and a worklet module loaded from a Blob URL cannot import another file.
+``labelled.css`` (font, frame, bars, buttons) before its CSS. An anywidget ESM is one module. The
+AudioWorklets live with the talk page, in ``jmoshi_nb/serve/pages`` (``worklet_sources``).
 """
 
 from __future__ import annotations

@@ -23,9 +23,9 @@ import traitlets as t
 
 from ...core.audio import FRAME_SIZE, SAMPLE_RATE
 from ...core.labels import Bilingual
-from .labelled import LabelledWidget, joined_source
+from ...serve.pages import worklet_sources
+from .labelled import LabelledWidget
 
-WORKLETS = {"capture": "capture-worklet.js", "player": "player-worklet.js"}  # each after resampler.js
 log = logging.getLogger("jmoshi_nb.notebook.widgets")
 
 FrameHandler = Callable[[int, np.ndarray], None]
@@ -100,7 +100,7 @@ class TalkWidget(LabelledWidget, assets="talk"):
 
     @t.default("worklets")
     def _read_worklets(self) -> dict[str, str]:
-        return {name: joined_source("resampler.js", file) for name, file in WORKLETS.items()}
+        return worklet_sources()
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)

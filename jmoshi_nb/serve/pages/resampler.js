@@ -1,5 +1,6 @@
-// Shared by the two AudioWorklets: talk_widget.py puts it before each worklet's source (a worklet
-// module loaded from a Blob URL cannot import another file).
+// Shared by the two AudioWorklets (worklet_sources in jmoshi_nb/serve/pages/__init__.py puts it before
+// each worklet's source: a worklet module loaded from a Blob URL cannot import another file) and by the
+// talk page, which loads it as a plain script to resample decoded audio.
 
 /** A streaming linear-interpolation resampler; `step`: input samples per output sample. */
 class JmoshiResampler {

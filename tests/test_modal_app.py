@@ -313,3 +313,35 @@ def test_server_class_with_several_sessions_serves_them_at_once(
             assert [m["frame"] for m in metrics] == [0, 1, 2, 3]
     finally:
         container.shutdown()
+
+
+def test_sweep_worker_with_several_server_sessions_runs_single_and_batched_jobs(
+    local_container: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """JMOSHI_MODAL_MAX_SESSIONS > 1 sizes the server's engine; the sweep worker still runs a plain job on
+    the engine it warmed up (same tokens as a single engine here), and a batch on a batched engine."""
+    from jmoshi_nb.model.engine import Engine
+    from jmoshi_nb.research.sweeps import Job, run_jobs
+
+    monkeypatch.setattr(modal_app, "MAX_SESSIONS", 2)
+    worker = modal_app.SweepWorker._get_user_cls()()
+    worker.load()
+    worker.warm_up()
+    pool = modal_app.sweep_pool()
+    cfg = SessionConfig(model="tiny", seed=5)
+    pcm = np.random.default_rng(2).normal(0, 0.1, FRAME_SIZE * 3).astype(np.float32)
+    rec = recording_from_dict(worker.run(cfg.model_dump(mode="json"), encode_audio(pcm), "job"))
+    assert pool.loads == 0  # the engine loaded at container start served the job
+    assert len(rec.metrics) == 3 and rec.meta["seed"] == 5
+    alone = run_jobs([Job(cfg, pcm, "job")], progress=False, pool=_single_pool(Engine.load("tiny", device="cpu")))[0]
+    assert rec.frame_tokens() == alone.frame_tokens()
+    batch = worker.run([cfg.model_dump(mode="json")] * 2, [encode_audio(pcm)] * 2, ["a", "b"])
+    assert [recording_from_dict(r).meta["job"] for r in batch] == ["a", "b"]
+
+
+def _single_pool(engine: Any) -> Any:
+    from jmoshi_nb.research.sweeps import EnginePool
+
+    pool = EnginePool()
+    pool.put("tiny", None, engine)
+    return pool

@@ -43,7 +43,7 @@ from . import settings as names
 if TYPE_CHECKING:
     from ..model.checkpoints import ResolvedModel
     from ..model.engine import Engine
-    from ..research.sweeps import EnginePool
+    from ..model.engine_pool import EnginePool
 
 # ## Settings
 #
@@ -384,7 +384,7 @@ def sweep_pool(device: str | None = None) -> EnginePool:
     """The process's engines for sweep jobs (one model at a time: a 7B fills a 24 GB GPU)."""
     global _POOL
     if _POOL is None:
-        from ..research.sweeps import EnginePool
+        from ..model.engine_pool import EnginePool
 
         _POOL = EnginePool(device=device, max_models=1)
     return _POOL

@@ -17,9 +17,9 @@ import numpy as np
 from ..core.audio import FRAME_SIZE, SAMPLE_RATE, read_wav, sha256_of
 from ..core.config import SessionConfig
 from ..core.recording import Recording
+from ..model.forcing import ModelChannelForcer
 
 if TYPE_CHECKING:
-
     from ..model.batch_engine import BatchEngine
     from ..model.engine import Engine
 
@@ -27,49 +27,6 @@ AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 
 
 # ---- prompted continuation --------------------------------------------------------------------------
-
-
-class ModelChannelForcer:
-    """Turns the model side of a recorded dialogue into the audio tokens the LM would have sampled.
-
-    A second Mimi (its own streaming state) encodes the model channel frame by frame. LMGen samples
-    the model's codebook ``k`` at step ``t`` for frame ``t + 1 - delay_k``: with J-Moshi's delays
-    (0 for the first codebook, 1 for the rest) step ``t`` needs codebook 1 of frame ``t + 1`` and
-    codebooks 2-8 of frame ``t``, so the channel is read one frame ahead.
-    """
-
-    def __init__(self, engine: Engine, model_pcm: np.ndarray) -> None:
-        import torch
-
-        self._torch = torch
-        lm = engine.lm_gen.lm_model
-        self.delays = list(lm.delays[1 : lm.dep_q + 1])
-        self.mimi = engine.model.info.get_mimi(device=str(engine.device))
-        self.mimi.streaming_forever(1)
-        self.device = engine.device
-        self.pcm = np.asarray(model_pcm, dtype=np.float32)
-        self.codes: list[np.ndarray] = []
-
-    def _encode_until(self, frame: int) -> None:
-        torch = self._torch
-        while len(self.codes) <= frame:
-            i = len(self.codes)
-            chunk = self.pcm[i * FRAME_SIZE : (i + 1) * FRAME_SIZE]
-            chunk = np.pad(chunk, (0, FRAME_SIZE - len(chunk)))
-            with torch.no_grad():
-                codes = self.mimi.encode(torch.from_numpy(chunk).to(self.device)[None, None])
-            if i == 0:
-                self.mimi.reset_streaming()  # as the engine does for its first frame
-            self.codes.append(codes[0, :, 0].cpu().numpy())
-
-    def tokens_for_step(self, step: int) -> np.ndarray:
-        """The ``dep_q`` audio tokens to force at LM step ``step``."""
-        out = []
-        for k, delay in enumerate(self.delays):
-            frame = step + 1 - delay
-            self._encode_until(frame)
-            out.append(self.codes[frame][k])
-        return np.asarray(out, dtype=np.int64)
 
 
 @dataclass
@@ -115,9 +72,7 @@ class ContinuationPlan:
     def user_input(self, dialogue: DialogueInput) -> tuple[np.ndarray, int, int]:
         """The user channel the model hears, the prompt's frame count and the total frame count."""
         if self.prompt_s <= 0 or self.continuation_s <= 0:
-            raise ValueError(
-                f"prompt_s and continuation_s must be > 0, got {self.prompt_s} and {self.continuation_s}"
-            )
+            raise ValueError(f"prompt_s and continuation_s must be > 0, got {self.prompt_s} and {self.continuation_s}")
         n_prompt = int(round(self.prompt_s * SAMPLE_RATE / FRAME_SIZE))
         n_total = n_prompt + int(round(self.continuation_s * SAMPLE_RATE / FRAME_SIZE))
         if len(dialogue.user) < n_prompt * FRAME_SIZE:

@@ -33,7 +33,6 @@ from __future__ import annotations
 import itertools
 import secrets
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +44,7 @@ from ..cloud.settings import StarmapFunction
 from ..core.audio import decode_audio, encode_audio, frames, read_wav, sha256_of
 from ..core.config import ConfigError, Sampling, SessionConfig
 from ..core.recording import Recording, TextEvent
+from ..model.engine_pool import EnginePool
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -144,7 +144,7 @@ class _Running:
     rec: Recording
     started: float
     done: int = 0
-    forcer: Any = None  # continuation.ModelChannelForcer while the model's channel is forced
+    forcer: Any = None  # model.forcing.ModelChannelForcer while the model's channel is forced
     forced_frames: int = 0
 
 
@@ -190,7 +190,7 @@ def run_batch_on_engine(
                 rec.stream_to(outs[i])
             running[slot] = _Running(i, list(frames(pcm)), rec, time.perf_counter())
             if forcing is not None and forcing[i] is not None:
-                from .continuation import ModelChannelForcer
+                from ..model.forcing import ModelChannelForcer
 
                 model_pcm, n_forced = forcing[i]
                 running[slot].forcer, running[slot].forced_frames = ModelChannelForcer(engine, model_pcm), n_forced
@@ -215,85 +215,6 @@ def check_batch_size(batch_size: int) -> int:
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch_size={batch_size!r} is out of range: allowed integers >= 1 (jobs per engine)")
     return batch_size
-
-
-class EnginePool:
-    """Engines by (model, revision), loaded on first use, at most ``max_models`` kept (LRU)."""
-
-    def __init__(
-        self,
-        device: str | None = None,
-        max_models: int = 1,
-        loader: Callable[[str, str | None, str | None], Engine] | None = None,
-    ) -> None:
-        self.device = device
-        self.max_models = max_models
-        self._loader = loader
-        self._engines: OrderedDict[tuple[str, str | None], Engine] = OrderedDict()
-        self.loads = 0
-
-    def _load(self, model: str, revision: str | None) -> Engine:
-        if self._loader is not None:
-            return self._loader(model, revision, self.device)
-        from ..model.engine import Engine
-
-        return Engine.load(model, revision=revision, device=self.device)
-
-    def put(self, model: str, revision: str | None, engine: Engine) -> None:
-        self._engines[(model, revision)] = engine
-        self._engines.move_to_end((model, revision))
-        self._evict()
-
-    def _evict(self) -> None:
-        while len(self._engines) > self.max_models:
-            self._engines.popitem(last=False)
-            _free_device_memory()
-
-    def get(self, model: str, revision: str | None = None) -> Engine:
-        key = (model, revision)
-        if key in self._engines:
-            self._engines.move_to_end(key)
-            return self._engines[key]
-        # Make room first: two 7B models do not fit one 24 GB GPU.
-        while self._engines and len(self._engines) >= self.max_models:
-            self._engines.popitem(last=False)
-            _free_device_memory()
-        engine = self._load(model, revision)
-        self.loads += 1
-        self._engines[key] = engine
-        return engine
-
-    def get_batch(self, model: str, revision: str | None, slots: int) -> BatchEngine:
-        """A ``BatchEngine`` with ``slots`` slots, held like the single engines (they share ``max_models``)."""
-        key = (model, revision, slots)
-        if key in self._engines:
-            self._engines.move_to_end(key)  # type: ignore[arg-type]
-            return self._engines[key]  # type: ignore[index,return-value]
-        while self._engines and len(self._engines) >= self.max_models:
-            self._engines.popitem(last=False)
-            _free_device_memory()
-        from ..model.batch_engine import BatchEngine
-
-        engine = BatchEngine.load(model, slots=slots, revision=revision, device=self.device)
-        self.loads += 1
-        self._engines[key] = engine  # type: ignore[index,assignment]
-        return engine
-
-    def __contains__(self, key: tuple[str, str | None]) -> bool:
-        return key in self._engines
-
-
-def _free_device_memory() -> None:
-    import gc
-
-    gc.collect()
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-    except ImportError:  # pragma: no cover - torch is a dependency
-        pass
 
 
 # ---- transport: audio and recordings as plain data (Modal pickles these) --------------------------

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import hmac
 import logging
-import secrets
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -25,7 +24,7 @@ import torch
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from ..core.audio import FRAME_SIZE, SAMPLE_RATE
-from ..core.config import ConfigError, Sampling, check_seed
+from ..core.config import ConfigError, Sampling, check_seed, resolve_seed
 from ..model.checkpoints import ResolvedModel
 from ..model.engine import Engine, FrameResult
 from . import protocol as P
@@ -211,7 +210,7 @@ class ConversationServer(ABC, Generic[ConversationT]):
 
     def _draw_seed(self) -> int:
         """The seed a new conversation starts with: the server's default, or a fresh draw without one."""
-        return self.default_seed if self.default_seed is not None else secrets.randbits(63)
+        return resolve_seed(self.default_seed)
 
     async def _converse(self, ws: web.WebSocketResponse, slot: int) -> None:
         # Every conversation starts from the server's defaults; clients change them with set_params.
@@ -404,10 +403,4 @@ class ChatServer(ConversationServer[_Conversation]):
         self.engine.set_params(seed=seed, **changes)
 
 
-def serve(engine: Engine, host: str = "127.0.0.1", port: int = 8998, token: str | None = None) -> None:
-    """Run the server in the foreground (the CLI's ``serve``)."""
-    app = ChatServer(engine, token=token).make_app()
-    web.run_app(app, host=host, port=port, print=lambda msg: log.info(msg))
-
-
-__all__ = ["ChatServer", "ConversationServer", "serve", "check_ogg_page"]
+__all__ = ["ChatServer", "ConversationServer", "check_ogg_page"]

@@ -34,7 +34,8 @@ from jmoshi_nb.cloud.backend import (  # noqa: E402
 )
 from jmoshi_nb.core.audio import FRAME_SIZE  # noqa: E402
 from jmoshi_nb.core.config import SessionConfig  # noqa: E402
-from jmoshi_nb.research.sweeps import EnginePool, Job, run_jobs  # noqa: E402
+from jmoshi_nb.model.engine_pool import EnginePool  # noqa: E402
+from jmoshi_nb.research.jobs import Job, run_jobs  # noqa: E402
 from jmoshi_nb.serve.backends import start_server  # noqa: E402
 from jmoshi_nb.serve.client import ServerError, connect  # noqa: E402
 

@@ -1,80 +1,69 @@
-"""Loaded engines kept for reuse across jobs (sweeps in this process, the Modal sweep worker)."""
+"""The loaded engine kept for reuse across jobs (sweeps in this process, the Modal sweep worker).
+
+One engine at a time, keyed by (model, revision, slots): a 7B model fills a 24 GB GPU, so asking for
+another key drops the engine held before loading the next.
+"""
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING
+
+from .engine_factory import load_engine
 
 if TYPE_CHECKING:
     from .batch_engine import BatchEngine
     from .engine import Engine
 
+PoolKey = tuple[str, str | None, int]
+
 
 class EnginePool:
-    """Engines by (model, revision), loaded on first use, at most ``max_models`` kept (LRU)."""
+    """The engine for (model, revision, slots), loaded on first use (``engine_factory.load_engine``).
+
+    ``loader(model, revision, device)``: loads single-conversation engines instead (tests use it to
+    make sure an engine they put is reused); batched engines always load through ``load_engine``.
+    """
 
     def __init__(
         self,
         device: str | None = None,
-        max_models: int = 1,
         loader: Callable[[str, str | None, str | None], Engine] | None = None,
     ) -> None:
         self.device = device
-        self.max_models = max_models
         self._loader = loader
-        self._engines: OrderedDict[tuple[str, str | None], Engine] = OrderedDict()
+        self._key: PoolKey | None = None
+        self._engine: Engine | BatchEngine | None = None
         self.loads = 0
 
-    def _load(self, model: str, revision: str | None) -> Engine:
-        if self._loader is not None:
-            return self._loader(model, revision, self.device)
-        from .engine import Engine
+    def put(self, model: str, revision: str | None, engine: Engine | BatchEngine) -> None:
+        """Hold ``engine`` (already loaded) for ``model``/``revision``, keyed by its slot count."""
+        self._drop()
+        self._key, self._engine = (model, revision, engine.n_slots), engine
 
-        return Engine.load(model, revision=revision, device=self.device)
-
-    def put(self, model: str, revision: str | None, engine: Engine) -> None:
-        self._engines[(model, revision)] = engine
-        self._engines.move_to_end((model, revision))
-        self._evict()
-
-    def _evict(self) -> None:
-        while len(self._engines) > self.max_models:
-            self._engines.popitem(last=False)
-            _free_device_memory()
-
-    def get(self, model: str, revision: str | None = None) -> Engine:
-        key = (model, revision)
-        if key in self._engines:
-            self._engines.move_to_end(key)
-            return self._engines[key]
-        # Make room first: two 7B models do not fit one 24 GB GPU.
-        while self._engines and len(self._engines) >= self.max_models:
-            self._engines.popitem(last=False)
-            _free_device_memory()
-        engine = self._load(model, revision)
-        self.loads += 1
-        self._engines[key] = engine
-        return engine
-
-    def get_batch(self, model: str, revision: str | None, slots: int) -> BatchEngine:
-        """A ``BatchEngine`` with ``slots`` slots, held like the single engines (they share ``max_models``)."""
+    def get(self, model: str, revision: str | None = None, slots: int = 1) -> Engine | BatchEngine:
+        """The engine for ``model``/``revision`` with ``slots`` conversations (1: an ``Engine``), loading it
+        (and dropping the one held) if it is not the one held."""
         key = (model, revision, slots)
-        if key in self._engines:
-            self._engines.move_to_end(key)  # type: ignore[arg-type]
-            return self._engines[key]  # type: ignore[index,return-value]
-        while self._engines and len(self._engines) >= self.max_models:
-            self._engines.popitem(last=False)
-            _free_device_memory()
-        from .batch_engine import BatchEngine
-
-        engine = BatchEngine.load(model, slots=slots, revision=revision, device=self.device)
+        if self._key == key and self._engine is not None:
+            return self._engine
+        self._drop()  # make room first: two 7B models do not fit one 24 GB GPU
+        if slots == 1 and self._loader is not None:
+            engine: Engine | BatchEngine = self._loader(model, revision, self.device)
+        else:
+            engine = load_engine(model, slots, revision=revision, device=self.device)
         self.loads += 1
-        self._engines[key] = engine  # type: ignore[index,assignment]
+        self._key, self._engine = key, engine
         return engine
 
-    def __contains__(self, key: tuple[str, str | None]) -> bool:
-        return key in self._engines
+    def _drop(self) -> None:
+        if self._engine is not None:
+            self._key, self._engine = None, None
+            _free_device_memory()
+
+    def __contains__(self, key: tuple[str, str | None] | PoolKey) -> bool:
+        """Whether the engine for ``(model, revision)`` (one slot) or ``(model, revision, slots)`` is held."""
+        return self._engine is not None and (key if len(key) == 3 else (*key, 1)) == self._key
 
 
 def _free_device_memory() -> None:

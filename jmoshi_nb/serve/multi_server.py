@@ -151,10 +151,4 @@ class MultiChatServer(ConversationServer[_SlotSession]):
                 wake.set()
 
 
-def serve_multi(engine: BatchEngine, host: str = "127.0.0.1", port: int = 8998, token: str | None = None) -> None:
-    """Run the multi-session server in the foreground (the CLI's ``serve --max-sessions N``)."""
-    app = MultiChatServer(engine, token=token).make_app()
-    web.run_app(app, host=host, port=port, print=lambda msg: log.info(msg))
-
-
-__all__ = ["MultiChatServer", "serve_multi"]
+__all__ = ["MultiChatServer"]

@@ -22,7 +22,6 @@ _EXPORTS = {
     "headline": "scoring",
     "build": "tasks",
     "run": "runner",
-    "sweep": "runner",
 }
 
 __all__ = sorted(_EXPORTS)

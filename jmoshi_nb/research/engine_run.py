@@ -1,9 +1,10 @@
 """The one loop that runs an engine on inputs and records: frames in, a Recording per input out.
 
-Sweeps (both executors), prompted continuation, the benchmark and the Modal sweep worker all run
-their inputs through ``run_on_engine`` (one input) or ``run_all_on_engine`` (many), on an ``Engine``
-(one input after the other) or a ``BatchEngine`` (inputs as slots: every free slot takes the next
-input, each step feeds every running input its next frame, a finished input frees its slot).
+Sweeps (both executors, the Modal sweep worker included), prompted continuation, the benchmark and
+``run_wav(engine=)`` run their inputs through ``run_on_engine`` (one input) or ``run_all_on_engine``
+(many), on an ``Engine`` (one input after the other) or a ``BatchEngine`` (inputs as slots: every free
+slot takes the next input, each step feeds every running input its next frame, a finished input frees
+its slot).
 
 Per input (``EngineInput``):
 

@@ -128,7 +128,8 @@ def run_batch_payload(
     if len(models) != 1:
         raise ValueError(f"a batch runs on one model; got {sorted(str(m) for m in models)}")
     model, revision = models.pop()
-    engine = pool.get(model, revision, batch_slots(len(cfgs), len(cfgs)))
+    # A batch comes from batch_size > 1: a batched engine even for a last batch of one job.
+    engine = pool.get(model, revision, batch_slots(max(len(cfgs), 2), len(cfgs)))
     inputs = [
         EngineInput(decode_audio(a), c, n, {"executor": executor}) for c, a, n in zip(cfgs, audios, names, strict=True)
     ]

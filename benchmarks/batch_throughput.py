@@ -31,8 +31,10 @@ from jmoshi_nb.core.audio import FRAME_SIZE, SAMPLE_RATE
 from jmoshi_nb.core.config import Sampling, SessionConfig
 from jmoshi_nb.model.batch_engine import BatchEngine
 from jmoshi_nb.model.engine import Engine
+from jmoshi_nb.model.engine_factory import batch_slots
+from jmoshi_nb.model.engine_pool import EnginePool
+from jmoshi_nb.research.jobs import Job, run_jobs
 from jmoshi_nb.research.speech import looped_speech
-from jmoshi_nb.research.sweeps import EnginePool, Job, run_jobs
 
 
 def pct(xs: list[float]) -> tuple[float, float]:
@@ -104,7 +106,7 @@ def bench_sweep(model: str, device: str | None, jobs_n: int, batch: int, seconds
     ]
     single_pool, batch_pool = EnginePool(device=device), EnginePool(device=device)
     single_pool.get(model)  # both loaded before timing
-    batch_pool.get_batch(model, None, min(batch, jobs_n))
+    batch_pool.get(model, None, batch_slots(batch, jobs_n))
     # Interleaved: half the jobs one at a time, the batched sweep, the other half, the batched sweep again.
     half = jobs_n // 2
     one_s = batch_s = 0.0

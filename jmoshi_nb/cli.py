@@ -1,4 +1,4 @@
-"""``jmoshi-nb``: serve a model, run a WAV through a session, build the tiny checkpoint, quickstart."""
+"""``jmoshi-nb``: serve a model, run a WAV through a session, sweep a grid, build the tiny checkpoint, quickstart."""
 
 from __future__ import annotations
 
@@ -12,23 +12,32 @@ from .core.config import ConfigError, SessionConfig
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from .model.engine import Engine
-    from .serve.server import serve
+    """``serve``: one conversation, or ``--max-sessions N`` at once as slots of one batched engine."""
+    from .model.engine import MAX_SLOTS, check_slots
+    from .model.engine_factory import load_engine
+    from .serve.backends import serve_forever
 
     config = config_from_arguments(args, args.model)
     options, model = _page_options(args, config)  # every bad option is refused before the model loads
     if model is not None:
         config = SessionConfig.from_dict({**config.model_dump(), "model": model})
-    if args.max_sessions != 1:
-        return _serve_sessions(args, config, options)
-    print(f"loading {config.model} ...", flush=True)
-    engine = Engine.load(
-        config.model, revision=args.revision, device=args.device, sampling=config.sampling, seed=config.seed
-    )
+    slots = check_slots(args.max_sessions, MAX_SLOTS, "--max-sessions")
+    held = f" with {slots} conversation slots" if slots > 1 else ""
+    print(f"loading {config.model}{held} ...", flush=True)
+    try:
+        engine = load_engine(
+            config.model, slots, revision=args.revision, device=args.device, sampling=config.sampling, seed=config.seed
+        )
+    except ConfigError as exc:
+        raise ConfigError(f"--max-sessions {slots}: {exc}") from None
     d = engine.describe()
-    print(f"serving {d['model']} on {d['device']} ({d['dtype']}) at ws://{args.host}:{args.port}/api/chat", flush=True)
+    at_once = f", up to {slots} conversations at once" if slots > 1 else ""
+    print(
+        f"serving {d['model']} on {d['device']} ({d['dtype']}) at ws://{args.host}:{args.port}/api/chat{at_once}",
+        flush=True,
+    )
     _print_page(args)
-    serve(engine, host=args.host, port=args.port, token=args.token, **options)
+    serve_forever(engine, host=args.host, port=args.port, token=args.token, **options)
     return 0
 
 
@@ -69,35 +78,6 @@ def _print_page(args: argparse.Namespace) -> None:
     print(f"talk page: {link}", flush=True)
 
 
-def _serve_sessions(args: argparse.Namespace, config: SessionConfig, options: dict[str, object]) -> int:
-    """``serve --max-sessions N``: N conversations at once, as slots of one batched engine."""
-    from .model.batch_engine import MAX_SLOTS, BatchEngine, check_slots
-    from .serve.multi_server import serve_multi
-
-    check_slots(args.max_sessions, MAX_SLOTS, "--max-sessions")
-    print(f"loading {config.model} with {args.max_sessions} conversation slots ...", flush=True)
-    try:
-        engine = BatchEngine.load(
-            config.model,
-            slots=args.max_sessions,
-            revision=args.revision,
-            device=args.device,
-            sampling=config.sampling,
-            seed=config.seed,
-        )
-    except ConfigError as exc:
-        raise ConfigError(f"--max-sessions {args.max_sessions}: {exc}") from None
-    d = engine.describe()
-    print(
-        f"serving {d['model']} on {d['device']} ({d['dtype']}) at ws://{args.host}:{args.port}/api/chat, "
-        f"up to {args.max_sessions} conversations at once",
-        flush=True,
-    )
-    _print_page(args)
-    serve_multi(engine, host=args.host, port=args.port, token=args.token, **options)
-    return 0
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     from .research.runner import run_wav
 
@@ -105,6 +85,62 @@ def cmd_run(args: argparse.Namespace) -> int:
     out = args.out or Path("runs") / Path(args.input).stem
     rec = run_wav(args.input, config, url=args.url, token=args.token, realtime=not args.fast, out=out)
     _print_summary(rec, out)
+    return 0
+
+
+MAX_JOBS_UNASKED = 10_000  # a sweep of more jobs runs only with --yes
+
+
+def read_grid(path: Path) -> dict[str, list]:
+    """``GRID.yaml``: the mapping ``jmoshi_nb.sweep`` takes as ``grid`` (e.g. ``temp: [0.6, 0.9]``)."""
+    import yaml
+
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such grid file")
+    try:
+        grid = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not grid:
+        raise ConfigError(f"{path}: the grid is empty: give at least one parameter and its values ('temp: [0.6, 0.9]')")
+    if not isinstance(grid, dict):
+        raise ConfigError(f"{path}: a grid is a mapping of parameters to lists of values, got {type(grid).__name__}")
+    return grid
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """``sweep GRID.yaml INPUTS... --out DIR``: every setting of the grid on every input, and DIR/sweep.csv."""
+    from .core.config import load_config
+    from .model.engine_factory import batch_slots
+    from .research.sweeps import check_grid, sweep
+
+    grid = read_grid(args.grid)
+    try:
+        settings = check_grid(grid)
+    except ConfigError as exc:
+        raise ConfigError(f"{args.grid}: {exc}") from None
+    missing = [str(p) for p in args.inputs if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"no such input file: {', '.join(missing)}")
+    try:
+        batch_slots(args.batch_size, 1)
+    except ConfigError as exc:
+        raise ConfigError(f"--batch-size {args.batch_size}: {exc}") from None
+    base = load_config(args.config) if args.config else SessionConfig()
+    if args.model is not None:
+        base = SessionConfig.from_dict({**base.model_dump(), "model": args.model})
+    jobs = settings * len(args.inputs)
+    if jobs > MAX_JOBS_UNASKED and not args.yes:
+        raise ConfigError(
+            f"{args.grid}: {settings} settings x {len(args.inputs)} inputs = {jobs:,} jobs, more than "
+            f"{MAX_JOBS_UNASKED:,}: pass --yes to run them all"
+        )
+    print(f"sweep: {settings} settings x {len(args.inputs)} inputs = {jobs} jobs on {base.model} ({args.executor})")
+    df = sweep(grid, [str(p) for p in args.inputs], base, executor=args.executor, out_dir=args.out,
+               progress=True, batch_size=args.batch_size)  # fmt: skip
+    table = args.out / "sweep.csv"
+    df.to_csv(table, index=False)
+    print(f"recordings: {args.out}/<run>  table: {table} ({len(df)} rows)")
     return 0
 
 
@@ -213,6 +249,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--token", help="token for --url")
     p.add_argument("--model", default=None, help="model for the local server (default tiny)")
     add_config_arguments(p)
+
+    p = add_command(sub, "sweep", cmd_sweep, "run a grid of settings over WAV files; recordings + sweep.csv")
+    p.add_argument("grid", type=Path, help="GRID.yaml: parameters and their values, e.g. 'temp: [0.6, 0.9]'")
+    p.add_argument("inputs", type=Path, nargs="+", help="input audio files (any rate; mixed to mono, 24 kHz)")
+    p.add_argument("--out", type=Path, required=True, help="folder for the recordings and sweep.csv")
+    p.add_argument("--config", type=Path, help="base config (YAML or JSON) the grid changes")
+    p.add_argument("--model", default=None, help="model (default: the base config's, tiny)")
+    p.add_argument("--batch-size", type=int, default=1, help="runs at once as slots of one batched engine")
+    p.add_argument("--executor", choices=("local", "modal"), default="local", help="this machine or Modal GPUs")
+    p.add_argument("--yes", action="store_true", help=f"run a grid of more than {MAX_JOBS_UNASKED:,} jobs")
 
     help_tg = "write a Praat TextGrid of a recording (or of every recording below DIR)"
     p = add_command(sub, "textgrid", cmd_textgrid, help_tg)

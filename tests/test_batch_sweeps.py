@@ -11,7 +11,8 @@ import pytest
 from jmoshi_nb.core.audio import FRAME_SIZE, SAMPLE_RATE
 from jmoshi_nb.core.config import ConfigError, Sampling, SessionConfig
 from jmoshi_nb.core.recording import Recording
-from jmoshi_nb.research.sweeps import EnginePool, Job, run_jobs
+from jmoshi_nb.model.engine_pool import EnginePool
+from jmoshi_nb.research.jobs import Job, run_jobs
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +107,7 @@ def test_modal_executor_sends_batches_and_matches_local(pool: EnginePool, monkey
 
 
 def test_sweep_table_has_the_same_form_batched(pool: EnginePool, monkeypatch: pytest.MonkeyPatch) -> None:
-    from jmoshi_nb.research import sweeps
+    from jmoshi_nb.research import jobs as sweeps
     from jmoshi_nb.research.sweeps import sweep
 
     monkeypatch.setattr(sweeps, "EnginePool", lambda **_: pool)

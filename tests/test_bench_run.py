@@ -195,8 +195,8 @@ def test_a_failing_item_is_named_and_the_others_run(tmp_path: Path, engine) -> N
 
 
 def test_modal_executor_runs_the_items_as_sweep_jobs(tmp_path: Path, engine, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    """The Modal path goes through sweeps.run_jobs; here its stand-in runs the jobs locally on the same engine."""
-    import jmoshi_nb.research.sweeps as sweeps
+    """The Modal path goes through jobs.run_jobs; here its stand-in runs the jobs locally on the same engine."""
+    import jmoshi_nb.research.jobs as sweeps
 
     calls = []
     real = sweeps.run_jobs

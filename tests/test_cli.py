@@ -62,3 +62,58 @@ def test_make_tiny(tmp_path: Path) -> None:
     res = cli("make-tiny", str(tmp_path / "tiny"))
     assert res.returncode == 0, res.stderr
     assert (tmp_path / "tiny" / "config.json").exists() and "model.safetensors" in res.stdout
+
+
+def _short_wav(path: Path, seconds: float = 0.4, freq: float = 220.0) -> Path:
+    import numpy as np
+
+    from jmoshi_nb.core.audio import SAMPLE_RATE, write_wav
+
+    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    return write_wav(path, (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32))
+
+
+def test_sweep_writes_the_recordings_and_the_table_of_jmoshi_nb_sweep(tmp_path: Path) -> None:
+    import pandas as pd
+
+    import jmoshi_nb
+
+    inputs = [_short_wav(tmp_path / "a.wav"), _short_wav(tmp_path / "b.wav", freq=330.0)]
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("temp: [0.6, 1.0]\ntop_k: [50]\n", encoding="utf-8")
+    out = tmp_path / "sweep"
+    res = cli("sweep", str(grid), *map(str, inputs), "--out", str(out), "--batch-size", "2")
+    assert res.returncode == 0, res.stderr
+    assert "sweep (local, batched)" in res.stderr  # the progress bar
+    table = pd.read_csv(out / "sweep.csv")
+    df = jmoshi_nb.sweep({"temp": [0.6, 1.0], "top_k": [50]}, [str(p) for p in inputs], out_dir=tmp_path / "lib",
+                         progress=False, batch_size=2)  # fmt: skip
+    assert list(table.columns) == list(df.columns)
+    assert list(table["run"]) == list(df["run"]) == ["000-a", "000-b", "001-a", "001-b"]
+    assert list(table["temp"]) == [0.6, 0.6, 1.0, 1.0] and set(table["top_k"]) == {50}
+    for run in df["run"]:  # the same runs as the library's: same settings, seed and input, same tokens
+        assert Recording.load(out / run).frame_tokens() == Recording.load(tmp_path / "lib" / run).frame_tokens()
+
+
+def test_sweep_bad_input_exits_2_naming_the_problem(tmp_path: Path) -> None:
+    wav = _short_wav(tmp_path / "a.wav")
+    grid = tmp_path / "grid.yaml"
+    out = tmp_path / "out"
+
+    def sweep(grid_text: str, *extra: str, inputs: tuple[str, ...] = (str(wav),)) -> subprocess.CompletedProcess[str]:
+        grid.write_text(grid_text, encoding="utf-8")
+        return cli("sweep", str(grid), *inputs, "--out", str(out), *extra)
+
+    res = sweep("tmp: [0.6]\n")
+    assert res.returncode == 2 and "unknown parameter(s) tmp" in res.stderr
+    res = sweep("")
+    assert res.returncode == 2 and "the grid is empty" in res.stderr
+    res = sweep("temp: []\n")
+    assert res.returncode == 2 and "temp must be a non-empty list" in res.stderr
+    res = sweep("temp: [0.6]\n", inputs=(str(wav), str(tmp_path / "missing.wav")))
+    assert res.returncode == 2 and "no such input file" in res.stderr and "missing.wav" in res.stderr
+    res = sweep("temp: [0.6]\n", "--batch-size", "0")
+    assert res.returncode == 2 and "--batch-size 0" in res.stderr and "out of range" in res.stderr
+    res = sweep("seed: [" + ", ".join(map(str, range(10_001))) + "]\n")
+    assert res.returncode == 2 and "10,001 jobs" in res.stderr and "--yes" in res.stderr
+    assert not out.exists()  # nothing ran

@@ -29,11 +29,6 @@ LAYERS = {  # folder -> layer
     "jmoshi_nb.cli": 7,
     "jmoshi_nb": 8,  # the package's lazy public names
 }
-# Circle 3 of issue 18 (sweeps <-> continuation <-> bench.runner) is removed on the `loop` branch.
-# The lead empties this list after merging it; nothing else may be added here.
-EXPECTED_FIXED_BY_LOOP_BRANCH: list[frozenset[str]] = [
-    frozenset(f"jmoshi_nb.research.{m}" for m in ("bench", "bench.runner", "continuation", "sweeps")),
-]
 
 
 def module_name(path: Path) -> str:
@@ -184,7 +179,7 @@ def test_no_module_imports_from_a_layer_above_it(path: Path) -> None:
 
 
 def test_no_import_circles_counting_imports_inside_functions() -> None:
-    found = [c for c in circles(package_edges()) if frozenset(c) not in EXPECTED_FIXED_BY_LOOP_BRANCH]
+    found = circles(package_edges())
     assert not found, "import circles: " + "; ".join(" <-> ".join(c) for c in found)
 
 

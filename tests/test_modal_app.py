@@ -25,9 +25,9 @@ pytest.importorskip("modal")
 import modal  # noqa: E402
 
 from jmoshi_nb.cloud import app as modal_app  # noqa: E402
-from jmoshi_nb.core.audio import FRAME_SIZE  # noqa: E402
+from jmoshi_nb.core.audio import FRAME_SIZE, encode_audio  # noqa: E402
 from jmoshi_nb.core.config import SessionConfig  # noqa: E402
-from jmoshi_nb.research.sweeps import encode_audio, recording_from_dict  # noqa: E402
+from jmoshi_nb.core.recording import Recording  # noqa: E402
 from jmoshi_nb.serve.client import ServerError, connect  # noqa: E402
 
 TOKEN = "t0ken-for-tests-0123456789"
@@ -243,8 +243,8 @@ def test_sweep_worker_lifecycle_runs_a_job(local_container: None) -> None:
     assert ("tiny", None) in pool and worker.loaded is None
     cfg = SessionConfig(model="tiny", seed=5)
     pcm = np.random.default_rng(2).normal(0, 0.1, FRAME_SIZE * 3).astype(np.float32)
-    first = recording_from_dict(worker.run(cfg.model_dump(mode="json"), encode_audio(pcm), "job"))
-    again = recording_from_dict(worker.run(cfg.model_dump(mode="json"), encode_audio(pcm), "job"))
+    first = Recording.from_dict(worker.run(cfg.model_dump(mode="json"), encode_audio(pcm), "job"))
+    again = Recording.from_dict(worker.run(cfg.model_dump(mode="json"), encode_audio(pcm), "job"))
     assert pool.loads == 0  # the engine loaded at container start served both calls
     assert len(first.metrics) == 3 and first.meta["executor"] == "modal" and first.meta["job"] == "job"
     assert first.frame_tokens() == again.frame_tokens()
@@ -313,3 +313,28 @@ def test_server_class_with_several_sessions_serves_them_at_once(
             assert [m["frame"] for m in metrics] == [0, 1, 2, 3]
     finally:
         container.shutdown()
+
+
+def test_sweep_worker_with_several_server_sessions_runs_single_and_batched_jobs(
+    local_container: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """JMOSHI_MODAL_MAX_SESSIONS > 1 sizes the server's engine; the sweep worker still runs a plain job on
+    the engine it warmed up, and a batch on a batched engine of the batch's size."""
+    monkeypatch.setattr(modal_app, "MAX_SESSIONS", 2)
+    worker = modal_app.SweepWorker._get_user_cls()()
+    worker.load()
+    worker.warm_up()
+    pool = modal_app.sweep_pool()
+    assert ("tiny", None) in pool  # a single-conversation engine, under its own key
+    cfg = SessionConfig(model="tiny", seed=5)
+    pcm = np.random.default_rng(2).normal(0, 0.1, FRAME_SIZE * 3).astype(np.float32)
+    first = Recording.from_dict(worker.run(cfg.model_dump(mode="json"), encode_audio(pcm), "job"))
+    again = Recording.from_dict(worker.run(cfg.model_dump(mode="json"), encode_audio(pcm), "job"))
+    assert pool.loads == 0  # the engine loaded at container start served both jobs
+    assert len(first.metrics) == 3 and first.meta["seed"] == 5 and "slot" not in first.meta
+    assert first.frame_tokens() == again.frame_tokens()
+    batch = worker.run([cfg.model_dump(mode="json")] * 2, [encode_audio(pcm)] * 2, ["a", "b"])
+    recs = [Recording.from_dict(r) for r in batch]
+    assert [r.meta["job"] for r in recs] == ["a", "b"] and [r.meta["slot"] for r in recs] == [0, 1]
+    assert ("tiny", None, 2) in pool and pool.loads == 1
+    assert recs[0].frame_tokens() == recs[1].frame_tokens()  # same job in two slots: same tokens

@@ -22,6 +22,7 @@ pytest.importorskip("modal")
 from jmoshi_nb.cloud import app as modal_app  # noqa: E402
 from jmoshi_nb.core.audio import FRAME_SIZE  # noqa: E402
 from jmoshi_nb.core.config import SessionConfig  # noqa: E402
+from jmoshi_nb.model.engine_pool import EnginePool  # noqa: E402
 from jmoshi_nb.notebook.servers import start_server  # noqa: E402
 from jmoshi_nb.remote.modal_client import (  # noqa: E402
     NO_CREDENTIALS,
@@ -35,7 +36,7 @@ from jmoshi_nb.remote.modal_client import (  # noqa: E402
     token_file,
     ws_url,
 )
-from jmoshi_nb.research.sweeps import EnginePool, Job, run_jobs  # noqa: E402
+from jmoshi_nb.research.jobs import Job, run_jobs  # noqa: E402
 from jmoshi_nb.serve.client import ServerError, connect  # noqa: E402
 
 

@@ -114,7 +114,7 @@ def test_a_folder_that_is_not_a_recording_names_what_is_missing(tmp_path: Path) 
 
 
 def test_sweeps_stream_each_job_into_its_folder(engine, speech_pcm, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from jmoshi_nb.research.sweeps import run_on_engine
+    from jmoshi_nb.research.engine_run import run_on_engine
 
     out = tmp_path / "job"
     rec = run_on_engine(engine, speech_pcm[:SAMPLE_RATE], SessionConfig(model="tiny", seed=1), out=out)

@@ -10,7 +10,8 @@ import pytest
 from jmoshi_nb.core.audio import FRAME_SIZE, SAMPLE_RATE, write_wav
 from jmoshi_nb.core.config import ConfigError, SessionConfig
 from jmoshi_nb.model.engine import Engine
-from jmoshi_nb.research.continuation import ModelChannelForcer, continue_dialogue, prompted_continuation, read_dialogue
+from jmoshi_nb.model.forcing import ModelChannelForcer
+from jmoshi_nb.research.continuation import continue_dialogue, prompted_continuation, read_dialogue
 from jmoshi_nb.research.sweeps import expand_grid, iter_recordings, sweep
 
 

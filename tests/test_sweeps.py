@@ -9,19 +9,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from jmoshi_nb.core.audio import FRAME_SIZE, SAMPLE_RATE, write_wav
+from jmoshi_nb.core.audio import FRAME_SIZE, SAMPLE_RATE, decode_audio, encode_audio, write_wav
 from jmoshi_nb.core.config import Sampling, SessionConfig
 from jmoshi_nb.core.recording import Recording
-from jmoshi_nb.research.sweeps import (
-    EnginePool,
-    Job,
-    SweepError,
-    decode_audio,
-    encode_audio,
-    recording_from_dict,
-    recording_to_dict,
-    run_jobs,
-)
+from jmoshi_nb.model.engine_pool import EnginePool
+from jmoshi_nb.research.jobs import Job, SweepError, run_jobs
 
 SECONDS = 0.5  # 7 frames a job: the tiny model on a shared CPU is ~50-100 ms a frame
 
@@ -138,7 +130,7 @@ def test_audio_and_recording_transport_is_exact(tmp_path: Path) -> None:
     rec.add_params(0, Sampling().model_dump(), 3)
     rec.session = {"model": "tiny"}
     rec.meta = {"seed": 3}
-    back = recording_from_dict(recording_to_dict(rec))
+    back = Recording.from_dict(rec.to_dict())
     np.testing.assert_array_equal(back.model_pcm, rec.model_pcm)
     np.testing.assert_array_equal(back.user_pcm, rec.user_pcm)
     assert back.text == rec.text and back.metrics == rec.metrics and back.params == rec.params

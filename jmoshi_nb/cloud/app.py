@@ -9,7 +9,7 @@ One file holds everything Modal runs for the kit, infrastructure next to code, i
   up, and serves the kit's own aiohttp ``ChatServer`` (``/api/chat``, ``/api/health``) as a Modal web
   server, so ``jmoshi_nb.connect`` and every notebook tool talk to it unchanged, behind a token;
 * ``SweepWorker``: a GPU class that runs one sweep job (config + audio) on the engine directly and
-  returns the recording as plain data (``sweeps.run_jobs(..., executor="modal")`` fans jobs out).
+  returns the recording as plain data (``jobs.run_jobs(..., executor="modal")`` fans jobs out).
 
 Deploy it (or let ``jmoshi_nb.start(backend="modal")`` run it ephemerally)::
 
@@ -41,9 +41,10 @@ from ..remote import settings as names
 from ..serve.backends import LocalServer
 
 if TYPE_CHECKING:
+    from ..model.batch_engine import BatchEngine
     from ..model.checkpoints import ResolvedModel
     from ..model.engine import Engine
-    from ..research.sweeps import EnginePool
+    from ..model.engine_pool import EnginePool
 
 # ## Settings
 #
@@ -254,23 +255,16 @@ def load_before_snapshot() -> LoadedModel:
 
 def build_engine(
     loaded: LoadedModel, device: str, seed: int | None = 42, warmup: bool = True, sessions: int | None = None
-) -> Engine:
-    """Move the parts to ``device`` and make a warmed-up engine (what ``Engine.load`` does in one go).
+) -> Engine | BatchEngine:
+    """Move the parts to ``device`` and make a warmed-up engine (``engine_factory.engine_from_parts``).
 
-    ``sessions`` (default ``MAX_SESSIONS``) > 1: a ``BatchEngine`` with that many conversation slots.
+    ``sessions`` (default ``MAX_SESSIONS``): conversation slots (> 1: a ``BatchEngine``).
     """
-    from ..model.engine import Engine
+    from ..model.engine_factory import engine_from_parts
 
-    sessions = MAX_SESSIONS if sessions is None else sessions
-    if sessions > 1:
-        from ..model.batch_engine import BatchEngine
-
-        return BatchEngine.from_parts(  # type: ignore[return-value]
-            loaded.resolved, loaded.mimi, loaded.lm, loaded.tokenizer, device, slots=sessions, seed=seed, warmup=warmup
-        )
-
-    return Engine.from_parts(
-        loaded.resolved, loaded.mimi, loaded.lm, loaded.tokenizer, device, seed=seed, warmup=warmup
+    slots = MAX_SESSIONS if sessions is None else sessions
+    return engine_from_parts(
+        loaded.resolved, loaded.mimi, loaded.lm, loaded.tokenizer, device, slots, seed=seed, warmup=warmup
     )
 
 
@@ -381,12 +375,12 @@ _POOL: EnginePool | None = None
 
 
 def sweep_pool(device: str | None = None) -> EnginePool:
-    """The process's engines for sweep jobs (one model at a time: a 7B fills a 24 GB GPU)."""
+    """The process's engine for sweep jobs (one at a time: a 7B fills a 24 GB GPU)."""
     global _POOL
     if _POOL is None:
-        from ..research.sweeps import EnginePool
+        from ..model.engine_pool import EnginePool
 
-        _POOL = EnginePool(device=device, max_models=1)
+        _POOL = EnginePool(device=device)
     return _POOL
 
 
@@ -398,7 +392,7 @@ def sweep_job(
     Lists are a batch (``run_jobs(..., batch_size=N)``): the jobs run as slots of one batched engine in
     this container and a list of recordings comes back.
     """
-    from ..research.sweeps import run_job_payload
+    from ..research.jobs import run_job_payload
 
     return run_job_payload(sweep_pool(), config, audio, name, executor="modal")
 
@@ -495,9 +489,11 @@ class SweepWorker:
 
     @modal.enter(snap=False)
     def warm_up(self) -> None:
+        # A sweep job is one conversation: the container's engine is a single one, whatever MAX_SESSIONS
+        # (the server's conversations) says; a batch of jobs loads a batched engine of its own size.
         pool = sweep_pool(device=DEVICE)
         if self.loaded is not None:
-            pool.put(MODEL, REVISION, build_engine(self.loaded, DEVICE))
+            pool.put(MODEL, REVISION, build_engine(self.loaded, DEVICE, sessions=1))
             self.loaded = None
 
     @modal.method()

@@ -8,6 +8,7 @@ options and the package versions it was made with. YAML or JSON, chosen by file 
 from __future__ import annotations
 
 import json
+import secrets
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -101,6 +102,21 @@ def check_seed(seed: Any) -> int | None:
     if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= SEED_MAX:
         raise ConfigError(f"seed={seed!r} is out of range: allowed integers 0..2**63-1")
     return seed
+
+
+def draw_seed() -> int:
+    """A fresh random seed in ``0..SEED_MAX`` (63 bits: what torch's generators take)."""
+    return secrets.randbits(63)
+
+
+def resolve_seed(seed: int | None) -> int:
+    """The seed a run uses: ``seed``, or a fresh draw when it is None.
+
+    The kit's one seed policy: ``seed=None`` draws a seed, the run uses it and the recording keeps it
+    (``meta["seed"]``, the params events), so every run can be repeated. Every path that starts a
+    conversation (``run_wav``, the server, sweeps, continuation, the benchmark) resolves its seed here.
+    """
+    return seed if seed is not None else draw_seed()
 
 
 def describe_params(params: dict[str, Any], seed: int | None = None, previous: dict[str, Any] | None = None) -> str:

@@ -251,6 +251,35 @@ class Recording:
             writer.remove_parts()
         return folder
 
+    def to_dict(self) -> dict[str, Any]:
+        """This recording as plain, picklable data (exact float32 audio as bytes): what a Modal worker
+        sends back. ``Recording.from_dict`` inverts it."""
+        return {
+            "sample_rate": self.sample_rate,
+            "user": self.user_pcm.astype(np.float32).tobytes(),
+            "model": self.model_pcm.astype(np.float32).tobytes(),
+            "text": [e.__dict__.copy() for e in self.text],
+            "metrics": self.metrics,
+            "params": self.params,
+            "config": self.config.model_dump(mode="json") if self.config else None,
+            "session": self.session,
+            "meta": self.meta,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Recording:
+        """The recording ``to_dict`` gave ``data`` for."""
+        rec = cls(sample_rate=int(data["sample_rate"]))
+        rec.user_chunks = [np.frombuffer(data["user"], dtype=np.float32).copy()]
+        rec.model_chunks = [np.frombuffer(data["model"], dtype=np.float32).copy()]
+        rec.text = [TextEvent(**e) for e in data["text"]]
+        rec.metrics = list(data["metrics"])
+        rec.params = list(data["params"])
+        rec.config = SessionConfig.from_dict(data["config"]) if data.get("config") else None
+        rec.session = dict(data.get("session") or {})
+        rec.meta = dict(data.get("meta") or {})
+        return rec
+
     @classmethod
     def load(cls, folder: str | Path) -> Recording:
         """Read a folder written by ``save``, or one cut short while streaming (``rec.cut_short``)."""

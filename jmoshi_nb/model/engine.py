@@ -483,7 +483,7 @@ class Engine(EngineBase):
 
         ``forced_audio``: the model's own audio tokens for this step (``dep_q`` codes, already
         delayed as the LM samples them), used instead of sampling: teacher forcing of the model
-        channel, as in prompted dialogue continuation (see ``research.ModelChannelForcer``).
+        channel, as in prompted dialogue continuation (see ``model.forcing.ModelChannelForcer``).
         """
         check_frame(pcm)
         with self._stepping_alone(" (one conversation per engine)"):

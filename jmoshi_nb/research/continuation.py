@@ -17,58 +17,16 @@ import numpy as np
 from ..core.audio import FRAME_SIZE, SAMPLE_RATE, read_wav, sha256_of
 from ..core.config import SessionConfig
 from ..core.recording import Recording
+from ..model.engine_factory import batch_slots, is_batched, load_engine
+from .engine_run import EngineInput, run_all_on_engine
 
 if TYPE_CHECKING:
-
     from ..model.batch_engine import BatchEngine
     from ..model.engine import Engine
 
 from ..core.audio import AUDIO_SUFFIXES
 
 # ---- prompted continuation --------------------------------------------------------------------------
-
-
-class ModelChannelForcer:
-    """Turns the model side of a recorded dialogue into the audio tokens the LM would have sampled.
-
-    A second Mimi (its own streaming state) encodes the model channel frame by frame. LMGen samples
-    the model's codebook ``k`` at step ``t`` for frame ``t + 1 - delay_k``: with J-Moshi's delays
-    (0 for the first codebook, 1 for the rest) step ``t`` needs codebook 1 of frame ``t + 1`` and
-    codebooks 2-8 of frame ``t``, so the channel is read one frame ahead.
-    """
-
-    def __init__(self, engine: Engine, model_pcm: np.ndarray) -> None:
-        import torch
-
-        self._torch = torch
-        lm = engine.lm_gen.lm_model
-        self.delays = list(lm.delays[1 : lm.dep_q + 1])
-        self.mimi = engine.model.info.get_mimi(device=str(engine.device))
-        self.mimi.streaming_forever(1)
-        self.device = engine.device
-        self.pcm = np.asarray(model_pcm, dtype=np.float32)
-        self.codes: list[np.ndarray] = []
-
-    def _encode_until(self, frame: int) -> None:
-        torch = self._torch
-        while len(self.codes) <= frame:
-            i = len(self.codes)
-            chunk = self.pcm[i * FRAME_SIZE : (i + 1) * FRAME_SIZE]
-            chunk = np.pad(chunk, (0, FRAME_SIZE - len(chunk)))
-            with torch.no_grad():
-                codes = self.mimi.encode(torch.from_numpy(chunk).to(self.device)[None, None])
-            if i == 0:
-                self.mimi.reset_streaming()  # as the engine does for its first frame
-            self.codes.append(codes[0, :, 0].cpu().numpy())
-
-    def tokens_for_step(self, step: int) -> np.ndarray:
-        """The ``dep_q`` audio tokens to force at LM step ``step``."""
-        out = []
-        for k, delay in enumerate(self.delays):
-            frame = step + 1 - delay
-            self._encode_until(frame)
-            out.append(self.codes[frame][k])
-        return np.asarray(out, dtype=np.int64)
 
 
 @dataclass
@@ -114,9 +72,7 @@ class ContinuationPlan:
     def user_input(self, dialogue: DialogueInput) -> tuple[np.ndarray, int, int]:
         """The user channel the model hears, the prompt's frame count and the total frame count."""
         if self.prompt_s <= 0 or self.continuation_s <= 0:
-            raise ValueError(
-                f"prompt_s and continuation_s must be > 0, got {self.prompt_s} and {self.continuation_s}"
-            )
+            raise ValueError(f"prompt_s and continuation_s must be > 0, got {self.prompt_s} and {self.continuation_s}")
         n_prompt = int(round(self.prompt_s * SAMPLE_RATE / FRAME_SIZE))
         n_total = n_prompt + int(round(self.continuation_s * SAMPLE_RATE / FRAME_SIZE))
         if len(dialogue.user) < n_prompt * FRAME_SIZE:
@@ -143,8 +99,18 @@ class ContinuationPlan:
         }
 
 
+    def engine_input(
+        self, dialogue: DialogueInput, config: SessionConfig, out: str | Path | None = None
+    ) -> EngineInput:
+        """``dialogue``'s continuation for the engine-run loop: the user channel as input, the model's
+        channel (if any) forced during the prompt, ``out``: stream the recording there."""
+        user, n_prompt, _n_total = self.user_input(dialogue)
+        meta = self.meta(dialogue, n_prompt, dialogue.model is not None)
+        return EngineInput(user, config, meta=meta, out=out, forcing=(dialogue.model, n_prompt))
+
+
 def continue_dialogue(
-    engine: Engine,
+    engine: Engine | BatchEngine,
     dialogue: DialogueInput,
     config: SessionConfig,
     prompt_s: float = 10.0,
@@ -152,24 +118,12 @@ def continue_dialogue(
     user_after_prompt: Literal["silence", "continue"] = "silence",
     out: str | Path | None = None,
 ) -> Recording:
-    """One prompted continuation on ``engine``; see ``prompted_continuation`` (``out``: stream it there)."""
-    plan = ContinuationPlan(prompt_s, continuation_s, user_after_prompt)
-    user, n_prompt, n_total = plan.user_input(dialogue)
-    forcer = ModelChannelForcer(engine, dialogue.model) if dialogue.model is not None else None
+    """One prompted continuation on ``engine``; see ``prompted_continuation`` (``out``: stream it there).
 
-    engine.reset(config.sampling, config.seed)
-    rec = Recording(config=config)
-    rec.session = engine.describe()
-    if out is not None:
-        rec.stream_to(out)
-    rec.add_params(0, config.sampling.model_dump(), config.seed)
-    for i in range(n_total):
-        frame = user[i * FRAME_SIZE : (i + 1) * FRAME_SIZE]
-        forced = forcer.tokens_for_step(i) if forcer is not None and i < n_prompt else None
-        r = engine.step(frame, forced_audio=forced)
-        rec.add_frame(frame, r, forced=forced is not None)
-    rec.meta.update(plan.meta(dialogue, n_prompt, forcer is not None))
-    return rec
+    ``config.seed`` None draws a seed, which the recording keeps (``meta["seed"]``).
+    """
+    plan = ContinuationPlan(prompt_s, continuation_s, user_after_prompt)
+    return run_all_on_engine(engine, [plan.engine_input(dialogue, config, out)])[0]
 
 
 def continue_dialogues_batched(
@@ -181,42 +135,11 @@ def continue_dialogues_batched(
     """Prompted continuations as slots of one batched engine, ``engine.slots`` dialogues at a time.
 
     Each dialogue's recording is what it gets alone in the batched engine (own slot, own forcer, own
-    random stream seeded with ``config.seed``). ``plan``: the prompt and continuation (default: 10 s + 20 s).
+    random stream seeded with ``config.seed``, or a seed drawn for it when that is None).
+    ``plan``: the prompt and continuation (default: 10 s + 20 s).
     """
     plan = plan or ContinuationPlan()
-    inputs = [plan.user_input(d) for d in dialogues]
-    recs: list[Recording] = []
-    for start in range(0, len(dialogues), engine.slots):
-        chunk = list(range(start, min(start + engine.slots, len(dialogues))))
-        for slot in engine.busy_slots:
-            engine.release(slot)
-        slots = {i: engine.open(config.sampling, config.seed) for i in chunk}
-        forcers = {i: ModelChannelForcer(engine, dialogues[i].model) for i in chunk if dialogues[i].model is not None}
-        chunk_recs = {}
-        for i in chunk:
-            rec = Recording(config=config)
-            rec.session = {k: v for k, v in engine.describe(slots[i]).items() if k not in ("slot", "slots")}
-            rec.add_params(0, config.sampling.model_dump(), config.seed)
-            chunk_recs[i] = rec
-        for step in range(max(inputs[i][2] for i in chunk)):
-            frames = {}
-            forced = {}
-            for i in chunk:
-                user, n_prompt, n_total = inputs[i]
-                if step < n_total:
-                    frames[slots[i]] = user[step * FRAME_SIZE : (step + 1) * FRAME_SIZE]
-                    if i in forcers and step < n_prompt:
-                        forced[slots[i]] = forcers[i].tokens_for_step(step)
-            results = engine.step(frames, forced_audio=forced)
-            for i in chunk:
-                if slots[i] in results:
-                    chunk_recs[i].add_frame(frames[slots[i]], results[slots[i]], forced=slots[i] in forced)
-        for i in chunk:
-            engine.release(slots[i])
-            meta = plan.meta(dialogues[i], inputs[i][1], i in forcers)
-            chunk_recs[i].meta.update({**meta, "batch_size": engine.slots})
-            recs.append(chunk_recs[i])
-    return recs
+    return run_all_on_engine(engine, [plan.engine_input(d, config) for d in dialogues])
 
 
 def prompted_continuation(
@@ -237,38 +160,26 @@ def prompted_continuation(
     during the prompt; the other is the user. Mono files are the user side only. After the prompt
     the user channel is silent (``user_after_prompt="silence"``: what follows is the model's own) or
     goes on with the recording (``"continue"``: the model reacts to the real partner).
-    Each run is saved under ``out_dir/<file stem>`` if given.
+    Each run streams into ``out_dir/<file stem>`` if given. ``config.seed`` None: each dialogue draws
+    its own seed, kept in its recording.
 
     ``batch_size`` > 1 runs that many dialogues at once as slots of a batched engine (``engine`` may be
     a ``BatchEngine``); each recording is the same at any ``batch_size`` > 1.
     """
-    from ..model.engine import Engine
-    from .sweeps import check_batch_size
-
-    check_batch_size(batch_size)
     config = config or SessionConfig()
     files = dialogue_files(source)
-    if batch_size > 1 or (engine is not None and not isinstance(engine, Engine)):
-        from ..model.batch_engine import BatchEngine
-
-        dialogues = [read_dialogue(path, model_channel) for path in files]
-        if not isinstance(engine, BatchEngine):
-            slots = min(batch_size, len(files))
-            engine = BatchEngine.load(config.model, slots=slots, revision=config.revision, seed=config.seed)
-        plan = ContinuationPlan(prompt_s, continuation_s, user_after_prompt)
-        recs = continue_dialogues_batched(engine, dialogues, config, plan)
-        if out_dir is not None:
-            for path, rec in zip(files, recs, strict=True):
-                rec.save(Path(out_dir) / path.stem)
-        return recs
-    engine = engine or Engine.load(config.model, revision=config.revision, sampling=config.sampling, seed=config.seed)
-    recordings = []
-    for path in files:
-        out = Path(out_dir) / path.stem if out_dir is not None else None
-        rec = continue_dialogue(
-            engine, read_dialogue(path, model_channel), config, prompt_s, continuation_s, user_after_prompt, out
-        )
+    slots = batch_slots(batch_size, len(files))
+    plan = ContinuationPlan(prompt_s, continuation_s, user_after_prompt)
+    outs = [Path(out_dir) / path.stem if out_dir is not None else None for path in files]
+    dialogues = [read_dialogue(path, model_channel) for path in files]
+    for dialogue in dialogues:
+        plan.user_input(dialogue)  # a dialogue too short for the prompt is named before any work
+    if engine is None or (slots > 1 and not is_batched(engine)):
+        engine = load_engine(config.model, slots, revision=config.revision, sampling=config.sampling, seed=config.seed)
+    # Each recording streams into its folder as it runs.
+    inputs = [plan.engine_input(dialogue, config, out) for dialogue, out in zip(dialogues, outs, strict=True)]
+    recordings = run_all_on_engine(engine, inputs)
+    for rec, out in zip(recordings, outs, strict=True):
         if out is not None:
             rec.save(out)
-        recordings.append(rec)
     return recordings

@@ -1,12 +1,15 @@
-"""Run a WAV file through a session: the path used by ``jmoshi-nb run``, sweeps and replays.
+"""Run a WAV file through a session: the path used by ``jmoshi-nb run``, the quickstart and replays.
 
 The audio goes the same way as a microphone's: client -> Opus -> server -> engine -> server ->
-client, into a Recording. With no URL a local server is started for the config's model.
+client, into a Recording. With no URL a local server is started for the config's model. With an
+``engine`` loaded in this process the frames go straight to it instead, through the engine-run loop
+(``engine_run``) that sweeps use: no server, no Opus.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -15,6 +18,11 @@ from ..core.blocking import run_blocking
 from ..core.config import SessionConfig
 from ..core.recording import Recording
 from ..serve.client import connect, stream_pcm
+from .engine_run import run_on_engine
+
+if TYPE_CHECKING:
+    from ..model.batch_engine import BatchEngine
+    from ..model.engine import Engine
 
 
 async def run_pcm_async(
@@ -57,17 +65,30 @@ def run_wav(
     token: str | None = None,
     realtime: bool = False,
     out: str | Path | None = None,
+    engine: Engine | BatchEngine | None = None,
 ) -> Recording:
     """Run a WAV (path, or 24 kHz mono array) through a session and return it.
 
     With ``out`` the recording streams into that folder while it runs (a killed run leaves a folder
     that ``Recording.load`` reads, marked ``cut_short``) and is completed there at the end. Blocking;
     works from a script, a thread or a notebook cell (see ``jmoshi_nb.core.blocking``).
+
+    ``engine``: an engine loaded in this process (``model.engine_factory.load_engine``): the frames go
+    straight to it (``engine_run.run_on_engine``: no server, no Opus, as fast as it steps; ``url`` and
+    ``realtime`` do not apply). ``config.seed`` None draws a seed on either path, kept in ``meta["seed"]``.
     """
     from ..serve.backends import LocalServer
 
     config = config or SessionConfig()
     pcm = wav if isinstance(wav, np.ndarray) else read_wav(wav)
+    if engine is not None:
+        if url is not None:
+            raise ValueError("run_wav: give a server url or an engine, not both")
+        meta = {} if isinstance(wav, np.ndarray) else {"input": str(wav)}
+        rec = run_on_engine(engine, pcm, config, meta=meta, out=out)
+        if out is not None:
+            rec.save(out)
+        return rec
     holder: list[Recording] = []
     try:
         if url is None:

@@ -41,6 +41,28 @@ class StartStopServer(ABC):
         self.stop()
 
 
+def chat_server(engine: Any, token: str | None = None) -> Any:
+    """The kit's server for ``engine``: ``MultiChatServer`` (one conversation per slot) for a ``BatchEngine``,
+    ``ChatServer`` (one conversation) for an ``Engine``."""
+    from ..model.engine_factory import is_batched
+    from .multi_server import MultiChatServer
+    from .server import ChatServer
+
+    return (MultiChatServer if is_batched(engine) else ChatServer)(engine, token=token)
+
+
+def serve_forever(
+    engine: Any, host: str = "127.0.0.1", port: int = 8998, token: str | None = None, **options: Any
+) -> None:
+    """Run the kit's server for ``engine`` in the foreground (``jmoshi-nb serve``) until interrupted.
+
+    ``options``: the talk page's (settings, recording, sliders, rating form; ``server.configure``).
+    """
+    from .server import configure, run_server
+
+    run_server(configure(chat_server(engine, token), **options), host, port)
+
+
 def serve_engine(
     engine: Any,
     token: str | None,
@@ -51,17 +73,11 @@ def serve_engine(
 ) -> AppThread:
     """The kit's server for ``engine`` on a background thread, plus extra GET ``routes``; started.
 
-    A ``BatchEngine`` is served by ``MultiChatServer`` (one conversation per slot), an ``Engine`` by
-    ``ChatServer`` (one conversation).
+    The server is ``chat_server(engine, token)``'s.
 
     The local backends and the Modal container's web server both start their server this way.
     """
-    from ..model.batch_engine import BatchEngine
-    from .multi_server import MultiChatServer
-    from .server import ChatServer
-
-    server_class = MultiChatServer if isinstance(engine, BatchEngine) else ChatServer  # N slots: N conversations
-    app = server_class(engine, token=token).make_app()
+    app = chat_server(engine, token).make_app()
     for path, handler in (routes or {}).items():
         app.router.add_get(path, handler)
     return AppThread(app, host, port, name=name).start()
@@ -93,18 +109,14 @@ class LocalServer(StartStopServer):
         self._thread: AppThread | None = None
 
     def start(self) -> LocalServer:
-        from ..model.engine import Engine
-
         if self.engine is None:
-            cfg = self.config
-            options: dict[str, Any] = {"revision": self.revision, "device": self.device}
-            options.update(sampling=cfg.sampling if cfg else None, seed=cfg.seed if cfg else 42)
-            if self.max_sessions > 1:
-                from ..model.batch_engine import BatchEngine
+            from ..model.engine_factory import load_engine
 
-                self.engine = BatchEngine.load(self.model, slots=self.max_sessions, **options)
-            else:
-                self.engine = Engine.load(self.model, **options)
+            cfg = self.config
+            self.engine = load_engine(
+                self.model, self.max_sessions, revision=self.revision, device=self.device,
+                sampling=cfg.sampling if cfg else None, seed=cfg.seed if cfg else 42,
+            )  # fmt: skip
         self._thread = serve_engine(self.engine, self.token, self.host, self.port, self.name, self.routes)
         self.port = self._thread.port
         self.url = f"{self.scheme}://{self.host}:{self.port}"

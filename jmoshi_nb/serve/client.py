@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import secrets
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ import sphn
 from yarl import URL
 
 from ..core.audio import FRAME_S, FRAME_SIZE, SAMPLE_RATE, frames, sha256_of
-from ..core.config import Sampling, SessionConfig, check_seed
+from ..core.config import Sampling, SessionConfig, check_seed, resolve_seed
 from ..core.recording import Recording
 from . import protocol as P
 
@@ -138,7 +137,7 @@ class ChatClient:
 
         ``seed=None`` draws a fresh seed, kept in ``recording.meta["seed"]`` so the run can be repeated.
         """
-        seed = config.seed if config.seed is not None else secrets.randbits(63)
+        seed = resolve_seed(config.seed)
         self.recording.meta["seed"] = seed
         wanted = config.sampling.model_dump()
         changes = wanted if self.info.get("sampling") and self.info["sampling"] != wanted else {}

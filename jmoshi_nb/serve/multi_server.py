@@ -30,7 +30,7 @@ from ..core.config import Sampling
 from ..model.batch_engine import BatchEngine
 from ..model.engine import FrameResult
 from .record import ServerRecorder
-from .server import ConversationServer, _Conversation, configure, run_server
+from .server import ConversationServer, _Conversation
 from .settings import SettingAssigner
 
 log = logging.getLogger("jmoshi_nb.serve.multi_server")
@@ -168,11 +168,4 @@ class MultiChatServer(ConversationServer[_SlotSession]):
                 wake.set()
 
 
-def serve_multi(
-    engine: BatchEngine, host: str = "127.0.0.1", port: int = 8998, token: str | None = None, **options: Any
-) -> None:
-    """Run the multi-session server in the foreground (the CLI's ``serve --max-sessions N``)."""
-    run_server(configure(MultiChatServer(engine, token=token), **options), host, port)
-
-
-__all__ = ["MultiChatServer", "serve_multi"]
+__all__ = ["MultiChatServer"]

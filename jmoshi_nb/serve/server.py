@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
 import time
 from abc import ABC, abstractmethod
 from collections import deque
@@ -32,7 +31,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from ..core.access import TOKEN_COOKIE, token_ok
 from ..core.audio import FRAME_SIZE, SAMPLE_RATE
-from ..core.config import ConfigError, Sampling, SessionConfig, check_seed, package_versions
+from ..core.config import ConfigError, Sampling, SessionConfig, check_seed, package_versions, resolve_seed
 from ..core.recording import Recording
 from ..model.checkpoints import ResolvedModel
 from ..model.engine import Engine, FrameResult
@@ -321,7 +320,7 @@ class ConversationServer(ABC, Generic[ConversationT]):
 
     def _draw_seed(self) -> int:
         """The seed a new conversation starts with: the server's default, or a fresh draw without one."""
-        return self.default_seed if self.default_seed is not None else secrets.randbits(63)
+        return resolve_seed(self.default_seed)
 
     def _log_ignored(self, ignored: dict[str, str]) -> None:
         """Name once per server (INFO) each URL parameter of moshi's that the kit does not apply."""
@@ -646,11 +645,6 @@ def run_server(server: ConversationServer[Any], host: str = "127.0.0.1", port: i
     )
 
 
-def serve(engine: Engine, host: str = "127.0.0.1", port: int = 8998, token: str | None = None, **options: Any) -> None:
-    """Run the server in the foreground (the CLI's ``serve``); ``options``: see ``configure``."""
-    run_server(configure(ChatServer(engine, token=token), **options), host, port)
-
-
 def configure(
     server: ConversationServerT,
     assigner: SettingAssigner | None = None,
@@ -664,4 +658,4 @@ def configure(
     return server
 
 
-__all__ = ["ChatServer", "ConversationServer", "serve", "check_ogg_page"]
+__all__ = ["ChatServer", "ConversationServer", "check_ogg_page", "configure", "run_server"]

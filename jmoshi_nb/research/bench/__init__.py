@@ -26,7 +26,6 @@ _EXPORTS = {
     "headline": "scoring",
     "build": "tasks",
     "run": "runner",
-    "sweep": "runner",
     "load_scores": "plots",
     "plot_task_bars": "plots",
     "plot_latency_distributions": "plots",

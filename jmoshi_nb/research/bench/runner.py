@@ -1,17 +1,18 @@
-"""Run a task set through a model and score it: ``run(out, ...)``, and ``sweep(grid, out, ...)``.
+"""Run a task set through a model and score it: ``run(out, ...)``; a grid: ``sweep(objective="bench")``.
 
-Each item's input.wav goes straight into the engine (as sweeps and prompted continuation do: no
-real-time pacing, no Opus), or through a running server (``url``, the moshi protocol with Opus, as
-a client would). The item then holds ``output.wav`` (the model, 24 kHz, the input's duration); the
-kit's recording (text events, per-frame metrics, session description) goes to ``Item.recording``,
-outside the item folder (``layout``); and the whole folder is scored (``score``).
+Each item's input.wav goes through the engine-run loop (``research.engine_run``, as sweeps and
+prompted continuation do: no real-time pacing, no Opus), or through a running server (``url``, the
+moshi protocol with Opus, as a client would). The item then holds ``output.wav`` (the model, 24 kHz,
+the input's duration); the kit's recording (text events, per-frame metrics, session description) goes
+to ``Item.recording``, outside the item folder (``layout``); and the whole folder is scored (``score``).
 
 Interruption items carry ``model.wav``, the prepared answer: on the engine, the model's channel is
-forced into it (``research.continue_dialogue``) until the barge-in, then the model runs free. Over a
-server, or on Modal (whose sweep worker runs plain sessions), the channel cannot be forced: those
-items run unforced and their recording says so (``meta["forced"] = False``).
+forced into it (the loop's ``forcing``) until the barge-in, then the model runs free. Over a server,
+or on Modal (whose sweep worker runs plain sessions), the channel cannot be forced: those items run
+unforced and their recording says so (``meta["forced"] = False``).
 
-``run_items`` runs items one at a time; it is the one place a batched engine will take them together.
+``run_items`` runs the items on one engine: one at a time on an ``Engine``, as slots of a
+``BatchEngine`` (``batch_size``); ``save_item`` then writes each item's files.
 """
 
 from __future__ import annotations
@@ -21,16 +22,18 @@ import logging
 import math
 import shutil
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypedDict, Unpack
 
 import numpy as np
 
-from ...core.audio import FRAME_S, FRAME_SIZE, SAMPLE_RATE, read_wav, write_wav
+from ...core.audio import FRAME_SIZE, SAMPLE_RATE, read_wav, write_wav
 from ...core.config import SessionConfig, load_config
-from ...core.keywords import check_keywords
+from ...core.progress import Progress
 from ...core.recording import Recording
+from ...model.engine_factory import batch_slots, is_batched, load_engine
+from ..engine_run import EngineInput, run_all_on_engine
 from ..vad import VadName
 from .fdb_files import write_fdb_files
 from .layout import TIMING_FILE, BenchError, Item, find_tasks
@@ -38,8 +41,6 @@ from .scoring import score
 from .tasks import DEFAULT_PER_TASK, MANIFEST, MODEL_FILE, build
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from ...model.batch_engine import BatchEngine
     from ...model.engine import Engine
 
@@ -58,28 +59,20 @@ def _forcing(item: Item) -> tuple[np.ndarray, int] | None:
     return (read_wav(model_path), frames) if frames > 0 else None
 
 
-def run_item(engine: Engine, item: Item, config: SessionConfig) -> Recording:
-    """One item on ``engine``: the user is input.wav; the model's channel is forced where the item asks.
-
-    The recording streams into ``item.recording`` as it runs (a killed run leaves it readable).
-    """
-    from ..continuation import DialogueInput, continue_dialogue
-    from ..sweeps import run_on_engine
-
+def item_input(item: Item, config: SessionConfig) -> EngineInput:
+    """The item for the engine-run loop: the user is input.wav, streamed into ``item.recording`` (beside
+    the item folder); the model's channel is forced where the item asks (``meta["forced"]`` says whether)."""
     user = read_wav(item.input)
-    forcing = _forcing(item)
-    n_frames = math.ceil(len(user) / FRAME_SIZE)
-    if forcing is not None and forcing[1] < n_frames:
-        model, forced = forcing
-        step_s = FRAME_S
-        rec = continue_dialogue(engine, DialogueInput(item.input, user, model), config,
-                                prompt_s=forced * step_s, continuation_s=(n_frames - forced) * step_s,
-                                user_after_prompt="continue", out=item.recording)  # fmt: skip
-        rec.meta.update(forced=True, forced_frames=forced)
-    else:
-        rec = run_on_engine(engine, user, config, name=f"{item.task}/{item.id}", out=item.recording)
-        rec.meta["forced"] = False
-    return rec
+    force = _forcing(item)
+    if force is not None and force[1] >= math.ceil(len(user) / FRAME_SIZE):
+        force = None  # nothing left to run free: the item runs unforced
+    meta: dict[str, Any] = {"forced": force is not None, **({"forced_frames": force[1]} if force else {})}
+    return EngineInput(user, config, f"{item.task}/{item.id}", meta, item.recording, force)
+
+
+def run_item(engine: Engine | BatchEngine, item: Item, config: SessionConfig) -> Recording:
+    """One item on ``engine`` (``item_input``); a killed run leaves its recording folder readable."""
+    return run_all_on_engine(engine, [item_input(item, config)])[0]
 
 
 def _failed(item: Item, exc: BaseException) -> None:
@@ -94,44 +87,25 @@ def run_items(
 
     An item that fails is logged and gives None (the scorer then names it); the others still run.
     """
-    from ...model.batch_engine import BatchEngine
-    from ..sweeps import _progress
-
-    if isinstance(engine, BatchEngine):
-        return _run_items_batched(engine, items, config)
-    recs: list[Recording | None] = []
-    for item in _progress(items, len(items), progress, "bench"):
-        try:
-            recs.append(run_item(engine, item, config))
-        except Exception as exc:  # one bad item must not lose the others
-            _failed(item, exc)
-            recs.append(None)
-    return recs
-
-
-def _run_items_batched(engine: BatchEngine, items: Sequence[Item], config: SessionConfig) -> list[Recording | None]:
-    """The items as slots of one batched engine (``sweeps.run_batch_on_engine``), forced where they ask."""
-    from ..sweeps import run_batch_on_engine
-
-    ready: list[int] = []
-    jobs, outs, forcing = [], [], []
+    recs: list[Recording | None] = [None] * len(items)
+    ready: dict[int, EngineInput] = {}
     for i, item in enumerate(items):
         try:
-            user = read_wav(item.input)
-            force = _forcing(item)
+            ready[i] = item_input(item, config)
         except Exception as exc:  # unreadable input: named, the others run
             _failed(item, exc)
-            continue
-        n_frames = math.ceil(len(user) / FRAME_SIZE)
-        ready.append(i)
-        jobs.append((user, config, f"{item.task}/{item.id}", None))
-        outs.append(item.recording)
-        forcing.append(force if force is not None and force[1] < n_frames else None)
-    recs: list[Recording | None] = [None] * len(items)
-    done = run_batch_on_engine(engine, jobs, outs=outs, forcing=forcing)
-    for i, force, rec in zip(ready, forcing, done, strict=True):
-        rec.meta.update(forced=force is not None, **({"forced_frames": force[1]} if force is not None else {}))
-        recs[i] = rec
+    bar = Progress(len(ready), "bench", progress, unit="item")
+    if is_batched(engine):
+        for i, rec in zip(ready, run_all_on_engine(engine, list(ready.values()), on_done=bar.update), strict=True):
+            recs[i] = rec
+    else:
+        for i, inp in ready.items():
+            try:
+                recs[i] = run_all_on_engine(engine, [inp])[0]
+            except Exception as exc:  # one bad item must not lose the others
+                _failed(items[i], exc)
+            bar.update()
+    bar.close()
     return recs
 
 
@@ -154,18 +128,18 @@ def _run_url(items: Sequence[Item], config: SessionConfig, url: str, token: str 
 
 
 def _run_modal(items: Sequence[Item], config: SessionConfig, progress: bool) -> list[Recording | None]:
-    from ..sweeps import Job, SweepError, run_jobs
+    from .. import jobs
 
-    runnable, jobs = [], []
+    runnable, todo = [], []
     for item in items:
         try:
-            jobs.append(Job(config, read_wav(item.input), name=f"{item.task}-{item.id}"))
+            todo.append(jobs.Job(config, read_wav(item.input), name=f"{item.task}-{item.id}"))
             runnable.append(item)
         except Exception as exc:
             _failed(item, exc)
     try:
-        done: list[Recording | None] = list(run_jobs(jobs, executor="modal", progress=progress))
-    except SweepError as exc:
+        done: list[Recording | None] = list(jobs.run_jobs(todo, executor="modal", progress=progress))
+    except jobs.SweepError as exc:
         done = list(exc.recordings)
         for item, rec in zip(runnable, done, strict=True):
             if rec is None:
@@ -204,7 +178,7 @@ class ItemChoice(TypedDict, total=False):
     seed: int
 
 
-def _build_set(folder: Path, progress: bool, **choice: Unpack[ItemChoice]) -> None:
+def build_set(folder: Path, progress: bool, **choice: Unpack[ItemChoice]) -> None:
     """A new task set in ``folder``: ``limit`` (else ``per_task``) items per task, drawn from ``seed``."""
     per_task = choice.get("limit") or choice.get("per_task", DEFAULT_PER_TASK)
     build(folder, per_task=per_task, seed=choice.get("seed", 0), tasks=choice.get("tasks"), progress=progress)
@@ -256,7 +230,7 @@ def run(
     (``per_task`` items per task, or ``limit``, from ``seed``). ``limit``: items per task folder;
     ``tasks``: a subset of the four. ``model`` (default: the config's, ``tiny``) and ``config`` (a
     SessionConfig or a YAML/JSON file) set the model, sampling and seed. ``url``/``token``: a running
-    server instead of an engine in this process; ``executor="modal"``: Modal GPUs (``sweeps.run_jobs``);
+    server instead of an engine in this process; ``executor="modal"``: Modal GPUs (``jobs.run_jobs``);
     ``engine``: an engine already loaded (local only; a ``BatchEngine`` runs items as its slots).
     ``batch_size`` > 1 (local, no ``engine``): that many items at once as slots of one batched engine;
     1: one at a time on an ``Engine``. Items that fail are logged and left without output, so the
@@ -264,33 +238,23 @@ def run(
     """
     if executor not in ("local", "modal"):
         raise BenchError(f"unknown executor {executor!r}: local or modal")
-    from ..sweeps import check_batch_size
-
-    check_batch_size(batch_size)
+    batch_slots(batch_size, 1)  # checks batch_size before any work
     cfg = _config(config, model)
     out = Path(out)
     if source is not None:
         _copy_set(Path(source), out, tasks, limit)
     elif not (out / MANIFEST).exists() and not _has_tasks(out):
-        _build_set(out, progress, limit=limit, tasks=tasks, per_task=per_task, seed=seed)
+        build_set(out, progress, limit=limit, tasks=tasks, per_task=per_task, seed=seed)
     items = [it for it in _selected(out, tasks, limit) if it.input.exists()]
+    slots = batch_slots(batch_size, max(len(items), 1))
     t0 = time.perf_counter()
     if url is not None:
         recs = _run_url(items, cfg, url, token)
     elif executor == "modal":
         recs = _run_modal(items, cfg, progress)
     else:
-        if engine is None and batch_size > 1:
-            from ...model.batch_engine import BatchEngine
-
-            slots = min(batch_size, max(len(items), 1))
-            engine = BatchEngine.load(
-                cfg.model, slots=slots, revision=cfg.revision, sampling=cfg.sampling, seed=cfg.seed
-            )
-        elif engine is None:
-            from ...model.engine import Engine
-
-            engine = Engine.load(cfg.model, revision=cfg.revision, sampling=cfg.sampling, seed=cfg.seed)
+        if engine is None:
+            engine = load_engine(cfg.model, slots, revision=cfg.revision, sampling=cfg.sampling, seed=cfg.seed)
         recs = run_items(engine, items, cfg, progress)
     wall = time.perf_counter() - t0
     for item, rec in zip(items, recs, strict=True):
@@ -313,54 +277,3 @@ def _has_tasks(folder: Path) -> bool:
     except BenchError:
         return False
     return True
-
-
-def setting_label(index: int, config: SessionConfig) -> str:
-    s = config.sampling
-    return f"{index:03d}-temp{s.temp:g}-topk{s.top_k}-seed{config.seed}"
-
-
-def sweep(
-    grid: Mapping[str, Sequence[Any]],
-    out: str | Path,
-    *,
-    source: str | Path | None = None,
-    base: SessionConfig | None = None,
-    executor: Literal["local", "modal"] = "local",
-    engine: Engine | None = None,
-    vad: VadName = "webrtc",
-    progress: bool = True,
-    **choice: Unpack[ItemChoice],
-) -> pd.DataFrame:
-    """The benchmark as a sweep objective: one row per setting of ``grid`` with each task's headline metrics.
-
-    ``grid`` as for ``jmoshi_nb.sweep`` (e.g. ``{"temp": [0.6, 0.8], "top_k": [50, 250]}``). The set
-    (``source``, else built once into ``out/_set``) runs under each setting into ``out/<setting>``;
-    the columns are the sampling parameters, seed, model, then ``<task>_TOR``, ``turn_taking_latency_mean_s``,
-    ``backchannel_backchannels_per_min``, ``interruption_stop_latency_mean_s``... so ``plot_sweep_heatmap``
-    shows any of them. ``df.attrs["scores"]`` holds every setting's full scores. ``limit``, ``tasks``,
-    ``per_task``, ``seed``: which items, as for ``run`` (:class:`ItemChoice`).
-    """
-    from ..sweeps import config_columns, expand_grid, sweep_table
-    from .scoring import headline
-
-    check_keywords("sweep", choice, ItemChoice)
-    out = Path(out)
-    configs = expand_grid(grid, base)
-    if source is None:
-        source = out / "_set"
-        if not (source / MANIFEST).exists():
-            _build_set(source, progress, **choice)
-    if engine is None and executor == "local":
-        from ...model.engine import Engine
-
-        first = configs[0]
-        engine = Engine.load(first.model, revision=first.revision, sampling=first.sampling, seed=first.seed)
-    rows, all_scores = [], {}
-    for ci, cfg in enumerate(configs):
-        label = setting_label(ci, cfg)
-        scores = run(out / label, source=source, config=cfg, executor=executor, engine=engine, vad=vad,
-                     progress=progress, **choice)  # fmt: skip
-        all_scores[label] = scores
-        rows.append({"setting": label, **config_columns(cfg), **headline(scores), "folder": str(out / label)})
-    return sweep_table(rows, scores=all_scores)

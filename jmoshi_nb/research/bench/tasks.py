@@ -5,8 +5,8 @@
 writes, for each task, ``<task>/<id>/input.wav`` (the user, 24 kHz mono) and ``timing.json`` (the
 moments the scorer needs, measured on the placed audio: the user's spoken segments, the end of the
 user's turn, the pause, the interruption). Interruption items also get ``model.wav``: the prepared
-answer the model's channel is forced into (prompted continuation, as ``research.continue_dialogue``
-does) until the user barges in, so the model is talking when the interruption starts. A
+answer the model's channel is forced into (teacher forcing, as prompted continuation does) until the
+user barges in, so the model is talking when the interruption starts. A
 ``manifest.json`` at the top records the seed and sizes. Every item draws its own speaker (pitch in
 semitones, speed), sentences and timings from ``numpy.random.default_rng([seed, task, index])``, so an
 item does not change when the set's size does.

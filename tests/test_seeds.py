@@ -138,7 +138,7 @@ def test_benchmark(engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-d
     """Each item draws its own seed (an interruption item, forced, and a turn-taking one, batched)."""
     from test_bench_run import _short_set
 
-    from jmoshi_nb.research.bench import run
+    from jmoshi_nb.research.bench import find_tasks, run
 
     source = _short_set(tmp_path / "set")
     runs = iter(range(100))
@@ -147,7 +147,8 @@ def test_benchmark(engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-d
         out = tmp_path / f"run{next(runs)}"
         run(out, source=source, config=_config(seed), tasks=["turn_taking", "interruption"], batch_size=2,
             progress=False)  # fmt: skip
-        return {task: Recording.load(out / task / "000" / "recording") for task in ("turn_taking", "interruption")}
+        tasks = find_tasks(out, ["turn_taking", "interruption"])
+        return {tf.task: Recording.load(tf.items[0].recording) for tf in tasks}
 
     first, second = item_recordings(None), item_recordings(None)
     assert first["interruption"].meta["forced"] is True
@@ -157,5 +158,6 @@ def test_benchmark(engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-d
         again = item_recordings(seed)[task]
         assert again.meta["seed"] == seed
         _same(first[task], again)
-        session = json.loads((tmp_path / "run0" / task / "000" / "recording" / "session.json").read_text("utf-8"))
+        (saved,) = [tf.items[0].recording for tf in find_tasks(tmp_path / "run0", [task])]
+        session = json.loads((saved / "session.json").read_text("utf-8"))
         assert session["meta"]["seed"] == seed  # on disk too

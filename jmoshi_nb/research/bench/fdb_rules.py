@@ -56,7 +56,6 @@ left out (null starts, reversed spans) or without a reference distribution carry
 
 from __future__ import annotations
 
-import json
 import statistics
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -66,7 +65,7 @@ import numpy as np
 
 from ..stats import wilson_interval
 from ..vad import silero_segments as package_segments
-from .layout import TIMING_FILE, BenchError, Item, find_tasks, read_json
+from .layout import TIMING_FILE, BenchError, Item, read_json, score_folder
 from .words import (
     OUTPUT_JSON,
     Word,
@@ -410,25 +409,14 @@ def score(
     file or a mapping) for the JSD; without it ``jsd`` is null.
     """
     ref = None if reference is None else read_reference(reference)
-    folder = Path(folder)
-    result: dict[str, Any] = {}
-    for tf in find_tasks(folder, tasks):
-        entry = result.setdefault(tf.task, {"summary": {}, "items": []})
-        if not tf.items:
-            error = f"{tf.path}: no item folders (<id>/input.wav) in this task folder"
-            entry["items"].append({"id": tf.path.name, "folder": tf.path.name, "error": error})
-        for item in tf.items[:limit]:
-            try:
-                entry["items"].append(score_item(item, words, judge, ref))
-            except Exception as exc:  # one bad item must not stop the others from being scored
-                msg = str(exc) if isinstance(exc, BenchError) else f"{item.task}/{item.id}: {exc}"
-                entry["items"].append({"id": item.id, "folder": tf.path.name, "error": msg})
-    for task, entry in result.items():
-        entry["summary"] = summarize(task, entry["items"], judge is not None)
-    if write:
-        text = json.dumps(result, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
-        (folder / SCORES_FDB_FILE).write_text(text, encoding="utf-8")
-    return result
+    return score_folder(
+        folder,
+        lambda item: score_item(item, words, judge, ref),
+        lambda task, items: summarize(task, items, judge is not None),
+        SCORES_FDB_FILE if write else None,
+        tasks,
+        limit,
+    )
 
 
 def warnings(scores: dict[str, Any]) -> list[str]:

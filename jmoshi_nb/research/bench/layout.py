@@ -25,6 +25,7 @@ A task folder belongs to the task whose key its name contains, so FDB's own fold
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -123,6 +124,58 @@ def find_tasks(root: str | Path, tasks: list[str] | tuple[str, ...] | None = Non
             f"{root}: no task folders (a folder whose name contains one of {names}, holding <id>/input.wav)"
         )
     return found
+
+
+def score_folder(
+    folder: str | Path,
+    score_one: Callable[[Item], dict[str, Any]],
+    summarize_task: Callable[[str, list[dict[str, Any]]], dict[str, Any]],
+    out_file: str | None,
+    tasks: list[str] | tuple[str, ...] | None = None,
+    limit: int | None = None,
+) -> dict[str, Any]:
+    """Score every item under ``folder`` with ``score_one``, each task with ``summarize_task``.
+
+    The walk both rule sets share (the kit's ``scoring.score``, FDB's ``fdb_rules.score``).
+
+    Parameters
+    ----------
+    folder:
+        A folder in FDB's layout (``find_tasks``).
+    score_one:
+        An item's scores (a dict); an exception names the item in an ``{"id", "folder", "error"}``
+        entry and the other items are still scored.
+    summarize_task:
+        ``(task, items) -> summary``.
+    out_file:
+        The file written in ``folder`` (``scores.json``, ``scores_fdb.json``); None writes nothing.
+    tasks, limit:
+        Only these tasks; only the first ``limit`` items of each task folder (by name).
+
+    Returns
+    -------
+    dict
+        ``{"<task>": {"summary": {...}, "items": [...]}}``, as written.
+    """
+    folder = Path(folder)
+    result: dict[str, Any] = {}
+    for tf in find_tasks(folder, tasks):
+        entry = result.setdefault(tf.task, {"summary": {}, "items": []})
+        if not tf.items:
+            error = f"{tf.path}: no item folders (<id>/input.wav) in this task folder"
+            entry["items"].append({"id": tf.path.name, "folder": tf.path.name, "error": error})
+        for item in tf.items[:limit]:
+            try:
+                entry["items"].append(score_one(item))
+            except Exception as exc:  # one bad item must not stop the others from being scored
+                msg = str(exc) if isinstance(exc, BenchError) else f"{item.task}/{item.id}: {exc}"
+                entry["items"].append({"id": item.id, "folder": tf.path.name, "error": msg})
+    for task, entry in result.items():
+        entry["summary"] = summarize_task(task, entry["items"])
+    if out_file is not None:
+        text = json.dumps(result, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+        (folder / out_file).write_text(text, encoding="utf-8")
+    return result
 
 
 def read_json(path: Path) -> Any:

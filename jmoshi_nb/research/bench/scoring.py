@@ -28,7 +28,6 @@ ASR words: ``rules="fdb"`` scores by those (``fdb_rules``).
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import statistics
@@ -42,7 +41,7 @@ import numpy as np
 from ...core.audio import FRAME_S, AudioFileError, read_audio
 from ..stats import wilson_interval
 from ..vad import MERGE_GAP_S, MIN_SPEECH_S, Segment, VadFunction, VadName, speech_segments
-from .layout import SCORES_FILE, TASKS, BenchError, Item, find_tasks, read_timing
+from .layout import SCORES_FILE, TASKS, BenchError, Item, read_timing, score_folder
 from .words import WordsHook, read_text_events
 
 if TYPE_CHECKING:
@@ -344,31 +343,14 @@ def score_kit(
     ``tasks``: score only these; ``limit``: only the first items of each task folder (by name).
     """
     rules = rules or Rules(vad=vad)
-    folder = Path(folder)
-    result: dict[str, Any] = {}
-    for tf in find_tasks(folder, tasks):
-        entry = result.setdefault(tf.task, {"summary": {}, "items": []})
-        if not tf.items:
-            entry["items"].append(
-                {
-                    "id": tf.path.name,
-                    "folder": tf.path.name,
-                    "error": f"{tf.path}: no item folders (<id>/input.wav) in this task folder",
-                }
-            )
-        for item in tf.items[:limit]:
-            try:
-                entry["items"].append(score_item(item, rules))
-            except Exception as exc:  # one bad item must not stop the others from being scored
-                msg = str(exc) if isinstance(exc, BenchError) else f"{item.task}/{item.id}: {exc}"
-                entry["items"].append({"id": item.id, "folder": tf.path.name, "error": msg})
-    for entry in result.values():
-        entry["summary"] = {**summarize(entry["items"]), "rules": rules.describe()}
-    if write:
-        (folder / SCORES_FILE).write_text(
-            json.dumps(result, indent=2, ensure_ascii=False, allow_nan=False) + "\n", encoding="utf-8"
-        )
-    return result
+    return score_folder(
+        folder,
+        lambda item: score_item(item, rules),
+        lambda _task, items: {**summarize(items), "rules": rules.describe()},
+        SCORES_FILE if write else None,
+        tasks,
+        limit,
+    )
 
 
 def errors(scores: dict[str, Any]) -> list[str]:

@@ -7,6 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
+from .core.access import is_loopback, link_host
 from .core.cli_args import add_command, add_config_arguments, config_from_arguments
 from .core.config import ConfigError, SessionConfig
 
@@ -53,7 +54,7 @@ def _page_options(args: argparse.Namespace, config: SessionConfig) -> tuple[dict
     from .serve.record import ServerRecorder
     from .serve.settings import Setting, SettingAssigner, load_settings, neutral_label
 
-    if args.host not in ("127.0.0.1", "localhost", "::1"):
+    if not is_loopback(args.host):
         print(PUBLIC_HOST_WARNING.format(host=args.host), file=sys.stderr, flush=True)
     options: dict[str, object] = {"show_controls": args.show_controls, "rate": args.rate}
     model = None
@@ -73,7 +74,7 @@ def _page_options(args: argparse.Namespace, config: SessionConfig) -> tuple[dict
 
 
 def _print_page(args: argparse.Namespace) -> None:
-    host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
+    host = link_host(args.host)
     link = f"http://{host}:{args.port}/" + ("?token=<token>" if args.token else "")
     print(f"talk page: {link}", flush=True)
 

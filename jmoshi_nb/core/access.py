@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from aiohttp import web
 
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")  # the default bind: only this computer reaches the server
+ANY_HOST = ("0.0.0.0", "::")  # every interface: a link names this computer's own address instead
 TOKEN_COOKIE = "jmoshi_token"  # set by the talk page's first load, so its URL and WebSocket carry no token
 
 
@@ -23,3 +25,13 @@ def token_ok(request: web.Request, token: str | None) -> bool:
     if auth.startswith("Bearer "):
         given = auth.removeprefix("Bearer ")
     return hmac.compare_digest(given.encode(), token.encode())
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a server bound to ``host`` is reachable from this computer only."""
+    return host in LOOPBACK_HOSTS
+
+
+def link_host(host: str) -> str:
+    """The host a printed link names for a server bound to ``host`` (``0.0.0.0`` / ``::``: 127.0.0.1)."""
+    return "127.0.0.1" if host in ANY_HOST else host

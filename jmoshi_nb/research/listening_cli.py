@@ -8,6 +8,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from ..core.access import is_loopback, link_host
 from ..core.cli_args import add_command
 
 
@@ -56,13 +57,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     for path, why in test.skipped.items():
         print(f"warning: clip {path} cannot be used ({why}); the test serves the rest", file=sys.stderr)
     del caught
-    if args.host not in ("127.0.0.1", "localhost", "::1") and not args.token:
+    if not is_loopback(args.host) and not args.token:
         print(
             f"warning: serving on {args.host} without --token: anyone who reaches this port can rate "
             "/ トークンなしで公開しています",
             file=sys.stderr,
         )
-    shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
+    shown = link_host(args.host)
     link = f"http://{shown}:{args.port}/" + (f"?token={args.token}" if args.token else "")
     print(f"rater page: {link}", flush=True)
     print(f"ratings:    {test.ratings}/<rater>.csv (one file per rater, each answer fsynced)", flush=True)

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from ..core.access import token_ok
+from ..core.access import link_host, token_ok
 from ..core.labels import Bilingual, label_texts
 from ..serve.loop_thread import AppThread, LoopThread
 from .listening_labels import LISTENING_LABELS
@@ -129,7 +129,7 @@ class RaterServer:
     def start(self, host: str = "127.0.0.1", port: int = 0) -> RaterServer:
         """Serve on a background thread (``port=0``: any free port); ``url`` is the link for raters."""
         self._thread = AppThread(self.make_app(), host, port, name="jmoshi-nb-rater-page").start()
-        shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+        shown = link_host(host)
         self.url = f"http://{shown}:{self._thread.port}/" + (f"?token={self.token}" if self.token else "")
         return self
 

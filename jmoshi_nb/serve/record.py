@@ -6,6 +6,10 @@ model's audio, text, per-frame metrics, parameter changes, the config in force, 
 it was given and the participant. A conversation that ends without the client saying so (a closed tab,
 a lost connection) is saved marked cut short, and ``Recording.load`` says so.
 
+``on_saved`` (optional) runs after each finished recording and each saved rating, with the folder
+or file: on Modal it commits the Volume the recordings are on (``cloud.app``), so that a container
+that stops afterwards loses nothing.
+
 Layout: ``DIR/<participant>/<UTC time>-<id>/`` (a recording folder each). The participant id comes
 from the page's ``?p=ID`` or is generated (``anon-…``); ``safe_participant`` makes it a single safe
 folder name, so it never leads outside ``DIR``.
@@ -19,6 +23,7 @@ import re
 import secrets
 import tempfile
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -62,10 +67,18 @@ def check_writable(folder: Path) -> Path:
 
 
 class ServerRecorder:
-    """Opens one streamed recording per conversation under ``root``."""
+    """Opens one streamed recording per conversation under ``root``.
 
-    def __init__(self, root: str | Path) -> None:
+    Parameters:
+        root: the recordings folder (created; ConfigError if it is not writable).
+        on_saved: called with the folder after each finished recording (``finish``) and with the file
+            after each saved rating (``save_rating``), before they return; it may block (it runs in a
+            worker thread of the server).
+    """
+
+    def __init__(self, root: str | Path, on_saved: Callable[[Path], None] | None = None) -> None:
         self.root = check_writable(Path(root))
+        self.on_saved = on_saved
         self._lock = threading.Lock()
         self.folders: dict[str, Path] = {}  # conversation id -> its folder
 
@@ -98,12 +111,27 @@ class ServerRecorder:
         rec.stream_to(folder)
         return rec
 
+    def finish(self, rec: Recording) -> Path:
+        """Save the conversation's recording in the folder it streamed to, then run ``on_saved``.
+
+        Returns:
+            The recording's folder.
+        """
+        folder = rec.streaming_to
+        if folder is None:
+            raise ValueError("the recording is not one this recorder opened (it streams nowhere)")
+        rec.save(folder)
+        if self.on_saved is not None:
+            self.on_saved(folder)
+        return folder
+
     def folder_of(self, conversation: str) -> Path | None:
         """The folder of a conversation this server recorded, None if it recorded no such one."""
         return self.folders.get(conversation)
 
     def save_rating(self, answer: dict[str, Any]) -> Path:
-        """Write a participant's rating beside the conversation's recording, on disk before returning.
+        """Write a participant's rating beside the conversation's recording, on disk (and ``on_saved`` run)
+        before returning.
 
         Parameters:
             answer: ``{"conversation", "naturalness", "meaningfulness", "overall", "comment"?}``, scores
@@ -151,6 +179,8 @@ class ServerRecorder:
                 os.fsync(dir_fd)  # the rename itself is on disk
             finally:
                 os.close(dir_fd)
+        if self.on_saved is not None:
+            self.on_saved(path)
         return path
 
 

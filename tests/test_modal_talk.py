@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
+import logging
 import os
 import time
 import urllib.error
@@ -246,13 +247,16 @@ def _post_rating(url: str, answer: dict[str, Any]) -> int:
 
 
 def test_the_container_serves_the_page_records_on_the_volume_and_commits_each_conversation_and_rating(
-    container: dict[str, Any],
+    container: dict[str, Any], caplog: pytest.LogCaptureFixture
 ) -> None:
     url, commits, root = container["url"], container["commits"], container["root"]
-    with urllib.request.urlopen(f"{url}/?token={TOKEN}", timeout=10) as r:
-        page = r.read().decode()
-        assert r.status == 200 and '"rate": true' in page and '"show_controls": false' in page
-        assert "calm" not in page and "wild" not in page  # the page never names the settings
+    with caplog.at_level(logging.INFO, logger="aiohttp.access"):
+        with urllib.request.urlopen(f"{url}/?token={TOKEN}", timeout=10) as r:
+            page = r.read().decode()
+            assert r.status == 200 and '"rate": true' in page and '"show_controls": false' in page
+            assert "calm" not in page and "wild" not in page  # the page never names the settings
+        _wait(lambda: "GET /?token=" in caplog.text, 5)
+    assert "GET /?token=***" in caplog.text and TOKEN not in caplog.text  # Modal's logs never show the token
     with pytest.raises(urllib.error.HTTPError, match="401"):
         urllib.request.urlopen(f"{url}/", timeout=10)
     first = asyncio.run(_conversation(url, "p01"))

@@ -35,7 +35,7 @@ from jmoshi_nb.core.recording import Recording  # noqa: E402
 from jmoshi_nb.remote.modal_client import ModalSetupError  # noqa: E402
 from jmoshi_nb.serve import protocol as P  # noqa: E402
 from jmoshi_nb.serve.client import connect  # noqa: E402
-from jmoshi_nb.serve.record import RATING_FILE  # noqa: E402
+from jmoshi_nb.serve.record import RATING_FILE, ServerRecorder  # noqa: E402
 
 TOKEN = "t0ken-for-tests-0123456789"
 URL = "https://me--study-jmoshiserver-serve.modal.run"
@@ -324,3 +324,25 @@ def test_status_of_an_app_without_credentials_is_a_clear_error(
 
     monkeypatch.setattr(cli_modal, "_make_api", NoCredentials)
     assert run_cli(["recordings", "pilot"]) == 2 and "modal token new" in capsys.readouterr().err
+
+
+def test_a_rating_sent_after_a_container_restart_finds_its_conversation(tmp_path: Path) -> None:
+    """A container that stopped between the end of a conversation and its rating: the next container
+    sees the committed folder on the Volume and stores the rating beside it."""
+    saved: list[Path] = []
+    first = ServerRecorder(tmp_path / "pilot", on_saved=saved.append)
+    rec = first.open("p01", SessionConfig(model="tiny"), {"model": "tiny"}, {})
+    for _ in range(3):
+        rec.add_user(np.zeros(FRAME_SIZE, np.float32))
+        rec.add_model(np.zeros(FRAME_SIZE, np.float32))
+    folder = first.finish(rec)
+    assert saved == [folder] and Recording.load(folder).duration > 0  # on_saved ran once it was saved
+    conversation = rec.meta["conversation"]
+    second = ServerRecorder(tmp_path / "pilot", on_saved=saved.append)  # a new container, the same Volume
+    answer = {"conversation": conversation, "naturalness": 3, "meaningfulness": 4, "overall": 5}
+    assert second.save_rating(answer) == folder / RATING_FILE and saved[-1] == folder / RATING_FILE
+    with pytest.raises(ValueError, match="already been rated"):
+        second.save_rating(answer)
+    for unknown in ("20260101T000000Z-abcdef", "*", f"../{conversation}", f"p01/{conversation}"):
+        with pytest.raises(ValueError, match="no conversation"):
+            second.save_rating(answer | {"conversation": unknown})

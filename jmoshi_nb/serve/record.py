@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.config import ConfigError, SessionConfig
+from ..core.record_writer import SESSION_FILE
 from ..core.recording import Recording
 
 MAX_PARTICIPANT_CHARS = 64
@@ -36,6 +37,8 @@ RATING_FILE = "rating.json"  # beside the conversation's recording (serve --rate
 RATING_SCORES = ("naturalness", "meaningfulness", "overall")  # 1-5 each, the J-Moshi paper's criteria + overall
 MAX_COMMENT_CHARS = 2000
 _UNSAFE = re.compile(r"[^\w\-]+")  # letters and digits of any script, "_" and "-" stay
+_STAMP = "%Y%m%dT%H%M%SZ"  # a conversation id is "<UTC time>-<6 hex digits>" (folder_for)
+_CONVERSATION_ID = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{6}")
 
 
 def safe_participant(raw: str | None) -> str:
@@ -85,7 +88,7 @@ class ServerRecorder:
     def folder_for(self, participant: str | None) -> tuple[str, Path]:
         """A new (conversation id, folder) for ``participant``, inside ``root`` by construction."""
         who = safe_participant(participant)
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        stamp = datetime.now(UTC).strftime(_STAMP)
         with self._lock:
             while True:
                 conversation = f"{stamp}-{secrets.token_hex(3)}"
@@ -126,8 +129,17 @@ class ServerRecorder:
         return folder
 
     def folder_of(self, conversation: str) -> Path | None:
-        """The folder of a conversation this server recorded, None if it recorded no such one."""
-        return self.folders.get(conversation)
+        """The folder of a conversation recorded in ``root``, None if there is no such one.
+
+        First the conversations this recorder opened; then a recording of that id already in ``root``
+        (one an earlier server process recorded there: on Modal, a container that stopped after
+        committing it, so a rating sent after a restart still finds its conversation).
+        """
+        folder = self.folders.get(conversation)
+        if folder is None and _CONVERSATION_ID.fullmatch(conversation):  # the id can hold no path
+            found = [p.parent for p in self.root.glob(f"*/{conversation}/{SESSION_FILE}")]
+            folder = found[0] if len(found) == 1 else None
+        return folder
 
     def save_rating(self, answer: dict[str, Any]) -> Path:
         """Write a participant's rating beside the conversation's recording, on disk (and ``on_saved`` run)
@@ -147,7 +159,7 @@ class ServerRecorder:
             raise ValueError("a rating is a JSON object")
         folder = self.folder_of(str(answer.get("conversation", "")))
         if folder is None:
-            raise ValueError(f"no conversation {answer.get('conversation')!r} was recorded by this server")
+            raise ValueError(f"no conversation {answer.get('conversation')!r} was recorded here")
         row: dict[str, Any] = {}
         for key in RATING_SCORES:
             value = answer.get(key)

@@ -151,6 +151,13 @@ def test_a_bad_config_exits_2_naming_file_and_field_before_anything_deploys(
     assert "none.yaml: no such config file" in capsys.readouterr().err
     assert run_cli(["deploy", "--rate"]) == 2 and "--rate needs --record" in capsys.readouterr().err
     assert run_cli(["deploy", "--config", str(good), "--configs", str(good)]) == 2
+    assert run_cli(["deploy", "--max-sessions", "0"]) == 2 and "--max-sessions=0" in capsys.readouterr().err
+    os.environ["JMOSHI_MODAL_MAX_CONTAINERS"] = "3"  # the shell's cap counts as much as the flag
+    try:
+        assert run_cli(["deploy", "--record", "pilot", "--rate"]) == 2
+    finally:
+        del os.environ["JMOSHI_MODAL_MAX_CONTAINERS"]
+    assert "--max-containers 3" in capsys.readouterr().err
     assert FakeApi.made == 0 and api.deployed is None  # Modal was never asked anything
 
 

@@ -213,9 +213,17 @@ TALK_LINK_WARNING = (
 
 def cmd_deploy(args: argparse.Namespace) -> int:
     """``modal deploy``: the talk page's flags are checked first (exit 2 naming the file and field), then deploy."""
+    import os
+
+    from ..model.engine import MAX_SLOTS, check_slots
+
+    # The cap in force: the flag, or else the one a JMOSHI_MODAL_MAX_CONTAINERS in this shell gives the app.
+    containers = args.max_containers or int(os.environ.get(ENV["max_containers"]) or 1)
     try:
+        if args.max_sessions is not None:
+            check_slots(args.max_sessions, MAX_SLOTS, "--max-sessions")
         talk = talk_deploy(args.model, args.config, args.configs, args.assign, args.record, args.rate,
-                           args.show_controls, args.max_containers)  # fmt: skip
+                           args.show_controls, containers)  # fmt: skip
     except ConfigError as exc:
         print(f"jmoshi-nb: error: {exc}", file=sys.stderr)
         return 2

@@ -428,7 +428,7 @@ def cmd_recordings(args: argparse.Namespace) -> int:
 
 
 def add_modal_commands(subparsers: Any) -> None:
-    """Add ``modal deploy | download-weights | status`` to the ``jmoshi-nb`` CLI."""
+    """Add ``modal deploy | download-weights | status | listen | recordings`` to the ``jmoshi-nb`` CLI."""
     modal_parser = subparsers.add_parser(
         "modal", help="run the kit on Modal: deploy, download-weights, status, listen, recordings"
     )

@@ -344,3 +344,21 @@ def test_cli_download_weights(cli_fake: FakeCli, capsys: pytest.CaptureFixture[s
     assert modal_cli(["download-weights", "--model", "moshiko"]) == 0
     assert cli_fake.downloads == ["moshiko"]
     assert "'downloaded_bytes': 0" in capsys.readouterr().out
+
+
+def test_share_on_modal_is_the_deployed_apps_talk_page(fake: FakeModal) -> None:
+    """``session.share()`` on the modal backend: the page of the app's own URL (https://...modal.run on
+    Modal), with the token, and no second server."""
+    import urllib.request
+
+    from jmoshi_nb.notebook.session import start
+    from jmoshi_nb.serve.talk_page import page_link
+
+    fake.deployed = True
+    with start("modal", TINY, _modal=fake, progress=False, poll_interval=0.05) as s:
+        link = s.share()
+        assert fake.deployment is not None and s._shared is None
+        token = fake.secrets["jmoshi-nb-token"][TOKEN_ENV]
+        assert link == page_link(fake.deployment.web_url, token) == f"{fake.deployment.web_url}/?token={token}"
+        with urllib.request.urlopen(link, timeout=10) as r:
+            assert r.status == 200 and "jt-start" in r.read().decode()

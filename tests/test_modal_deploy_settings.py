@@ -20,6 +20,7 @@ pytest.importorskip("modal")
 
 from jmoshi_nb.cli import build_parser  # noqa: E402
 from jmoshi_nb.cloud import cli as cli_modal  # noqa: E402
+from jmoshi_nb.cloud.talk_deploy import talk_deploy  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,7 +33,8 @@ from modal._partial_function import _find_partial_methods_for_user_cls, _Partial
 from jmoshi_nb.remote.modal_client import load_app_module
 
 m = load_app_module(json.loads(sys.argv[1]))
-out = {"settings": m.SETTINGS_ENV, "classes": {}}
+out = {"settings": m.SETTINGS_ENV, "classes": {}, "server_volumes": sorted(
+    m.JMoshiServer._get_class_service_function().info().volumes)}
 for name in ("JMoshiServer", "SweepWorker"):
     user_cls = getattr(m, name)._get_user_cls()
     info = getattr(m, name)._get_class_service_function().info()
@@ -63,8 +65,16 @@ def cli_settings() -> list[tuple[str, dict[str, str]]]:
     for on in itertools.product((False, True), repeat=len(DEPLOY_FLAGS)):
         flags = [flag for flag, o in zip(DEPLOY_FLAGS, on, strict=True) if o]
         commands.append(["modal", "deploy", *itertools.chain.from_iterable(flags)])
+    # The talk page's flags: the settings travel in the app's environment, the talk Volume is mounted.
+    configs = [str(ROOT / "configs" / "calm.yaml"), str(ROOT / "configs" / "lively.yaml")]
+    commands.append(["modal", "deploy", "--configs", *configs, "--record", "pilot", "--rate", "--max-sessions", "2"])
     for argv, hf in itertools.product(commands, (True, False)):
-        settings = cli_modal._settings(parser.parse_args(argv), _Api(hf))
+        args = parser.parse_args(argv)
+        talk = None
+        if argv[1] == "deploy":
+            talk = talk_deploy(args.model, args.config, args.configs, args.assign, args.record, args.rate,
+                               args.show_controls, args.max_containers)  # fmt: skip
+        settings = cli_modal._settings(args, _Api(hf), talk)
         label = " ".join(argv[1:]) + ("" if hf else " (no Hub secret)")
         found.setdefault(json.dumps(settings, sort_keys=True), (label, settings))
     return list(found.values())
@@ -77,6 +87,7 @@ def test_the_cli_settings_cover_snapshot_and_compile_both_ways() -> None:
     assert {s.get("JMOSHI_MODAL_SNAPSHOT", "1") for _, s in SETTINGS} == {"0", "1"}
     assert {s.get("JMOSHI_MODAL_TORCH_COMPILE", "0") for _, s in SETTINGS} == {"0", "1"}
     assert {s.get("JMOSHI_MODAL_HF_SECRET", "huggingface") for _, s in SETTINGS} == {"", "huggingface"}
+    assert any('"record": "pilot"' in s.get("JMOSHI_MODAL_TALK", "") for _, s in SETTINGS)
 
 
 @pytest.mark.parametrize("label,settings", SETTINGS, ids=[label for label, _ in SETTINGS])
@@ -91,6 +102,8 @@ def test_app_module_imports_fresh_under_every_cli_setting(label: str, settings: 
     out: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
     for key, value in settings.items():
         assert out["settings"][key] == value  # the containers get the same settings
+    recording = '"record": "pilot"' in settings.get("JMOSHI_MODAL_TALK", "")
+    assert out["server_volumes"] == (["/cache", "/talk"] if recording else ["/cache"])
     snapshot = settings.get("JMOSHI_MODAL_SNAPSHOT", "1") == "1"
     for cls in out["classes"].values():
         assert cls["gpus"] == [[settings["JMOSHI_MODAL_GPU"], 1]]

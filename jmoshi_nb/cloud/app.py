@@ -6,8 +6,11 @@ One file holds everything Modal runs for the kit, infrastructure next to code, i
 * a **Volume** that caches the Hugging Face downloads (``HF_HOME`` lives on it), filled by
   ``download_weights`` once, then read by every container;
 * ``JMoshiServer``: a GPU class (A10G by default) that loads the engine once per container, warms it
-  up, and serves the kit's own aiohttp ``ChatServer`` (``/api/chat``, ``/api/health``) as a Modal web
-  server, so ``jmoshi_nb.connect`` and every notebook tool talk to it unchanged, behind a token;
+  up, and serves the kit's own aiohttp ``ChatServer`` (``/api/chat``, ``/api/health``, the talk page
+  at ``/``) as a Modal web server, so ``jmoshi_nb.connect`` and every notebook tool talk to it
+  unchanged, behind a token. The talk page's settings, recording and rating form are the deploy's
+  (``cloud.talk_deploy``: ``jmoshi-nb modal deploy --configs ... --record NAME --rate``); the
+  recordings go to a second Volume, ``jmoshi-nb-talk``, committed after each conversation and rating;
 * ``SweepWorker``: a GPU class that runs one sweep job (config + audio) on the engine directly and
   returns the recording as plain data (``jobs.run_jobs(..., executor="modal")`` fans jobs out).
 
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -39,6 +43,7 @@ import modal
 from ..core.pins import MOSHI_VERSION, PYTHON_VERSION, TORCH_INDEX_URL, TORCH_VERSION, torch_compile_enabled
 from ..remote import settings as names
 from ..serve.backends import LocalServer
+from .talk_deploy import TalkDeploy
 
 if TYPE_CHECKING:
     from ..model.batch_engine import BatchEngine
@@ -129,6 +134,11 @@ TORCH_COMPILE = torch_compile_enabled()  # JMOSHI_MODAL_TORCH_COMPILE=1: see pin
 # the kit's client and browsers' WebSocket API cannot send those headers.
 PROXY_AUTH = os.environ.get(names.ENV["proxy_auth"], "0") == "1"
 
+# The talk page at ``/``: its settings, recording and rating form, as deployed (``cloud.talk_deploy``).
+TALK = TalkDeploy.from_env(os.environ.get(names.ENV["talk"], ""))
+TALK_VOLUME_NAME = os.environ.get(names.ENV["talk_volume"], names.TALK_VOLUME_NAME)
+TALK_PATH = "/talk"  # the talk Volume's mount point (server containers, with --record only)
+
 SWEEP_TIMEOUT_S = 1800  # one sweep job: an input of up to ~20 minutes of audio at real-time speed
 SWEEP_SCALEDOWN_WINDOW_S = 60  # sweep containers idle briefly between batches, then free their GPU
 SWEEP_MAX_CONTAINERS = int(os.environ.get(names.ENV["sweep_max_containers"], "4"))
@@ -148,6 +158,8 @@ SETTINGS_ENV = names.app_environment(
     snapshot=SNAPSHOT,
     torch_compile=TORCH_COMPILE,
     proxy_auth=PROXY_AUTH,
+    talk=TALK.to_env(),
+    talk_volume=TALK_VOLUME_NAME,
 )
 
 # ## The image
@@ -187,6 +199,7 @@ hf_cache = modal.Volume.from_name(VOLUME_NAME, create_if_missing=True)
 volumes: dict[str, modal.Volume] = {CACHE_PATH: hf_cache}
 token_secret = modal.Secret.from_name(TOKEN_SECRET_NAME, required_keys=[TOKEN_ENV])
 hf_secrets: list[modal.Secret] = [modal.Secret.from_name(HF_SECRET_NAME)] if HF_SECRET_NAME else []
+talk_volume = modal.Volume.from_name(TALK_VOLUME_NAME, create_if_missing=True)  # mounted with --record only
 
 
 # ## Plain functions: the container's work, callable anywhere (tests run them on CPU, tiny model)
@@ -280,17 +293,43 @@ def container_token() -> str:
     return token
 
 
+_TALK_COMMIT_LOCK = threading.Lock()
+
+
+def commit_talk_volume() -> None:
+    """``Volume.commit()`` of the talk Volume, one at a time (conversations may end together)."""
+    with _TALK_COMMIT_LOCK:
+        talk_volume.commit()
+
+
+def talk_page_options() -> dict[str, Any]:
+    """The deployed talk page's options (``serve.server.configure``), recording onto the Volume at ``TALK_PATH``.
+
+    Each finished conversation and each rating commits the Volume (``commit_talk_volume``, looked up
+    when it runs, as ``TALK`` and ``TALK_PATH`` are, so tests can put stand-ins in their place).
+    """
+    return TALK.page_options(TALK_PATH, commit=lambda: commit_talk_volume())
+
+
 class ChatServerThread(LocalServer):
     """The kit's server for ``engine`` on a background thread (the web server Modal routes to).
 
-    Besides the server's own routes it answers ``/api/modal`` (token required) with the container's
-    id, so that the client can stop exactly this container and release its GPU.
+    Besides the server's own routes (the talk page at ``/`` with ``page_options``) it answers
+    ``/api/modal`` (token required) with the container's id, so that the client can stop exactly this
+    container and release its GPU.
     """
 
-    def __init__(self, engine: Engine, token: str | None, host: str = HOST, port: int = PORT) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        token: str | None,
+        host: str = HOST,
+        port: int = PORT,
+        page_options: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(
             host=host, port=port, token=token, engine=engine, name="jmoshi-nb-modal-server", scheme="http",
-            routes={"/api/modal": self._modal_info},
+            routes={"/api/modal": self._modal_info}, page_options=page_options,
         )  # fmt: skip
 
     def info(self) -> dict[str, Any]:
@@ -312,8 +351,11 @@ class ChatServerThread(LocalServer):
         return web.json_response(self.info())
 
 
-def start_chat_server(engine: Engine, token: str | None, host: str = HOST, port: int = PORT) -> ChatServerThread:
-    return ChatServerThread(engine, token, host, port).start()
+def start_chat_server(
+    engine: Engine, token: str | None, host: str = HOST, port: int = PORT, page_options: dict[str, Any] | None = None
+) -> ChatServerThread:
+    """The container's web server, started: the kit's server with the talk page's ``page_options``."""
+    return ChatServerThread(engine, token, host, port, page_options).start()
 
 
 def _hf_access_error(exc: BaseException, model: str) -> RuntimeError | None:
@@ -439,6 +481,8 @@ def gpu_class_options(idle_s: int, timeout_s: int, max_containers: int) -> dict[
 
 
 SERVER_OPTIONS = gpu_class_options(SCALEDOWN_WINDOW_S, TIMEOUT_S, MAX_CONTAINERS) | {"secrets": [token_secret]}
+if TALK.record:  # the server records every conversation of the talk page onto its own Volume
+    SERVER_OPTIONS["volumes"] = volumes | {TALK_PATH: talk_volume}
 
 
 @app.cls(**SERVER_OPTIONS)
@@ -468,12 +512,15 @@ class JMoshiServer:
     @modal.web_server(port=PORT, startup_timeout=60, requires_proxy_auth=PROXY_AUTH)
     def serve(self) -> None:
         # The token is read here, after any snapshot restore, so a rotated secret takes effect.
-        self.server = start_chat_server(self.engine, container_token(), host=HOST, port=PORT)
+        self.server = start_chat_server(self.engine, container_token(), host=HOST, port=PORT,
+                                        page_options=talk_page_options())  # fmt: skip
 
     @modal.exit()
     def shutdown(self) -> None:
         if getattr(self, "server", None) is not None:
-            self.server.stop()  # type: ignore[union-attr]
+            self.server.stop()  # type: ignore[union-attr]  # live conversations end, saved as cut short
+        if TALK.record:
+            commit_talk_volume()
 
 
 SWEEP_OPTIONS = gpu_class_options(SWEEP_SCALEDOWN_WINDOW_S, SWEEP_TIMEOUT_S, SWEEP_MAX_CONTAINERS)

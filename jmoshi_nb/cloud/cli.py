@@ -1,8 +1,12 @@
-"""``jmoshi-nb modal deploy | download-weights | status | listen``: the Modal side of the kit from a terminal.
+"""``jmoshi-nb modal deploy | download-weights | status | listen | recordings``: the Modal side of the kit
+from a terminal.
 
 ``deploy`` deploys ``jmoshi_nb.cloud.app`` with ``App.deploy()`` in this process (no ``modal`` CLI
 on PATH needed, and the settings below become the app's ``JMOSHI_MODAL_*`` environment), after making
 sure the token secret exists; then it fills the weights Volume so the first session starts quickly.
+Its talk page flags (``--config/--configs/--assign/--record/--rate/--show-controls``, as ``serve``'s)
+are checked before any Modal call (``talk_deploy``); ``recordings NAME --fetch DIR`` brings the
+conversations recorded on the talk Volume back, never overwriting a local file.
 ``status`` shows what exists (credentials, secrets, deployed app and its settings, cached weights)
 without starting a GPU. ``listen`` serves a saved listening test's rater page from a CPU container
 (``cloud/listen_app.py``). Modal is imported only when a command runs, so the CLI works without it.
@@ -17,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..core.config import ConfigError
 from ..remote.modal_client import (
     DEFAULT_APP_NAME,
     DEFAULT_GPU,
@@ -29,8 +34,19 @@ from ..remote.modal_client import (
     token_file,
     translate_error,
 )
-from ..remote.settings import ENV, LISTEN_APP_NAME, LISTEN_CLASS, LISTEN_VOLUME_NAME, VOLUME_NAME, app_environment
+from ..remote.settings import (
+    ENV,
+    LISTEN_APP_NAME,
+    LISTEN_CLASS,
+    LISTEN_VOLUME_NAME,
+    TALK_VOLUME_NAME,
+    VOLUME_NAME,
+    app_environment,
+)
 from ..remote.settings import MODEL as DEFAULT_MODEL
+from ..serve.settings import ASSIGN_MODES
+from ..serve.talk_page import page_link
+from .talk_deploy import RECORD_NAME, TalkDeploy, talk_deploy
 
 
 class ModalCli(RealModal):
@@ -121,11 +137,31 @@ class ModalCli(RealModal):
         return {e.path.rsplit("/", 1)[-1]: b"".join(volume.read_file(e.path)) for e in entries
                 if e.path.endswith(".csv")}  # fmt: skip
 
+    # ---- the talk page's recordings (cloud/app.py, --record NAME) ---------------------------------------
+    def talk_files(self, volume_name: str, name: str) -> list[str] | None:
+        """The files under ``name/`` on the talk Volume, as paths relative to it; None if there is no such folder."""
+        import modal
+        from modal.exception import NotFoundError
+        from modal.volume import FileEntryType
+
+        try:
+            entries = modal.Volume.from_name(volume_name).listdir(f"/{name}", recursive=True)
+        except (NotFoundError, FileNotFoundError):
+            return None
+        prefix = f"{name}/"
+        return sorted(e.path.lstrip("/").removeprefix(prefix) for e in entries if e.type == FileEntryType.FILE)
+
+    def read_talk_file(self, volume_name: str, path: str) -> bytes:
+        """One file of the talk Volume (``path`` from its root)."""
+        import modal
+
+        return b"".join(modal.Volume.from_name(volume_name).read_file(path))
+
 
 _make_api: Any = ModalCli  # tests replace this factory
 
 
-def _settings(args: argparse.Namespace, api: Any) -> dict[str, str]:
+def _settings(args: argparse.Namespace, api: Any, talk: TalkDeploy | None = None) -> dict[str, str]:
     hf_secret = None
     if not api.secret_exists(HF_SECRET_NAME):
         print(f"note: no Modal secret '{HF_SECRET_NAME}': deploying without a Hugging Face token (public models only)")
@@ -139,6 +175,8 @@ def _settings(args: argparse.Namespace, api: Any) -> dict[str, str]:
         snapshot=False if getattr(args, "no_snapshot", False) else None,
         torch_compile=True if getattr(args, "torch_compile", False) else None,
         hf_secret=hf_secret,
+        max_sessions=getattr(args, "max_sessions", None),
+        talk=None if talk is None else talk.to_env(),
     )
 
 
@@ -148,18 +186,18 @@ def _fail(exc: BaseException) -> int:
     return 2
 
 
-def modal_command(body: Callable[[argparse.Namespace, Any], None]) -> Callable[[argparse.Namespace], int]:
-    """A ``jmoshi-nb modal`` command: ``body(args, api)`` once the Modal credentials are checked.
+def modal_command(body: Callable[..., None]) -> Callable[..., int]:
+    """A ``jmoshi-nb modal`` command: ``body(args, api, *extra)`` once the Modal credentials are checked.
 
     Exit status 0, or 2 with the error, made readable (``translate_error``), on stderr.
     """
 
     @functools.wraps(body)
-    def command(args: argparse.Namespace) -> int:
+    def command(args: argparse.Namespace, *extra: Any) -> int:
         api = _make_api()
         try:
             api.check_credentials()
-            body(args, api)
+            body(args, api, *extra)
         except Exception as exc:
             return _fail(exc)
         return 0
@@ -167,14 +205,45 @@ def modal_command(body: Callable[[argparse.Namespace, Any], None]) -> Callable[[
     return command
 
 
+TALK_LINK_WARNING = (
+    "whoever holds this link can send their microphone to the model and hear it, on your GPU bill: "
+    "share it only with participants"
+)
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    """``modal deploy``: the talk page's flags are checked first (exit 2 naming the file and field), then deploy."""
+    import os
+
+    from ..model.engine import MAX_SLOTS, check_slots
+
+    # The cap in force: the flag, or else the one a JMOSHI_MODAL_MAX_CONTAINERS in this shell gives the app.
+    containers = args.max_containers or int(os.environ.get(ENV["max_containers"]) or 1)
+    try:
+        if args.max_sessions is not None:
+            check_slots(args.max_sessions, MAX_SLOTS, "--max-sessions")
+        talk = talk_deploy(args.model, args.config, args.configs, args.assign, args.record, args.rate,
+                           args.show_controls, containers)  # fmt: skip
+    except ConfigError as exc:
+        print(f"jmoshi-nb: error: {exc}", file=sys.stderr)
+        return 2
+    return _deploy(args, talk)
+
+
 @modal_command
-def cmd_deploy(args: argparse.Namespace, api: Any) -> None:
+def _deploy(args: argparse.Namespace, api: Any, talk: TalkDeploy) -> None:
     token, source = ensure_token(api, token=args.token)
     print(f"token: from {source}")
-    settings = _settings(args, api)
+    settings = _settings(args, api, talk)
     print(f"deploying '{args.app}': {args.model} on {settings[ENV['gpu']]}")
+    for line in talk.describe(TALK_VOLUME_NAME):
+        print(f"  {line}")
     url = api.deploy(settings)
     print(f"chat endpoint: {url}/api/chat  (clients present the token: ?token=... or Bearer)")
+    print(f"talk page:     {page_link(url, token)}")
+    print(f"  ({TALK_LINK_WARNING})")
+    if talk.record:
+        print(f"recordings:    jmoshi-nb modal recordings {talk.record} --fetch DIR")
     if not args.no_download:
         print(f"filling the weights Volume with {args.model} (first time: ~16 GB) ...", flush=True)
         print(api.download(args.app, settings, args.model, args.revision or None))
@@ -204,6 +273,9 @@ def cmd_status(args: argparse.Namespace, api: Any) -> None:
     else:
         model, gpu = deployed.get(ENV["model"]), deployed.get(ENV["gpu"])
         print(f"app '{args.app}': deployed, serves {model} on {gpu}")
+        talk = TalkDeploy.from_env(deployed.get(ENV["talk"], ""))
+        for line in talk.describe(deployed.get(ENV["talk_volume"], TALK_VOLUME_NAME)):
+            print(f"  {line}")
     cached = api.cached_models(VOLUME_NAME)
     if cached is None:
         print(f"volume '{VOLUME_NAME}': not created yet")
@@ -277,9 +349,89 @@ def cmd_listen(args: argparse.Namespace) -> int:
     return 0
 
 
+FINISHED_MARK = "audio.wav"  # written when a recording is saved (Recording.save); absent while it streams
+
+
+def save_fetched_file(local: Path, data: bytes) -> tuple[str, Path]:
+    """Put one file from the Volume at ``local`` without ever replacing a local file.
+
+    Returns:
+        ``("new", local)`` when it was written, ``("same", local)`` when ``local`` already holds these
+        bytes, or ``("beside", path)`` when ``local`` differs: the Volume's copy is then written beside
+        it as ``<stem>.modal<suffix>`` (``.modal-2``, ... if that is taken too).
+    """
+    target, what = local, "new"
+    n = 1
+    while target.exists():
+        if target.read_bytes() == data:
+            return ("same" if target == local else "beside"), target
+        what = "beside"
+        target = local.with_name(f"{local.stem}.modal{'' if n == 1 else f'-{n}'}{local.suffix}")
+        n += 1
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.part")
+    tmp.write_bytes(data)
+    tmp.replace(target)  # a fetch cut short leaves no half-written file under the real name
+    return what, target
+
+
+def conversation_files(files: list[str]) -> dict[str, list[str]]:
+    """The Volume's files of one ``--record`` folder grouped by conversation (``participant/conversation``)."""
+    out: dict[str, list[str]] = {}
+    for rel in files:
+        out.setdefault(rel.rsplit("/", 1)[0] if "/" in rel else ".", []).append(rel)
+    return out
+
+
+def cmd_recordings(args: argparse.Namespace) -> int:
+    """``modal recordings NAME [--fetch DIR]``: what the talk page recorded on the Volume; bring it here."""
+    from ..serve.record import RATING_FILE, check_writable
+
+    try:
+        if not RECORD_NAME.fullmatch(args.name):
+            raise ConfigError(f"{args.name!r}: not a --record name (letters, digits, '_' and '-')")
+        out = check_writable(args.fetch) if args.fetch else None  # before any Modal call
+    except ConfigError as exc:
+        print(f"jmoshi-nb: error: {str(exc).replace('--record', '--fetch')}", file=sys.stderr)
+        return 2
+    api = _make_api()
+    try:
+        api.check_credentials()
+        files = api.talk_files(TALK_VOLUME_NAME, args.name)
+        if files is None:
+            raise ValueError(f"no recordings named '{args.name}' on the Volume '{TALK_VOLUME_NAME}' (deploy --record)")
+        groups = conversation_files(files)
+        finished = {c: fs for c, fs in groups.items() if any(f.endswith(f"/{FINISHED_MARK}") for f in fs)}
+        rated = sum(any(f.endswith(f"/{RATING_FILE}") for f in fs) for fs in groups.values())
+        participants = {c.split("/", 1)[0] for c in groups}
+        print(f"'{args.name}' on the Volume '{TALK_VOLUME_NAME}': {len(groups)} conversation(s) of "
+              f"{len(participants)} participant(s), {rated} rated, {len(groups) - len(finished)} not finished "
+              "(in progress, or cut short by a container that stopped)")  # fmt: skip
+        if out is None:
+            print(f"bring them here: jmoshi-nb modal recordings {args.name} --fetch DIR")
+            return 0
+        chosen = groups if args.unfinished else finished
+        counts = {"new": 0, "same": 0, "beside": 0}
+        for conversation in sorted(chosen):
+            for rel in chosen[conversation]:
+                what, path = save_fetched_file(out / rel, api.read_talk_file(TALK_VOLUME_NAME, f"{args.name}/{rel}"))
+                counts[what] += 1
+                if what == "beside":
+                    print(f"  kept beside a different local file: {path}")
+    except Exception as exc:
+        return _fail(exc)
+    skipped = len(groups) - len(chosen)
+    left = f"; {skipped} not finished, left on the Volume (--unfinished fetches them)" if skipped else ""
+    print(f"fetched {len(chosen)} conversation(s) into {out}: {counts['new']} new file(s), {counts['same']} already "
+          f"here, {counts['beside']} kept beside a different local file{left}")  # fmt: skip
+    return 0
+
+
 def add_modal_commands(subparsers: Any) -> None:
-    """Add ``modal deploy | download-weights | status`` to the ``jmoshi-nb`` CLI."""
-    modal_parser = subparsers.add_parser("modal", help="run the kit on Modal: deploy, download-weights, status, listen")
+    """Add ``modal deploy | download-weights | status | listen | recordings`` to the ``jmoshi-nb`` CLI."""
+    modal_parser = subparsers.add_parser(
+        "modal", help="run the kit on Modal: deploy, download-weights, status, listen, recordings"
+    )
     sub = modal_parser.add_subparsers(dest="modal_command", required=True)
 
     def common(p: argparse.ArgumentParser, model: bool = True) -> None:
@@ -296,6 +448,16 @@ def add_modal_commands(subparsers: Any) -> None:
     p.add_argument("--no-snapshot", action="store_true", help="disable CPU memory snapshots")
     p.add_argument("--torch-compile", action="store_true", help="let moshi torch.compile (slower cold starts)")
     p.add_argument("--no-download", action="store_true", help="do not fill the weights Volume now")
+    p.add_argument("--max-sessions", type=int, help="conversations one container serves at once (default 1)")
+    talk = p.add_argument_group("talk page (GET /), as `jmoshi-nb serve`'s")
+    talk.add_argument("--config", type=Path, metavar="FILE", help="the setting (YAML/JSON) every conversation gets")
+    talk.add_argument("--configs", type=Path, nargs="+", metavar="FILE",
+                      help="several settings, one given to each conversation, blind (System 1, 2...)")  # fmt: skip
+    talk.add_argument("--assign", choices=ASSIGN_MODES, default="balanced", help="how --configs are given out")
+    talk.add_argument("--record", metavar="NAME",
+                      help=f"record every conversation on the Volume '{TALK_VOLUME_NAME}' under NAME/")  # fmt: skip
+    talk.add_argument("--rate", action="store_true", help="ask for a 1-5 rating after each conversation")
+    talk.add_argument("--show-controls", action="store_true", help="show sampling sliders (a demo)")
     p.set_defaults(func=cmd_deploy)
 
     p = sub.add_parser("download-weights", help="put a model's weights into the Modal Volume (CPU only)")
@@ -312,6 +474,13 @@ def add_modal_commands(subparsers: Any) -> None:
     p.add_argument("--app", default=LISTEN_APP_NAME, help=f"Modal app name (default {LISTEN_APP_NAME})")
     p.add_argument("--fetch", action="store_true", help="copy the ratings from the Volume into TEST/ratings")
     p.set_defaults(func=cmd_listen)
+
+    p = sub.add_parser("recordings", help="the talk page's recordings on the Volume (deploy --record NAME); --fetch")
+    p.add_argument("name", help="the --record NAME of the deploy")
+    into = "copy them into DIR/<participant>/<conversation>/ (a local file is never replaced)"
+    p.add_argument("--fetch", type=Path, metavar="DIR", help=into)
+    p.add_argument("--unfinished", action="store_true", help="also fetch conversations not finished on the Volume")
+    p.set_defaults(func=cmd_recordings)
 
 
 __all__ = ["add_modal_commands"]

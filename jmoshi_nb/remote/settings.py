@@ -26,6 +26,7 @@ SWEEP_CLASS = "SweepWorker"
 LISTEN_APP_NAME = "jmoshi-nb-listen"  # the rater page's app (cloud/listen_app.py), CPU only
 LISTEN_VOLUME_NAME = "jmoshi-nb-listening"  # listening tests and their ratings: tests/<name>/
 LISTEN_CLASS = "RaterPage"
+TALK_VOLUME_NAME = "jmoshi-nb-talk"  # the talk page's recordings and ratings: <record name>/<participant>/<id>/
 
 
 ENV = {  # each app setting -> the environment variable a deploy or an ephemeral run sets it with
@@ -42,6 +43,8 @@ ENV = {  # each app setting -> the environment variable a deploy or an ephemeral
     "snapshot": "JMOSHI_MODAL_SNAPSHOT",
     "torch_compile": TORCH_COMPILE_ENV,
     "proxy_auth": "JMOSHI_MODAL_PROXY_AUTH",
+    "talk": "JMOSHI_MODAL_TALK",  # the talk page's settings as JSON (cloud.talk_deploy.TalkDeploy); "" = none
+    "talk_volume": "JMOSHI_MODAL_TALK_VOLUME",
 }
 
 

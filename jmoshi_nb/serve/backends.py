@@ -70,17 +70,22 @@ def serve_engine(
     port: int = 0,
     name: str = "jmoshi-nb-server",
     routes: dict[str, Callable[[web.Request], Awaitable[web.StreamResponse]]] | None = None,
+    **options: Any,
 ) -> AppThread:
     """The kit's server for ``engine`` on a background thread, plus extra GET ``routes``; started.
 
-    The server is ``chat_server(engine, token)``'s.
+    The server is ``chat_server(engine, token)``'s, with the talk page's ``options`` (settings,
+    recording, sliders, rating form: ``server.configure``). Its access log never shows a token.
 
     The local backends and the Modal container's web server both start their server this way.
     """
-    app = chat_server(engine, token).make_app()
+    from .server import configure
+    from .talk_page import RedactingAccessLogger
+
+    app = configure(chat_server(engine, token), **options).make_app()
     for path, handler in (routes or {}).items():
         app.router.add_get(path, handler)
-    return AppThread(app, host, port, name=name).start()
+    return AppThread(app, host, port, name=name, access_log_class=RedactingAccessLogger).start()
 
 
 class LocalServer(StartStopServer):
@@ -100,7 +105,9 @@ class LocalServer(StartStopServer):
         scheme: str = "ws",
         routes: dict[str, Callable[[web.Request], Awaitable[web.StreamResponse]]] | None = None,
         max_sessions: int = 1,
+        page_options: dict[str, Any] | None = None,
     ) -> None:
+        self.page_options = page_options or {}  # the talk page's (``server.configure``'s keywords)
         self.model, self.revision, self.host, self.port = model, revision, host, port
         self.name, self.scheme, self.routes = name, scheme, routes
         self.max_sessions = max_sessions  # > 1: a batched engine, one conversation per slot
@@ -117,7 +124,9 @@ class LocalServer(StartStopServer):
                 self.model, self.max_sessions, revision=self.revision, device=self.device,
                 sampling=cfg.sampling if cfg else None, seed=cfg.seed if cfg else 42,
             )  # fmt: skip
-        self._thread = serve_engine(self.engine, self.token, self.host, self.port, self.name, self.routes)
+        self._thread = serve_engine(
+            self.engine, self.token, self.host, self.port, self.name, self.routes, **self.page_options
+        )
         self.port = self._thread.port
         self.url = f"{self.scheme}://{self.host}:{self.port}"
         return self

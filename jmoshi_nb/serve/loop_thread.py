@@ -13,6 +13,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
 
 T = TypeVar("T")
 
@@ -54,13 +55,22 @@ class LoopThread:
 class AppThread:
     """An aiohttp app served from a ``LoopThread`` (``port=0``: any free port)."""
 
-    def __init__(self, app: web.Application, host: str = "127.0.0.1", port: int = 0, name: str = "jmoshi-nb-server"):
+    def __init__(
+        self,
+        app: web.Application,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        name: str = "jmoshi-nb-server",
+        access_log_class: type[AbstractAccessLogger] | None = None,
+    ):
         self.app, self.host, self.port, self.name = app, host, port, name
+        self.access_log_class = access_log_class  # None: aiohttp's
         self._loop: LoopThread | None = None
         self._runner: web.AppRunner | None = None
 
     async def _serve(self) -> int:
-        self._runner = web.AppRunner(self.app, shutdown_timeout=5.0)
+        extra: dict[str, Any] = {} if self.access_log_class is None else {"access_log_class": self.access_log_class}
+        self._runner = web.AppRunner(self.app, shutdown_timeout=5.0, **extra)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()

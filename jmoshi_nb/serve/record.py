@@ -6,6 +6,10 @@ model's audio, text, per-frame metrics, parameter changes, the config in force, 
 it was given and the participant. A conversation that ends without the client saying so (a closed tab,
 a lost connection) is saved marked cut short, and ``Recording.load`` says so.
 
+``on_saved`` (optional) runs after each finished recording and each saved rating, with the folder
+or file: on Modal it commits the Volume the recordings are on (``cloud.app``), so that a container
+that stops afterwards loses nothing.
+
 Layout: ``DIR/<participant>/<UTC time>-<id>/`` (a recording folder each). The participant id comes
 from the page's ``?p=ID`` or is generated (``anon-…``); ``safe_participant`` makes it a single safe
 folder name, so it never leads outside ``DIR``.
@@ -19,11 +23,13 @@ import re
 import secrets
 import tempfile
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from ..core.config import ConfigError, SessionConfig
+from ..core.record_writer import SESSION_FILE
 from ..core.recording import Recording
 
 MAX_PARTICIPANT_CHARS = 64
@@ -31,6 +37,8 @@ RATING_FILE = "rating.json"  # beside the conversation's recording (serve --rate
 RATING_SCORES = ("naturalness", "meaningfulness", "overall")  # 1-5 each, the J-Moshi paper's criteria + overall
 MAX_COMMENT_CHARS = 2000
 _UNSAFE = re.compile(r"[^\w\-]+")  # letters and digits of any script, "_" and "-" stay
+_STAMP = "%Y%m%dT%H%M%SZ"  # a conversation id is "<UTC time>-<6 hex digits>" (folder_for)
+_CONVERSATION_ID = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{6}")
 
 
 def safe_participant(raw: str | None) -> str:
@@ -62,17 +70,25 @@ def check_writable(folder: Path) -> Path:
 
 
 class ServerRecorder:
-    """Opens one streamed recording per conversation under ``root``."""
+    """Opens one streamed recording per conversation under ``root``.
 
-    def __init__(self, root: str | Path) -> None:
+    Parameters:
+        root: the recordings folder (created; ConfigError if it is not writable).
+        on_saved: called with the folder after each finished recording (``finish``) and with the file
+            after each saved rating (``save_rating``), before they return; it may block (it runs in a
+            worker thread of the server).
+    """
+
+    def __init__(self, root: str | Path, on_saved: Callable[[Path], None] | None = None) -> None:
         self.root = check_writable(Path(root))
+        self.on_saved = on_saved
         self._lock = threading.Lock()
         self.folders: dict[str, Path] = {}  # conversation id -> its folder
 
     def folder_for(self, participant: str | None) -> tuple[str, Path]:
         """A new (conversation id, folder) for ``participant``, inside ``root`` by construction."""
         who = safe_participant(participant)
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        stamp = datetime.now(UTC).strftime(_STAMP)
         with self._lock:
             while True:
                 conversation = f"{stamp}-{secrets.token_hex(3)}"
@@ -98,12 +114,36 @@ class ServerRecorder:
         rec.stream_to(folder)
         return rec
 
+    def finish(self, rec: Recording) -> Path:
+        """Save the conversation's recording in the folder it streamed to, then run ``on_saved``.
+
+        Returns:
+            The recording's folder.
+        """
+        folder = rec.streaming_to
+        if folder is None:
+            raise ValueError("the recording is not one this recorder opened (it streams nowhere)")
+        rec.save(folder)
+        if self.on_saved is not None:
+            self.on_saved(folder)
+        return folder
+
     def folder_of(self, conversation: str) -> Path | None:
-        """The folder of a conversation this server recorded, None if it recorded no such one."""
-        return self.folders.get(conversation)
+        """The folder of a conversation recorded in ``root``, None if there is no such one.
+
+        First the conversations this recorder opened; then a recording of that id already in ``root``
+        (one an earlier server process recorded there: on Modal, a container that stopped after
+        committing it, so a rating sent after a restart still finds its conversation).
+        """
+        folder = self.folders.get(conversation)
+        if folder is None and _CONVERSATION_ID.fullmatch(conversation):  # the id can hold no path
+            found = [p.parent for p in self.root.glob(f"*/{conversation}/{SESSION_FILE}")]
+            folder = found[0] if len(found) == 1 else None
+        return folder
 
     def save_rating(self, answer: dict[str, Any]) -> Path:
-        """Write a participant's rating beside the conversation's recording, on disk before returning.
+        """Write a participant's rating beside the conversation's recording, on disk (and ``on_saved`` run)
+        before returning.
 
         Parameters:
             answer: ``{"conversation", "naturalness", "meaningfulness", "overall", "comment"?}``, scores
@@ -119,7 +159,7 @@ class ServerRecorder:
             raise ValueError("a rating is a JSON object")
         folder = self.folder_of(str(answer.get("conversation", "")))
         if folder is None:
-            raise ValueError(f"no conversation {answer.get('conversation')!r} was recorded by this server")
+            raise ValueError(f"no conversation {answer.get('conversation')!r} was recorded here")
         row: dict[str, Any] = {}
         for key in RATING_SCORES:
             value = answer.get(key)
@@ -151,6 +191,8 @@ class ServerRecorder:
                 os.fsync(dir_fd)  # the rename itself is on disk
             finally:
                 os.close(dir_fd)
+        if self.on_saved is not None:
+            self.on_saved(path)
         return path
 
 

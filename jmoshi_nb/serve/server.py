@@ -403,8 +403,8 @@ class ConversationServer(ABC, Generic[ConversationT]):
             s.heard.popleft()
         if not (s.ended or s.closed_cleanly):
             rec.meta["cut_short"] = "server shut down" if self._shutting_down else "connection lost"
-        folder = rec.streaming_to
-        await asyncio.to_thread(rec.save, folder)
+        assert self.recorder is not None  # only the recorder opens server recordings
+        folder = await asyncio.to_thread(self.recorder.finish, rec)
         log.info("conversation recorded in %s%s", folder, " (cut short)" if rec.cut_short else "")
 
     async def _talk(self, session: ConversationT) -> None:

@@ -39,6 +39,17 @@ class Setting:
     def seed(self) -> int | None:
         return self.config.seed
 
+    def as_dict(self) -> dict[str, Any]:
+        """The setting as plain JSON data (``from_dict`` makes it again): how a deploy ships it to Modal."""
+        return {"index": self.index, "label": self.label, "config": self.config.model_dump(mode="json"),
+                "source": self.source}  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Setting:
+        """The setting ``as_dict`` wrote (its config validated again: ConfigError naming the field)."""
+        config = SessionConfig.from_dict(data["config"])
+        return cls(int(data["index"]), str(data["label"]), config, data.get("source"))
+
     def record(self, mode: str | None) -> dict[str, Any]:
         """What the recording keeps of the assignment (the page shows ``label`` only)."""
         return {

@@ -6,7 +6,7 @@
 // * what is heard: a silent tap (an AudioWorklet whose output is zero) receives everything the page
 //   connects to its AudioContext's destination: "sound" = render quanta that are not all zeros, a
 //   "gap" = all-zero quanta after the first sound, an underrun = sound resuming after a gap. One tap per
-//   AudioContext; the figures are their sums (a context that never sounds adds nothing).
+//   AudioContext; talk_page.py takes the one that sounded most (the speaker's).
 // * latency (mic -> heard), sampled at each report of the page's player: mic seconds sent minus the
 //   model stream position the player has reached (played + dropped), plus the context's output
 //   latency. moshi's meter computes the same from its worklet's "delay" (mic encoded minus stream

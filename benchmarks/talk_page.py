@@ -101,7 +101,8 @@ def meter_figures(meter: dict[str, Any], seconds: float) -> dict[str, Any]:
             if last is not None:
                 grid.append(last)
             t += 1000 * GRID_S
-    tap = {key: sum(t[key] for t in meter["taps"]) for key in ("sound_s", "gap_s", "underruns")}
+    # The AudioContext that sounded most is the speaker's (moshi's recorder has a context of its own).
+    tap = max(meter["taps"], key=lambda t: t["sound_s"], default={"sound_s": 0.0, "gap_s": 0.0, "underruns": 0})
     talk_min = ((meter["now"] - first) / 60000) if first is not None else seconds / 60
     return {
         "meter_latency_p50_ms": round(percentile(grid, 50)),

@@ -76,6 +76,12 @@ GRID_S = 0.08
 def meter_figures(meter: dict[str, Any], seconds: float) -> dict[str, Any]:
     """The figures of ``client_meter.js``: latency on an 80 ms grid from 2 s after the first model audio.
 
+    Latency = mic seconds sent - the position played in the server's stream + the output latency (both
+    streams count the Opus packets as sent: step k's audio follows mic frame k). The player reports its
+    position in decoded audio; a decoder that trims the Opus pre-skip (RFC 7845) has thrown away that
+    much of the server's stream, so the pre-skip is added back to its position. Whether it trims is
+    read from the run: decoded seconds behind the packets received by more than half the pre-skip.
+
     Parameters
     ----------
     meter:
@@ -87,34 +93,48 @@ def meter_figures(meter: dict[str, Any], seconds: float) -> dict[str, Any]:
     -------
     dict
         ``meter_latency_p50/p90/p99_ms``, ``meter_underruns``, ``meter_underruns_per_min``, ``meter_heard_s``,
-        ``meter_gap_s``, ``meter_received_s``, ``meter_unheard_s``, ``meter_samples``.
+        ``meter_gap_s``, ``meter_received_s``, ``meter_unheard_s``, ``meter_samples``; of the latency,
+        ``meter_socket_lag_p50_ms`` (mic seconds sent minus model seconds received on the socket) and
+        ``meter_output_latency_ms`` (the AudioContext's): the rest is decoding and the player's buffer;
+        ``meter_decoder_trims_preskip`` and ``meter_model_preskip_ms``.
     """
     samples = sorted(meter["samples"])
     first = meter["firstModelAt"]
-    grid: list[float] = []
+    pre_skip_s = (meter["modelPreSkip"] or 0) / 48000
+    behind = [raw - decoded for _, _, _, _, raw, decoded in samples[len(samples) // 4 :]]
+    trims = bool(behind) and statistics.median(behind) > pre_skip_s / 2
+    skipped = pre_skip_s if trims else 0.0
+    grid: list[tuple[float, float, float]] = []  # [mic -> heard, mic -> received, output latency] every 80 ms
     if samples and first is not None:
         t, i, last = first + 1000 * SKIP_S, 0, None
         while t <= meter["now"]:
             while i < len(samples) and samples[i][0] <= t:
-                last = samples[i][1]
+                _, mic, player, out, raw, _ = samples[i]
+                last = (1000 * (mic - (player + skipped) + out), 1000 * (mic - raw), 1000 * out)
                 i += 1
             if last is not None:
                 grid.append(last)
             t += 1000 * GRID_S
+    heard = [g[0] for g in grid]
     # The AudioContext that sounded most is the speaker's (moshi's recorder has a context of its own).
     tap = max(meter["taps"], key=lambda t: t["sound_s"], default={"sound_s": 0.0, "gap_s": 0.0, "underruns": 0})
     talk_min = ((meter["now"] - first) / 60000) if first is not None else seconds / 60
+    received_s = meter["modelRawS"]
     return {
-        "meter_latency_p50_ms": round(percentile(grid, 50)),
-        "meter_latency_p90_ms": round(percentile(grid, 90)),
-        "meter_latency_p99_ms": round(percentile(grid, 99)),
+        "meter_latency_p50_ms": round(percentile(heard, 50)),
+        "meter_latency_p90_ms": round(percentile(heard, 90)),
+        "meter_latency_p99_ms": round(percentile(heard, 99)),
+        "meter_socket_lag_p50_ms": round(percentile([g[1] for g in grid], 50)),
+        "meter_output_latency_ms": round(percentile([g[2] for g in grid], 50)),
+        "meter_decoder_trims_preskip": trims,
+        "meter_model_preskip_ms": round(1000 * pre_skip_s, 1),
         "meter_samples": len(samples),
         "meter_underruns": tap["underruns"],
         "meter_underruns_per_min": round(tap["underruns"] / talk_min, 1),
         "meter_heard_s": round(tap["sound_s"], 2),
         "meter_gap_s": round(tap["gap_s"], 2),
-        "meter_received_s": round(meter["modelS"], 2),
-        "meter_unheard_s": round(max(0.0, meter["modelS"] - tap["sound_s"]), 2),
+        "meter_received_s": round(received_s, 2),
+        "meter_unheard_s": round(max(0.0, received_s - tap["sound_s"]), 2),
     }
 
 
@@ -261,7 +281,9 @@ def main() -> int:
             f"run {r['run']} {r['client']:<17} load {r['load_avg_1min']:>5}: latency p50 {r['meter_latency_p50_ms']} / "
             f"p90 {r['meter_latency_p90_ms']} / p99 {r['meter_latency_p99_ms']} ms; underruns {r['meter_underruns']} "
             f"({r['meter_underruns_per_min']}/min), gaps {r['meter_gap_s']} s; heard {r['meter_heard_s']} s of "
-            f"{r['meter_received_s']} s received ({r['meter_unheard_s']} s unheard)"
+            f"{r['meter_received_s']} s received ({r['meter_unheard_s']} s unheard); of the p50: mic -> received "
+            f"{r['meter_socket_lag_p50_ms']} ms, output latency {r['meter_output_latency_ms']} ms; decoder trims the "
+            f"{r['meter_model_preskip_ms']} ms pre-skip: {r['meter_decoder_trims_preskip']}"
         )
         if r["client"] == "kit page":
             line += (

@@ -122,9 +122,11 @@ class Conversation {
     const player = new AudioWorkletNode(ctx, "jmoshi-player", {
       numberOfInputs: 0,
       outputChannelCount: [1],
-      // A short jitter buffer (grown by underruns up to 320 ms), and a backlog beyond 480 ms dropped, as
-      // moshi's web client does: a burst after a server stall must not leave the talk seconds behind.
-      processorOptions: { sourceRate: CONFIG.sample_rate, jitterMs: 120, maxJitterMs: 320, maxMs: 480 },
+      // Play from one frame (80 ms) buffered, and again from one frame after an underrun, as moshi's web
+      // client does; a buffer grown by underruns (the widget's 40 ms steps) waits for two 80 ms frames and
+      // cost ~60 ms of latency (benchmarks/RESULTS.md). A backlog beyond 480 ms is dropped: a burst after a
+      // server stall must not leave the talk seconds behind.
+      processorOptions: { sourceRate: CONFIG.sample_rate, jitterMs: 80, maxJitterMs: 80, maxMs: 480 },
     });
     player.port.onmessage = (e) => this.onPlayer(e.data);
     this.gain = ctx.createGain();

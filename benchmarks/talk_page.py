@@ -14,9 +14,13 @@ p50 / p90 / p99 on an 80 ms grid, underruns (sound resuming after all-zero outpu
 gap (moshi's meter calls them "missed"), seconds heard, and model seconds received but never heard
 (dropped by the player, or still buffered at the end).
 
+The meter's latency compares the same sample index in the two streams (mic sample n sent, the model's
+sample n heard), as moshi's own meter does; it is one frame (80 ms) more than the page's own figure
+below, which runs from a frame's sending to the start of its answer.
+
 Starts ``jmoshi-nb serve`` (tiny), opens ``GET /`` in headless Debian Chromium with a fake microphone
 playing Japanese speech (``tests/browser/harness.py``), presses Start, talks for ``--seconds`` and
-reads the page's own figures:
+also reads the page's own figures:
 
 * ``latency``: per frame, the microphone frame handed to the Opus encoder until its answer is heard:
   (the server's metrics for that frame reach the page) + (the player's buffer at that moment) + (the
@@ -27,7 +31,8 @@ reads the page's own figures:
 * ``server_queue``: frames waiting on the server when each was answered (p50, max), and the server's
   step time: a queue means the server, not the page, fell behind.
 
-JSON goes to ``test-output/benchmarks/talk_page.json``. On a shared 2-core machine the figures swing
+Each run row carries the 1-minute load average when it started. JSON goes to
+``test-output/benchmarks/talk_page.json``. On a shared 2-core machine the figures swing
 with whatever else runs (Chromium, the model and the page share the cores): compare runs made back to back.
 """
 

@@ -122,9 +122,12 @@ class Conversation {
     const player = new AudioWorkletNode(ctx, "jmoshi-player", {
       numberOfInputs: 0,
       outputChannelCount: [1],
-      // A short jitter buffer (grown by underruns up to 320 ms), and a backlog beyond 480 ms dropped, as
-      // moshi's web client does: a burst after a server stall must not leave the talk seconds behind.
-      processorOptions: { sourceRate: CONFIG.sample_rate, jitterMs: 120, maxJitterMs: 320, maxMs: 480 },
+      // Play from one frame (80 ms) buffered, and again from one frame after an underrun, as moshi's web
+      // client does; a buffer grown by underruns (the widget's 40 ms steps) waits for two 80 ms frames and
+      // cost ~60 ms of latency. A backlog beyond 240 ms (moshi's client: 100 ms, growing to 240 ms) is
+      // dropped back to one frame: a burst after a server stall must not leave the talk behind for the
+      // rest of it (with 480 ms one run stayed ~150 ms behind). Measured in benchmarks/RESULTS.md.
+      processorOptions: { sourceRate: CONFIG.sample_rate, jitterMs: 80, maxJitterMs: 80, maxMs: 240 },
     });
     player.port.onmessage = (e) => this.onPlayer(e.data);
     this.gain = ctx.createGain();

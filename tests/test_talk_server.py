@@ -160,6 +160,27 @@ async def test_a_lost_connection_leaves_a_cut_short_recording(recorded: tuple[st
     assert rec.cut_short and rec.meta["cut_short"] == "connection lost" and len(rec.metrics) >= 3
 
 
+async def test_a_closed_tab_leaves_a_cut_short_recording(recorded: tuple[str, ChatServer]) -> None:
+    """A browser closing the tab sends close code 1001 (going away): cut short, unlike End (1000)."""
+    url, chat = recorded
+    async with aiohttp.ClientSession() as http:
+        ws = await http.ws_connect(url + P.CHAT_PATH, headers={"Authorization": "Bearer tok"})
+        assert (await ws.receive(timeout=30)).data == bytes([P.Kind.HANDSHAKE])
+        import sphn
+
+        writer = sphn.OpusStreamWriter(SAMPLE_RATE)
+        for _ in range(6):
+            opus = writer.append_pcm(np.full(FRAME_SIZE, 0.1, np.float32))
+            if opus:
+                await ws.send_bytes(P.pack(P.Kind.AUDIO, opus))
+        await asyncio.sleep(1.0)
+        await ws.close(code=aiohttp.WSCloseCode.GOING_AWAY)
+    await wait_until(lambda: any("audio.wav" in os.listdir(f) for f in folders(chat.recorder.root)), 15)
+    (folder,) = folders(chat.recorder.root)
+    rec = Recording.load(folder)
+    assert rec.cut_short and rec.meta["cut_short"] == "page closed" and len(rec.metrics) >= 3
+
+
 async def test_rating_is_stored_beside_its_recording(recorded: tuple[str, ChatServer]) -> None:
     url, chat = recorded
     async with connect(url, token="tok") as s:

@@ -103,7 +103,8 @@ class _Conversation:
     recording: Recording | None = None  # the server's own recording (serve --record)
     heard: deque[tuple[np.ndarray, bool]] = field(default_factory=deque)  # user frames not yet recorded; True: dropped
     ended: bool = False  # the client said {"type": "end"}
-    closed_cleanly: bool = False  # the client sent a WebSocket close frame
+    closed_cleanly: bool = False  # the client closed the socket meaning to (a close frame other than 1001)
+    page_closed: bool = False  # the client's page went away (close code 1001: the tab closed or navigated)
     description: dict[str, Any] = field(default_factory=dict)  # the kit's session description
 
     async def send(self, message: bytes) -> None:
@@ -402,7 +403,9 @@ class ConversationServer(ABC, Generic[ConversationT]):
         while s.heard:  # frames heard but never stepped (the conversation ended first)
             s.heard.popleft()
         if not (s.ended or s.closed_cleanly):
-            rec.meta["cut_short"] = "server shut down" if self._shutting_down else "connection lost"
+            rec.meta["cut_short"] = (
+                "server shut down" if self._shutting_down else "page closed" if s.page_closed else "connection lost"
+            )
         assert self.recorder is not None  # only the recorder opens server recordings
         folder = await asyncio.to_thread(self.recorder.finish, rec)
         log.info("conversation recorded in %s%s", folder, " (cut short)" if rec.cut_short else "")
@@ -446,7 +449,10 @@ class ConversationServer(ABC, Generic[ConversationT]):
         while True:
             msg = await s.ws.receive()
             if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING):
-                s.closed_cleanly = True  # a close frame: the client meant to go
+                # A close frame: the client meant to go, unless its page went away (a browser sends
+                # 1001 when the tab closes or navigates; the talk page's End button sends 1000).
+                s.page_closed = msg.data == WSCloseCode.GOING_AWAY
+                s.closed_cleanly = not s.page_closed
                 break
             if msg.type == WSMsgType.CLOSED:
                 break  # the connection went away without a close frame

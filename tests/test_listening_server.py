@@ -444,3 +444,20 @@ def test_a_ratings_file_from_before_the_quality_columns_is_still_read_and_append
     assert header.split(",") == list(legacy) and all(len(r.split(",")) == 14 for r in rows)  # its own columns
     df = read_ratings(path, screen=True)
     assert list(df["naturalness"]) == [4, 2] and df.attrs["screened_out"] == {}
+
+
+def test_the_rater_pages_access_log_never_shows_its_token(test_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The page's requests carry ``?token=``: the access log shows ``token=***``, never the token."""
+    import logging
+    import urllib.request
+
+    caplog.set_level(logging.INFO, logger="aiohttp.access")
+    with RaterServer(ListeningTest.open(test_dir), token="s3cr3t-rater").start() as server:
+        for path in ("?token=s3cr3t-rater", "?token=wrong-guess"):
+            try:
+                urllib.request.urlopen(server.url.split("?")[0] + path, timeout=10).read()
+            except OSError:
+                pass  # a wrong token is refused: its request is logged all the same
+    lines = [r.getMessage() for r in caplog.records if r.name == "aiohttp.access"]
+    assert len(lines) == 2 and all("token=***" in line for line in lines), lines
+    assert not any("s3cr3t-rater" in line or "wrong-guess" in line for line in lines), lines

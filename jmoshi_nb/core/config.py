@@ -7,6 +7,7 @@ options and the package versions it was made with. YAML or JSON, chosen by file 
 
 from __future__ import annotations
 
+import functools
 import json
 import secrets
 from importlib import metadata
@@ -130,13 +131,19 @@ def describe_params(params: dict[str, Any], seed: int | None = None, previous: d
 
 
 def package_versions() -> dict[str, str]:
-    out = {}
+    """The versions of the packages a recording names (read from the installed metadata once per process)."""
+    return dict(_package_versions())
+
+
+@functools.cache
+def _package_versions() -> tuple[tuple[str, str], ...]:
+    out = []
     for name in ("jmoshi-nb", "moshi", "torch", "sphn", "numpy", "sentencepiece"):
         try:
-            out[name] = metadata.version(name)
+            out.append((name, metadata.version(name)))
         except metadata.PackageNotFoundError:
             continue
-    return out
+    return tuple(out)
 
 
 class InputOptions(BaseModel):

@@ -38,6 +38,7 @@ from aiohttp import web
 from ..core.access import link_host, token_ok
 from ..core.labels import Bilingual, label_texts
 from ..serve.loop_thread import AppThread, LoopThread
+from ..serve.talk_page import RedactingAccessLogger
 from .listening_labels import LISTENING_LABELS
 from .listening_quality import RATED_KINDS, check_rater_id, new_rater_id
 
@@ -128,7 +129,9 @@ class RaterServer:
 
     def start(self, host: str = "127.0.0.1", port: int = 0) -> RaterServer:
         """Serve on a background thread (``port=0``: any free port); ``url`` is the link for raters."""
-        self._thread = AppThread(self.make_app(), host, port, name="jmoshi-nb-rater-page").start()
+        self._thread = AppThread(
+            self.make_app(), host, port, name="jmoshi-nb-rater-page", access_log_class=RedactingAccessLogger
+        ).start()  # the page's requests carry ?token=: never in the access log
         shown = link_host(host)
         self.url = f"http://{shown}:{self._thread.port}/" + (f"?token={self.token}" if self.token else "")
         return self
@@ -304,7 +307,8 @@ def serve_listening(
     on_saved: Callable[[Path], None] | None = None,
 ) -> None:
     """Serve the rater page in the foreground until interrupted (``jmoshi-nb listen serve``)."""
-    web.run_app(RaterServer(test, token, on_saved).make_app(), host=host, port=port, print=None)
+    app = RaterServer(test, token, on_saved).make_app()
+    web.run_app(app, host=host, port=port, print=None, access_log_class=RedactingAccessLogger)
 
 
 def progress_table(test: ListeningTest) -> Any:

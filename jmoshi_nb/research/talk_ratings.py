@@ -14,6 +14,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..core.record_writer import SESSION_FILE
 from ..serve.record import RATING_FILE, RATING_SCORES
 from .listening import COLUMNS, mos_table
 
@@ -48,7 +49,7 @@ def read_talk_ratings(folder: str | Path) -> pd.DataFrame:
     for path in sorted(root.glob(f"*/*/{RATING_FILE}")):
         try:
             rating = json.loads(path.read_text(encoding="utf-8"))
-            session_doc = json.loads((path.parent / "session.json").read_text(encoding="utf-8"))
+            session_doc = json.loads((path.parent / SESSION_FILE).read_text(encoding="utf-8"))
             scores = {k: int(rating[k]) for k in RATING_SCORES}
         except (OSError, ValueError, KeyError, TypeError) as exc:
             skipped.append(f"{path}: {exc}")

@@ -24,6 +24,7 @@ per-frame metrics, params, the engine's session description), so every analysis 
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -42,6 +43,8 @@ if TYPE_CHECKING:
 
 Forcing = tuple[np.ndarray | None, int]  # (the model channel, 24 kHz mono or None; frames to force)
 
+
+log = logging.getLogger(__name__)
 
 @dataclass
 class EngineInput:
@@ -130,6 +133,18 @@ def run_on_engine(
     return run_all_on_engine(engine, [EngineInput(pcm, config, name, dict(meta or {}), out, forcing)])[0]
 
 
+def _close_cut_short(runs: Sequence[_Run], exc: BaseException) -> None:
+    """A step failed: each running input's streamed recording is saved, marked cut short (nothing lost)."""
+    for run in runs:
+        if run.rec.streaming_to is None:
+            continue
+        run.rec.meta["cut_short"] = f"engine error: {type(exc).__name__}: {exc}"
+        try:
+            run.rec.save(run.rec.streaming_to)
+        except Exception:  # noqa: BLE001 - the original error is the one to report
+            log.exception("could not save the cut-short recording in %s", run.rec.streaming_to)
+
+
 def run_all_on_engine(
     engine: Engine | BatchEngine,
     inputs: Sequence[EngineInput],
@@ -160,9 +175,13 @@ def run_all_on_engine(
         seed = resolve_seed(item.config.seed)
         engine.reset(item.config.sampling, seed)  # type: ignore[call-arg]
         run = _Run(i, item, engine, seed, engine.describe())  # type: ignore[call-arg]
-        while not run.finished:
-            forced = run.forced_tokens()
-            run.record(engine.step(run.frame, forced_audio=forced), forced is not None)  # type: ignore[arg-type]
+        try:
+            while not run.finished:
+                forced = run.forced_tokens()
+                run.record(engine.step(run.frame, forced_audio=forced), forced is not None)  # type: ignore[arg-type]
+        except BaseException as exc:
+            _close_cut_short([run], exc)
+            raise
         recs.append(run.rec)
         if on_done is not None:
             on_done(i, run.rec)
@@ -188,7 +207,11 @@ def _run_slots(
             item = EngineInput(item.pcm, item.config, item.name, meta, item.out, item.forcing)
             running[slot] = _Run(i, item, engine, seed, session)
         forced = {s: t for s, r in running.items() if (t := r.forced_tokens()) is not None}
-        results = engine.step({slot: r.frame for slot, r in running.items()}, forced_audio=forced or None)
+        try:
+            results = engine.step({slot: r.frame for slot, r in running.items()}, forced_audio=forced or None)
+        except BaseException as exc:
+            _close_cut_short(list(running.values()), exc)
+            raise
         for slot, result in results.items():
             run = running[slot]
             run.record(result, slot in forced)

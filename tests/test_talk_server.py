@@ -11,6 +11,7 @@ import logging
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import numpy as np
@@ -139,46 +140,38 @@ async def test_each_conversation_is_recorded_with_its_setting(
     assert np.corrcoef(a.user_pcm[d:], pcm[: len(pcm) - d])[0, 1] > 0.9
 
 
-async def test_a_lost_connection_leaves_a_cut_short_recording(recorded: tuple[str, ChatServer], tmp_path: Path) -> None:
-    url, chat = recorded
-    http = aiohttp.ClientSession()
-    ws = await http.ws_connect(url + P.CHAT_PATH, headers={"Authorization": "Bearer tok"})
-    assert (await ws.receive(timeout=30)).data == bytes([P.Kind.HANDSHAKE])
+async def _abort(ws: aiohttp.ClientWebSocketResponse) -> None:
+    ws._response.connection.transport.abort()  # type: ignore[union-attr]  # no close frame: the tab died
+
+
+async def _close_tab(ws: aiohttp.ClientWebSocketResponse) -> None:
+    await ws.close(code=aiohttp.WSCloseCode.GOING_AWAY)  # what a browser sends when the tab closes
+
+
+@pytest.mark.parametrize(
+    ("leave", "reason"), [(_abort, "connection lost"), (_close_tab, "page closed")], ids=["lost", "tab-closed"]
+)
+async def test_a_conversation_the_client_did_not_end_is_recorded_cut_short(
+    recorded: tuple[str, ChatServer], leave: Any, reason: str
+) -> None:
+    """A lost connection, or a closed tab (close code 1001, unlike End's 1000): cut short, saying which."""
     import sphn
 
-    writer = sphn.OpusStreamWriter(SAMPLE_RATE)
-    for _ in range(6):
-        opus = writer.append_pcm(np.full(FRAME_SIZE, 0.1, np.float32))
-        if opus:
-            await ws.send_bytes(P.pack(P.Kind.AUDIO, opus))
-    await asyncio.sleep(1.0)
-    ws._response.connection.transport.abort()  # type: ignore[union-attr]  # no close frame: the tab died
-    await http.close()
-    await wait_until(lambda: any("audio.wav" in os.listdir(f) for f in folders(chat.recorder.root)), 15)
-    (folder,) = folders(chat.recorder.root)
-    rec = Recording.load(folder)
-    assert rec.cut_short and rec.meta["cut_short"] == "connection lost" and len(rec.metrics) >= 3
-
-
-async def test_a_closed_tab_leaves_a_cut_short_recording(recorded: tuple[str, ChatServer]) -> None:
-    """A browser closing the tab sends close code 1001 (going away): cut short, unlike End (1000)."""
     url, chat = recorded
     async with aiohttp.ClientSession() as http:
         ws = await http.ws_connect(url + P.CHAT_PATH, headers={"Authorization": "Bearer tok"})
         assert (await ws.receive(timeout=30)).data == bytes([P.Kind.HANDSHAKE])
-        import sphn
-
         writer = sphn.OpusStreamWriter(SAMPLE_RATE)
         for _ in range(6):
             opus = writer.append_pcm(np.full(FRAME_SIZE, 0.1, np.float32))
             if opus:
                 await ws.send_bytes(P.pack(P.Kind.AUDIO, opus))
         await asyncio.sleep(1.0)
-        await ws.close(code=aiohttp.WSCloseCode.GOING_AWAY)
+        await leave(ws)
     await wait_until(lambda: any("audio.wav" in os.listdir(f) for f in folders(chat.recorder.root)), 15)
     (folder,) = folders(chat.recorder.root)
     rec = Recording.load(folder)
-    assert rec.cut_short and rec.meta["cut_short"] == "page closed" and len(rec.metrics) >= 3
+    assert rec.cut_short and rec.meta["cut_short"] == reason and len(rec.metrics) >= 3
 
 
 async def test_rating_is_stored_beside_its_recording(recorded: tuple[str, ChatServer]) -> None:
